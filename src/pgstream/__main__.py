@@ -1,0 +1,5 @@
+import sys
+
+from pgstream.cli import main
+
+sys.exit(main())

@@ -1,0 +1,244 @@
+"""Hosts: where commands run and files live, as a given OS user.
+
+``LocalHost`` is this machine. Commands are argv tuples (never shell strings); they can run as
+another OS user (PostgreSQL refuses to run as root, so a root process runs servers as
+``postgres``). Files are written atomically with a mode and an owner; anything holding a
+secret is written 0600. An SSH host with the same interface comes later.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import re
+import selectors
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+import attrs
+
+from pgstream.errors import CommandFailed, InvalidInput
+
+OutputCallback = Callable[[str], None]
+
+# Variables that would silently redirect PostgreSQL's tools to another server or user.
+_SCRUBBED_ENV = re.compile(r"^PG(?!STREAM_)[A-Z_]*$")
+
+
+@attrs.frozen
+class OsUser:
+    """An operating-system account: who runs the server processes and owns their files."""
+
+    name: str
+    uid: int
+    gid: int
+    home: str = attrs.field(default="/", repr=False)
+
+    @classmethod
+    def lookup(cls, name: str) -> OsUser:
+        try:
+            entry = pwd.getpwnam(name)
+        except KeyError:
+            raise InvalidInput(f"no OS user named {name!r} on this machine") from None
+        return cls(entry.pw_name, entry.pw_uid, entry.pw_gid, entry.pw_dir)
+
+    @classmethod
+    def current(cls) -> OsUser:
+        entry = pwd.getpwuid(os.geteuid())
+        return cls(entry.pw_name, entry.pw_uid, entry.pw_gid, entry.pw_dir)
+
+    @property
+    def is_root(self) -> bool:
+        return self.uid == 0
+
+
+def server_user(run_as: str | None = None) -> OsUser:
+    """The OS user for server processes: ``run_as``, else ourselves, else (as root) ``postgres``."""
+    if run_as is not None:
+        user = OsUser.lookup(run_as)
+        if user.is_root:
+            raise InvalidInput("PostgreSQL refuses to run as root: name another run_as user")
+        return user
+    me = OsUser.current()
+    if not me.is_root:
+        return me
+    try:
+        return OsUser.lookup("postgres")
+    except InvalidInput:
+        raise InvalidInput(
+            "this process runs as root and PostgreSQL refuses to run as root, but there is no "
+            "'postgres' OS user: pass run_as='<an unprivileged user>' (CLI: --run-as), or create "
+            "one with 'useradd --system --home-dir /var/lib/postgresql postgres'"
+        ) from None
+
+
+@attrs.frozen
+class Completed:
+    argv: tuple[str, ...]
+    returncode: int
+    output: str
+    seconds: float
+
+
+@attrs.define
+class LocalHost:
+    """This machine."""
+
+    name: str = "localhost"
+
+    def _switch_to(self, user: OsUser | None) -> OsUser | None:
+        if user is None or user.uid == os.geteuid():
+            return None
+        if os.geteuid() != 0:
+            raise InvalidInput(
+                f"cannot run commands as {user.name!r}: this process is not root"
+            )
+        return user
+
+    def environment(self, user: OsUser | None, extra: Mapping[str, str] | None) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not _SCRUBBED_ENV.match(k)}
+        env.setdefault("LC_ALL", "C.UTF-8")
+        if (target := self._switch_to(user)) is not None:
+            env["HOME"] = target.home
+            env["USER"] = env["LOGNAME"] = target.name
+        if extra:
+            env.update(extra)
+        return env
+
+    def run(self, argv: Sequence[str], *, user: OsUser | None = None,
+            env: Mapping[str, str] | None = None, timeout: float = 120.0,
+            cwd: Path | None = None, on_output: OutputCallback | None = None,
+            check: bool = True, what: str | None = None) -> Completed:
+        """Run ``argv`` (as ``user``), output (stdout and stderr) captured and streamed by line.
+
+        Lines end at ``\\n`` or ``\\r`` so progress meters reach ``on_output`` as they change.
+        ``check``: a non-zero exit raises :class:`CommandFailed` with the output's tail.
+        """
+        argv = tuple(str(a) for a in argv)
+        target = self._switch_to(user)
+        started = time.monotonic()
+        kwargs: dict[str, object] = {}
+        if target is not None:
+            kwargs.update(user=target.uid, group=target.gid, extra_groups=[])
+        try:
+            proc = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                env=self.environment(user, env),
+                cwd=str(cwd) if cwd is not None else ("/" if target is not None else None),
+                start_new_session=True, **kwargs,  # type: ignore[call-overload]
+            )
+        except OSError as exc:
+            raise CommandFailed(f"{what or Path(argv[0]).name}: cannot run {argv[0]}: {exc}",
+                                argv=argv) from None
+        output = _collect(proc, started + timeout, on_output)
+        seconds = time.monotonic() - started
+        if output is None:
+            raise CommandFailed(
+                f"{what or Path(argv[0]).name} did not finish within {timeout:g} s "
+                f"and was stopped", argv=argv)
+        done = Completed(argv, proc.returncode, output, seconds)
+        if check and proc.returncode != 0:
+            tail = "\n".join(output.strip().splitlines()[-15:])
+            raise CommandFailed(
+                f"{what or Path(argv[0]).name} failed (exit {proc.returncode}):\n{tail}",
+                argv=argv, returncode=proc.returncode, output=output,
+            )
+        return done
+
+    # -- files
+    def read_text(self, path: Path) -> str:
+        return Path(path).read_text(encoding="utf-8")
+
+    def write_text(self, path: Path, text: str, *, mode: int = 0o600,
+                   owner: OsUser | None = None) -> None:
+        """Write atomically (temp file + rename) with ``mode``; chown to ``owner`` if given."""
+        path = Path(path)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        try:
+            os.fchmod(fd, mode)
+            if owner is not None and os.geteuid() == 0:
+                os.fchown(fd, owner.uid, owner.gid)
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(text)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+
+    def append_text(self, path: Path, text: str, *, owner: OsUser | None = None) -> None:
+        """Append (atomically, keeping the file's mode)."""
+        path = Path(path)
+        current = path.read_text(encoding="utf-8") if path.exists() else ""
+        mode = path.stat().st_mode & 0o777 if path.exists() else 0o600
+        if current and not current.endswith("\n"):
+            current += "\n"
+        self.write_text(path, current + text, mode=mode, owner=owner)
+
+    def exists(self, path: Path) -> bool:
+        return Path(path).exists()
+
+    def make_dir(self, path: Path, *, mode: int = 0o700, owner: OsUser | None = None) -> None:
+        path = Path(path)
+        path.mkdir(mode=mode, parents=False, exist_ok=False)
+        os.chmod(path, mode)
+        if owner is not None and os.geteuid() == 0:
+            os.chown(path, owner.uid, owner.gid)
+
+    def remove_tree(self, path: Path) -> None:
+        shutil.rmtree(path, ignore_errors=False)
+
+    def list_dir(self, path: Path) -> list[str]:
+        return sorted(os.listdir(path))
+
+    def copy_tree(self, source: Path, target: Path) -> None:
+        """Copy a directory, keeping owners and modes (``cp -a``)."""
+        self.run(("cp", "-a", "--reflink=auto", str(source), str(target)), what="copy")
+
+
+def _collect(proc: subprocess.Popen[bytes], deadline: float,
+             on_output: OutputCallback | None) -> str | None:
+    assert proc.stdout is not None
+    chunks: list[bytes] = []
+    pending = b""
+    with selectors.DefaultSelector() as selector:
+        selector.register(proc.stdout, selectors.EVENT_READ)
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                _kill(proc)
+                return None
+            if not selector.select(timeout=min(remaining, 1.0)):
+                continue
+            data = os.read(proc.stdout.fileno(), 65536)
+            if not data:
+                break
+            chunks.append(data)
+            if on_output is not None:
+                pending += data
+                *lines, pending = re.split(rb"[\r\n]", pending)
+                for line in lines:
+                    if line.strip():
+                        on_output(line.decode("utf-8", "replace"))
+    if on_output is not None and pending.strip():
+        on_output(pending.decode("utf-8", "replace"))
+    proc.stdout.close()
+    try:
+        proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        _kill(proc)
+        return None
+    return b"".join(chunks).decode("utf-8", "replace")
+
+
+def _kill(proc: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, 9)
+    proc.wait()

@@ -1,0 +1,268 @@
+"""Nodes: ``Primary`` and ``Standby``, each a connection plus where its server lives.
+
+A node is built from a conninfo (libpq string or keywords) and, when pgstream manages the
+server itself, the host, data directory and service that run it. Queries go through psycopg
+with parameters; errors come back as :class:`~pgstream.errors.PgStreamError` subclasses.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+import psycopg
+from psycopg import conninfo as pg_conninfo
+from psycopg import errors as pg_errors
+from psycopg import sql
+
+from pgstream import identifiers, queries
+from pgstream.errors import (
+    InvalidInput,
+    NodeUnreachable,
+    QueryError,
+    ReadOnlyNode,
+    SlotError,
+    SlotInUse,
+    SlotNotFound,
+)
+from pgstream.host import LocalHost, OsUser
+from pgstream.lsn import Lsn
+from pgstream.service import PgCtlService
+from pgstream.slot import ReplicationSlot, SlotStatus
+from pgstream.version import ServerVersion
+from pgstream.wait import DEFAULT_TIMEOUT, wait_for
+
+Params = Sequence[Any] | dict[str, Any] | None
+
+
+def masked_conninfo(conninfo: str) -> str:
+    """The conninfo with any password replaced by ``********`` (for reprs, logs, errors)."""
+    try:
+        params = pg_conninfo.conninfo_to_dict(conninfo)
+    except psycopg.ProgrammingError:
+        return "<unparsable conninfo>"
+    if "password" in params:
+        params["password"] = identifiers.MASK
+    return pg_conninfo.make_conninfo("", **params)
+
+
+def _check_conninfo(_inst: object, _attr: object, value: str) -> None:
+    try:
+        pg_conninfo.conninfo_to_dict(value)
+    except psycopg.ProgrammingError as exc:
+        raise InvalidInput(f"invalid conninfo: {exc}") from None
+
+
+@attrs.define(eq=False, repr=False)
+class Node:
+    """A PostgreSQL server pgstream talks to."""
+
+    name: str = attrs.field(validator=lambda _i, _a, v: identifiers.node_name(v))
+    conninfo: str = attrs.field(validator=_check_conninfo)
+    host: LocalHost = attrs.field(factory=LocalHost)
+    data_dir: Path | None = None
+    service: PgCtlService | None = None
+    os_user: OsUser | None = None
+    _conn: psycopg.Connection[tuple[Any, ...]] | None = attrs.field(default=None, init=False)
+    _version: ServerVersion | None = attrs.field(default=None, init=False)
+
+    def __repr__(self) -> str:
+        where = f", data_dir={str(self.data_dir)!r}" if self.data_dir else ""
+        return (f"{type(self).__name__}(name={self.name!r}, "
+                f"conninfo={masked_conninfo(self.conninfo)!r}{where})")
+
+    # -- connection
+    def connect(self) -> psycopg.Connection[tuple[Any, ...]]:
+        """The node's connection (autocommit), opened on first use and after a failure."""
+        if self._conn is not None and not self._conn.closed and not self._conn.broken:
+            return self._conn
+        self.close()
+        try:
+            self._conn = psycopg.connect(self.conninfo, autocommit=True, connect_timeout=10)
+        except psycopg.OperationalError as exc:
+            raise NodeUnreachable(
+                f"cannot connect to {self.name} ({masked_conninfo(self.conninfo)}): "
+                f"{str(exc).strip()}") from None
+        return self._conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                self._conn.close()
+            self._conn = None
+
+    @contextlib.contextmanager
+    def _errors(self, statement: object) -> Iterator[None]:
+        try:
+            yield
+        except pg_errors.ReadOnlySqlTransaction as exc:
+            raise ReadOnlyNode(
+                f"{self.name} is read-only (a standby in recovery): {exc.diag.message_primary}",
+                node=self.name, sqlstate=exc.sqlstate) from exc
+        except psycopg.OperationalError as exc:
+            if self._conn is not None and self._conn.broken:
+                self.close()
+                raise NodeUnreachable(f"lost the connection to {self.name}: {exc}") from exc
+            raise QueryError(f"on {self.name}: {exc}", node=self.name,
+                             sqlstate=exc.sqlstate) from exc
+        except psycopg.Error as exc:
+            raise QueryError(f"on {self.name}: {str(exc).strip()}", node=self.name,
+                             sqlstate=exc.sqlstate) from exc
+
+    def execute(self, statement: sql.Composable | str, params: Params = None) -> int:
+        """Run one statement; returns the affected row count (-1 when none applies)."""
+        conn = self.connect()
+        with self._errors(statement), conn.cursor() as cur:
+            cur.execute(_as_query(statement), params)
+            return cur.rowcount
+
+    def query(self, statement: sql.Composable | str,
+              params: Params = None) -> list[tuple[Any, ...]]:
+        """Run one statement and return its rows as tuples."""
+        conn = self.connect()
+        with self._errors(statement), conn.cursor() as cur:
+            cur.execute(_as_query(statement), params)
+            return cur.fetchall() if cur.description is not None else []
+
+    def _run(self, built: queries.Query) -> list[tuple[Any, ...]]:
+        statement, params = built
+        return self.query(statement, params)
+
+    def value(self, built: queries.Query) -> Any:
+        rows = self._run(built)
+        return rows[0][0] if rows else None
+
+    # -- facts
+    @property
+    def version(self) -> ServerVersion:
+        """The server's version, from ``server_version_num`` (asked once)."""
+        if self._version is None:
+            num = self.connect().info.server_version
+            self._version = ServerVersion.parse(num)
+        return self._version
+
+    @property
+    def in_recovery(self) -> bool:
+        return bool(self.value((sql.SQL("SELECT pg_is_in_recovery()"), ())))
+
+    def system_identifier(self) -> str:
+        return str(self.value(queries.system_identifier()))
+
+    def show(self, setting: str) -> str:
+        return str(self.query(queries.show(setting))[0][0])
+
+    def ping(self) -> bool:
+        try:
+            self.query("SELECT 1")
+        except (NodeUnreachable, QueryError):
+            return False
+        return True
+
+    def wait_ready(self, timeout: float = DEFAULT_TIMEOUT) -> None:
+        """Wait until the server accepts connections (after a start or restart)."""
+        wait_for(self.ping, timeout=timeout, what=f"{self.name} to accept connections",
+                 detail=self._log_detail)
+
+    def _log_detail(self) -> str:
+        if self.service is None:
+            return "(no server log)"
+        return "server log tail:\n" + self.service.log_tail(10)
+
+    # -- slots (on any node: cascading standbys keep slots too)
+    def slots(self) -> list[SlotStatus]:
+        """Physical slots with the WAL each holds back (``retained_bytes``)."""
+        rows = self._run(queries.slot_status(self.version, self.in_recovery))
+        return [_slot_status(row) for row in rows]
+
+    def slot(self, name: str) -> SlotStatus | None:
+        identifiers.slot_name(name)
+        rows = self._run(queries.slot_status(self.version, self.in_recovery, name))
+        return _slot_status(rows[0]) if rows else None
+
+    def create_slot(self, name: str | ReplicationSlot, *,
+                    exist_ok: bool = False) -> ReplicationSlot:
+        """The seed's step 4: a physical slot reserving WAL at once."""
+        slot = name if isinstance(name, ReplicationSlot) else ReplicationSlot(name)
+        try:
+            self._run(queries.create_slot(self.version, slot.name))
+        except QueryError as exc:
+            if exc.sqlstate == pg_errors.DuplicateObject.sqlstate:
+                if exist_ok:
+                    return slot
+                raise SlotError(f"replication slot {slot.name!r} already exists on "
+                                f"{self.name}") from None
+            raise
+        return slot
+
+    def drop_slot(self, name: str | ReplicationSlot) -> None:
+        """The seed's step 14. Refuses an active slot (a standby is streaming through it)."""
+        slot = name if isinstance(name, ReplicationSlot) else ReplicationSlot(name)
+        state = self.slot(slot.name)
+        if state is None:
+            raise SlotNotFound(f"no replication slot {slot.name!r} on {self.name}")
+        if state.active:
+            raise SlotInUse(
+                f"replication slot {slot.name!r} on {self.name} is active (walsender pid "
+                f"{state.active_pid}): stop or re-point the standby using it first")
+        try:
+            self._run(queries.drop_slot(self.version, slot.name))
+        except QueryError as exc:
+            if exc.sqlstate == pg_errors.ObjectInUse.sqlstate:
+                raise SlotInUse(f"replication slot {slot.name!r} on {self.name} became "
+                                "active while dropping it") from None
+            if exc.sqlstate == pg_errors.UndefinedObject.sqlstate:
+                raise SlotNotFound(f"no replication slot {slot.name!r} on {self.name}") from None
+            raise
+
+
+@attrs.define(eq=False, repr=False)
+class Primary(Node):
+    """The server that accepts writes and streams WAL to standbys."""
+
+    def current_lsn(self) -> Lsn:
+        """``pg_current_wal_lsn()`` (``pg_current_xlog_location()`` on 9.6)."""
+        return Lsn.parse(self.value(queries.current_lsn(self.version)))
+
+
+@attrs.define(eq=False, repr=False)
+class Standby(Node):
+    """A server in recovery, streaming from an upstream."""
+
+    upstream: str | None = None
+
+    def replay_lsn(self) -> Lsn | None:
+        """``pg_last_wal_replay_lsn()``: how far this standby has replayed."""
+        return Lsn.maybe(self.value(queries.replay_lsn(self.version)))
+
+    def has_replayed(self, target: Lsn) -> bool:
+        return bool(self.value(queries.lsn_reached(self.version, str(target))))
+
+    def wait_for_replay(self, target: Lsn, timeout: float = DEFAULT_TIMEOUT) -> None:
+        """Wait until replay reaches ``target`` (e.g. a primary's ``current_lsn()``)."""
+        wait_for(lambda: self.has_replayed(target), timeout=timeout,
+                 what=f"{self.name} to replay up to {target}",
+                 detail=lambda: f"{self.name} replayed up to {self.replay_lsn()}")
+
+    def wal_receiver(self) -> tuple[str, Lsn | None, str | None] | None:
+        """``(status, flushed LSN, slot)`` of the walreceiver, or None when not streaming."""
+        rows = self._run(queries.wal_receiver(self.version))
+        if not rows:
+            return None
+        status, flushed, slot = rows[0]
+        return str(status), Lsn.maybe(flushed), slot
+
+
+def _as_query(statement: sql.Composable | str) -> Any:
+    # psycopg wants a LiteralString or a Composable; user SQL arrives as a plain str.
+    return statement
+
+
+def _slot_status(row: tuple[Any, ...]) -> SlotStatus:
+    name, active, pid, restart, retained, wal_status, safe, inactive, temporary = row
+    return SlotStatus(name=name, active=bool(active), active_pid=pid,
+                      restart_lsn=Lsn.maybe(restart), retained_bytes=retained,
+                      wal_status=wal_status, safe_wal_size=safe, inactive_since=inactive,
+                      temporary=temporary)

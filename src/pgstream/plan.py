@@ -1,0 +1,263 @@
+"""Plans: the runbook as data. An ordered list of steps, printable (a dry run), appliable.
+
+Each :class:`Step` names its node and host, its kind (setting, hba line, SQL, restart, wipe,
+base backup, recovery config, start, check, ...) and the exact SQL, command or file content it
+will run or write, with passwords masked. ``print(plan)`` reads like the seed's runbook;
+``plan.apply()`` runs it, reports progress to a callback, and stops at the first failure with a
+:class:`~pgstream.errors.PlanFailed` that says which step failed, what was already done, and
+what was rolled back (a slot it created, a half-made standby it cloned).
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+
+import attrs
+
+from pgstream.errors import PlanFailed
+
+
+class StepKind(enum.Enum):
+    INITDB = "initdb"
+    SETTING = "setting"
+    HBA = "hba line"
+    ROLE = "role"
+    SLOT = "slot"
+    SQL = "sql"
+    RELOAD = "reload"
+    RESTART = "restart"
+    STOP = "stop"
+    WIPE = "wipe"
+    FILE = "file"
+    BASE_BACKUP = "base backup"
+    RECOVERY_CONFIG = "recovery config"
+    START = "start"
+    CHECK = "check"
+
+
+@attrs.frozen
+class StepResult:
+    """What a step did: ``changed`` False means it found things already as wanted."""
+
+    changed: bool = True
+    message: str = ""
+
+
+@attrs.frozen
+class ProgressEvent:
+    """Sent to ``apply``'s callback: ``event`` is start, output, percent, done, failed, undone."""
+
+    index: int
+    total: int
+    step: Step
+    event: str
+    message: str = ""
+    percent: float | None = None
+
+
+ProgressCallback = Callable[[ProgressEvent], None]
+Report = Callable[[str, "float | None"], None]
+
+
+@attrs.frozen(eq=False)
+class Step:
+    """One runbook step. ``action(report)`` does it; ``undo()`` takes back what it made."""
+
+    node: str
+    kind: StepKind
+    title: str
+    detail: str = ""
+    action: Callable[[Report], StepResult | None] = attrs.field(repr=False, kw_only=True)
+    undo: Callable[[], None] | None = attrs.field(default=None, repr=False, kw_only=True)
+    host: str = attrs.field(default="localhost", kw_only=True)
+    concurrent: bool = attrs.field(default=False, kw_only=True)
+
+    def describe(self, number: int) -> str:
+        head = f"{number:>2}. [{self.node}@{self.host}] {self.kind.value}: {self.title}"
+        if not self.detail:
+            return head
+        body = "\n".join("        " + line for line in self.detail.rstrip("\n").splitlines())
+        return f"{head}\n{body}"
+
+
+@attrs.frozen
+class AppliedStep:
+    step: Step
+    result: StepResult
+    seconds: float
+
+
+@attrs.frozen
+class PlanReport:
+    """What ``apply`` did, step by step."""
+
+    plan_title: str
+    applied: tuple[AppliedStep, ...]
+
+    @property
+    def changed(self) -> bool:
+        return any(a.result.changed for a in self.applied)
+
+    def __str__(self) -> str:
+        lines = [f"{self.plan_title}: {len(self.applied)} steps"]
+        for number, item in enumerate(self.applied, 1):
+            state = "changed" if item.result.changed else "unchanged"
+            note = f" - {item.result.message}" if item.result.message else ""
+            lines.append(f"{number:>2}. [{item.step.node}] {item.step.title}: {state}"
+                         f" ({item.seconds:.2f} s){note}")
+        return "\n".join(lines)
+
+
+def _as_steps(steps: Iterable[Step]) -> tuple[Step, ...]:
+    return tuple(steps)
+
+
+@attrs.frozen
+class Plan:
+    """An ordered list of steps. ``print(plan)`` is the dry run; ``plan.apply()`` runs it."""
+
+    title: str
+    steps: tuple[Step, ...] = attrs.field(converter=_as_steps)
+
+    def __str__(self) -> str:
+        lines = [f"Plan: {self.title} ({len(self.steps)} steps)"]
+        lines += [step.describe(n) for n, step in enumerate(self.steps, 1)]
+        return "\n".join(lines)
+
+    def __add__(self, other: Plan) -> Plan:
+        return Plan(f"{self.title}; {other.title}", self.steps + other.steps)
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+    def apply(self, progress: ProgressCallback | None = None, *, rollback: bool = True,
+              parallel: bool = True) -> PlanReport:
+        """Run every step in order; stop at the first failure.
+
+        Consecutive steps marked ``concurrent`` run one thread per node (each node's steps
+        still in order) when ``parallel``. On failure, with ``rollback``, the ``undo`` of every
+        completed step that has one runs in reverse order, then :class:`PlanFailed` is raised.
+        """
+        runner = _Runner(self, progress)
+        try:
+            for block in _blocks(self.steps, parallel):
+                runner.run_block(block)
+        except _Interrupted as interrupted:
+            if rollback:
+                runner.rollback()
+            raise interrupted.cause from None
+        except _StepError as failure:
+            undone = runner.rollback() if rollback else ()
+            done = tuple(a.step for a in runner.applied)
+            lines = [f"plan {self.title!r} failed at step {failure.number} "
+                     f"([{failure.step.node}] {failure.step.title}): {failure.cause}"]
+            if done:
+                lines.append("already done: " + "; ".join(
+                    f"[{s.node}] {s.title}" for s in done))
+            else:
+                lines.append("nothing had been changed")
+            if undone:
+                lines.append("rolled back: " + "; ".join(f"[{s.node}] {s.title}" for s in undone))
+            raise PlanFailed("\n".join(lines), step=failure.step, done=done,
+                             undone=undone) from failure.cause
+        order = {id(step): n for n, step in enumerate(self.steps)}
+        applied = sorted(runner.applied, key=lambda a: order.get(id(a.step), 0))
+        return PlanReport(self.title, tuple(applied))
+
+
+class _Interrupted(BaseException):
+    def __init__(self, number: int, step: Step, cause: BaseException) -> None:
+        super().__init__(repr(cause))
+        self.cause = cause
+
+
+class _StepError(Exception):
+    def __init__(self, number: int, step: Step, cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.number = number
+        self.step = step
+        self.cause = cause
+
+
+def _blocks(steps: Iterable[Step], parallel: bool) -> list[list[tuple[int, Step]]]:
+    blocks: list[list[tuple[int, Step]]] = []
+    for number, step in enumerate(steps, 1):
+        joinable = parallel and step.concurrent and blocks and blocks[-1][-1][1].concurrent
+        if joinable:
+            blocks[-1].append((number, step))
+        else:
+            blocks.append([(number, step)])
+    return blocks
+
+
+class _Runner:
+    def __init__(self, plan: Plan, progress: ProgressCallback | None) -> None:
+        self.plan = plan
+        self.progress = progress
+        self.applied: list[AppliedStep] = []
+        self.lock = threading.Lock()
+
+    def emit(self, number: int, step: Step, event: str, message: str = "",
+             percent: float | None = None) -> None:
+        if self.progress is not None:
+            with self.lock:
+                self.progress(ProgressEvent(number, len(self.plan.steps), step, event, message,
+                                            percent))
+
+    def run_one(self, number: int, step: Step) -> None:
+        self.emit(number, step, "start", step.title)
+        started = time.monotonic()
+
+        def report(message: str, percent: float | None = None) -> None:
+            self.emit(number, step, "percent" if percent is not None else "output", message,
+                      percent)
+
+        try:
+            result = step.action(report) or StepResult()
+        except Exception as exc:
+            self.emit(number, step, "failed", str(exc))
+            raise _StepError(number, step, exc) from exc
+        except BaseException as exc:  # KeyboardInterrupt too: roll back, then re-raise it
+            self.emit(number, step, "failed", repr(exc))
+            raise _Interrupted(number, step, exc) from exc
+        with self.lock:
+            self.applied.append(AppliedStep(step, result, time.monotonic() - started))
+        self.emit(number, step, "done", result.message or
+                  ("changed" if result.changed else "unchanged"))
+
+    def run_block(self, block: list[tuple[int, Step]]) -> None:
+        if len(block) == 1:
+            self.run_one(*block[0])
+            return
+        lanes: dict[str, list[tuple[int, Step]]] = {}
+        for number, step in block:
+            lanes.setdefault(step.node, []).append((number, step))
+
+        def lane(items: list[tuple[int, Step]]) -> None:
+            for number, step in items:
+                self.run_one(number, step)
+
+        with ThreadPoolExecutor(max_workers=len(lanes)) as pool:
+            futures = [pool.submit(lane, items) for items in lanes.values()]
+            errors = [f.exception() for f in futures]
+        for error in errors:
+            if error is not None:
+                raise error
+
+    def rollback(self) -> tuple[Step, ...]:
+        undone: list[Step] = []
+        for item in reversed(self.applied):
+            if item.step.undo is None:
+                continue
+            try:
+                item.step.undo()
+            except Exception as exc:  # noqa: BLE001 - report it, keep undoing the rest
+                self.emit(0, item.step, "failed", f"could not undo: {exc}")
+                continue
+            undone.append(item.step)
+            self.emit(0, item.step, "undone", item.step.title)
+        return tuple(undone)

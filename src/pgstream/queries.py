@@ -1,0 +1,200 @@
+"""SQL builders: every statement pgstream sends, composed with ``psycopg.sql`` per version.
+
+Pure: each builder returns a ``(statement, params)`` pair or a ``sql.Composed``; names come
+from :class:`~pgstream.capabilities.VersionAdapter`, values travel as parameters (or, in utility
+statements that take no parameters, as ``sql.Literal``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from psycopg import sql
+
+from pgstream import identifiers
+from pgstream.version import ServerVersion
+
+Query = tuple[sql.Composable, tuple[object, ...]]
+
+
+def _fn(version: ServerVersion, name: str) -> sql.Identifier:
+    return sql.Identifier(version.adapter.function(name))
+
+
+def current_lsn(version: ServerVersion) -> Query:
+    """The primary's current WAL write position (``pg_current_xlog_location`` on 9.6)."""
+    return sql.SQL("SELECT {}()::text").format(_fn(version, "pg_current_wal_lsn")), ()
+
+
+def standby_lsns(version: ServerVersion) -> Query:
+    """On a standby: received and replayed LSN, replay timestamp, in recovery."""
+    return sql.SQL(
+        "SELECT {}()::text, {}()::text, {}(), pg_is_in_recovery()"
+    ).format(
+        _fn(version, "pg_last_wal_receive_lsn"),
+        _fn(version, "pg_last_wal_replay_lsn"),
+        _fn(version, "pg_last_xact_replay_timestamp"),
+    ), ()
+
+
+def replay_lsn(version: ServerVersion) -> Query:
+    return sql.SQL("SELECT {}()::text").format(_fn(version, "pg_last_wal_replay_lsn")), ()
+
+
+def lsn_reached(version: ServerVersion, target: str) -> Query:
+    """On a standby: has replay reached ``target``? (``pg_wal_lsn_diff`` >= 0)."""
+    return sql.SQL("SELECT COALESCE({}({}(), %s::pg_lsn) >= 0, false)").format(
+        _fn(version, "pg_wal_lsn_diff"), _fn(version, "pg_last_wal_replay_lsn")
+    ), (target,)
+
+
+REPLICATION_FIELDS = ("application_name", "state", "sent_lsn", "write_lsn", "flush_lsn",
+                      "replay_lsn", "sync_priority", "sync_state", "client_addr", "pid")
+
+
+def replication_status(version: ServerVersion) -> tuple[sql.Composable, tuple[object, ...],
+                                                         tuple[str, ...]]:
+    """Rows of ``pg_stat_replication`` under canonical names, plus lag in bytes and time.
+
+    Columns: the :data:`REPLICATION_FIELDS`, then ``replay_lag_bytes`` (the primary's current
+    LSN minus ``replay_lsn``, via ``pg_wal_lsn_diff``) and ``replay_lag`` (an interval; NULL on
+    9.6, which has no lag columns), and the slot this walsender uses (if any).
+    """
+    adapter = version.adapter
+    view = "pg_stat_replication"
+    cols: list[sql.Composable] = []
+    for name in REPLICATION_FIELDS:
+        actual = sql.Identifier("r", adapter.column(view, name))
+        cast = sql.SQL("::text") if name.endswith("_lsn") or name == "client_addr" else sql.SQL("")
+        cols.append(sql.SQL("{}{} AS {}").format(actual, cast, sql.Identifier(name)))
+    cols.append(sql.SQL("{}({}(), {})::bigint AS replay_lag_bytes").format(
+        _fn(version, "pg_wal_lsn_diff"), _fn(version, "pg_current_wal_lsn"),
+        sql.Identifier("r", adapter.column(view, "replay_lsn"))))
+    if adapter.has("column", "replay_lag", view):
+        cols.append(sql.SQL("{} AS replay_lag").format(sql.Identifier("r", "replay_lag")))
+    else:
+        cols.append(sql.SQL("NULL::interval AS replay_lag"))
+    cols.append(sql.SQL("s.slot_name::text AS slot_name"))
+    names = (*REPLICATION_FIELDS, "replay_lag_bytes", "replay_lag", "slot_name")
+    query = sql.SQL(
+        "SELECT {} FROM pg_stat_replication r "
+        "LEFT JOIN pg_replication_slots s ON s.active_pid = r.pid "
+        "ORDER BY r.application_name"
+    ).format(sql.SQL(", ").join(cols))
+    return query, (), names
+
+
+SLOT_FIELDS = ("name", "active", "active_pid", "restart_lsn", "retained_bytes", "wal_status",
+               "safe_wal_size", "inactive_since", "temporary")
+
+
+def slot_status(version: ServerVersion, in_recovery: bool = False,
+                name: str | None = None) -> Query:
+    """Physical slots with WAL retained in bytes; version-only columns NULL where absent."""
+    adapter = version.adapter
+    view = "pg_replication_slots"
+    position = "pg_last_wal_receive_lsn" if in_recovery else "pg_current_wal_lsn"
+
+    def optional(col: str, cast: str) -> sql.Composable:
+        if adapter.has("column", col, view):
+            return sql.Identifier(col)
+        return sql.SQL("NULL::" + cast)  # a constant type name, never user input
+
+    query = sql.SQL(
+        "SELECT slot_name::text, active, active_pid, restart_lsn::text, "
+        "{diff}({pos}(), restart_lsn)::bigint, {wal_status}, {safe}, {inactive}, {temporary} "
+        "FROM pg_replication_slots WHERE slot_type = 'physical'{filter} ORDER BY slot_name"
+    ).format(
+        diff=_fn(version, "pg_wal_lsn_diff"),
+        pos=_fn(version, position),
+        wal_status=optional("wal_status", "text"),
+        safe=optional("safe_wal_size", "bigint"),
+        inactive=optional("inactive_since", "timestamptz"),
+        temporary=optional("temporary", "boolean"),
+        filter=sql.SQL(" AND slot_name = %s") if name is not None else sql.SQL(""),
+    )
+    return query, ((name,) if name is not None else ())
+
+
+def create_slot(version: ServerVersion, name: str) -> Query:
+    """The seed's step 4: a physical slot that reserves WAL immediately."""
+    identifiers.slot_name(name)
+    return sql.SQL("SELECT * FROM {}(%s, true)").format(
+        _fn(version, "pg_create_physical_replication_slot")), (name,)
+
+
+def drop_slot(version: ServerVersion, name: str) -> Query:
+    """The seed's step 14."""
+    identifiers.slot_name(name)
+    return sql.SQL("SELECT {}(%s)").format(_fn(version, "pg_drop_replication_slot")), (name,)
+
+
+def role_state(name: str) -> Query:
+    identifiers.role_name(name)
+    return sql.SQL(
+        "SELECT rolreplication, rolcanlogin FROM pg_roles WHERE rolname = %s"), (name,)
+
+
+def create_role(name: str, verifier: str | None) -> sql.Composed:
+    """The seed's step 3: ``CREATE ROLE name WITH LOGIN REPLICATION [PASSWORD verifier]``.
+
+    ``verifier`` is a SCRAM (or md5) verifier computed on the client: the password itself never
+    reaches the server, its logs or ``pg_stat_activity``.
+    """
+    identifiers.role_name(name)
+    query = sql.SQL("CREATE ROLE {} WITH LOGIN REPLICATION").format(sql.Identifier(name))
+    if verifier is not None:
+        query = sql.SQL("{} PASSWORD {}").format(query, sql.Literal(verifier))
+    return query
+
+
+def alter_role(name: str, verifier: str | None = None) -> sql.Composed:
+    identifiers.role_name(name)
+    query = sql.SQL("ALTER ROLE {} WITH LOGIN REPLICATION").format(sql.Identifier(name))
+    if verifier is not None:
+        query = sql.SQL("{} PASSWORD {}").format(query, sql.Literal(verifier))
+    return query
+
+
+def settings_values(names: Sequence[str]) -> Query:
+    """Current value, context and pending_restart of named settings."""
+    return sql.SQL(
+        "SELECT name, setting, context, pending_restart FROM pg_settings WHERE name = ANY(%s)"
+    ), (list(names),)
+
+
+def alter_system(name: str, value: str) -> sql.Composed:
+    return sql.SQL("ALTER SYSTEM SET {} = {}").format(sql.Identifier(name), sql.Literal(value))
+
+
+def pending_restart() -> Query:
+    return sql.SQL("SELECT name FROM pg_settings WHERE pending_restart ORDER BY name"), ()
+
+
+def reload_conf() -> Query:
+    return sql.SQL("SELECT pg_reload_conf()"), ()
+
+
+def system_identifier() -> Query:
+    return sql.SQL("SELECT system_identifier::text FROM pg_control_system()"), ()
+
+
+def show(setting: str) -> sql.Composed:
+    return sql.SQL("SHOW {}").format(sql.Identifier(setting))
+
+
+def wal_receiver(version: ServerVersion) -> Query:
+    """On a standby: the walreceiver's status, sender and flushed LSN (received_lsn before 13)."""
+    adapter = version.adapter
+    flushed = adapter.column("pg_stat_wal_receiver", "flushed_lsn")
+    return sql.SQL("SELECT status, {}::text, slot_name FROM pg_stat_wal_receiver").format(
+        sql.Identifier(flushed)), ()
+
+
+def promote(version: ServerVersion, wait_seconds: int = 60) -> Query:
+    return sql.SQL("SELECT {}(true, %s)").format(_fn(version, "pg_promote")), (wait_seconds,)
+
+
+def replay_delay() -> Query:
+    """On a standby: ``now() - pg_last_xact_replay_timestamp()`` (9.6's only time lag)."""
+    return sql.SQL("SELECT now() - pg_last_xact_replay_timestamp()"), ()

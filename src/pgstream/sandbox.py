@@ -1,0 +1,242 @@
+"""Local sandbox servers: temporary directories, free ports, initdb (or a cached template).
+
+A sandbox lives in one directory it creates (``pgstream-XXXX`` in ``/dev/shm`` when that is
+a memory file system with room, else in ``/tmp``; ``base_dir`` or ``$PGSTREAM_SANDBOX_DIR``
+choose another place),
+owned by the server's OS user: data directories, logs, the Unix socket directory and the
+passfile. ``destroy()`` stops every server and removes that directory, and nothing else.
+A ``sandbox.json`` marker lets ``pgstream sandbox-stop DIR`` clean up a kept sandbox later.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import grp
+import hashlib
+import json
+import os
+import shutil
+import socket
+import stat
+import tempfile
+from pathlib import Path
+
+import attrs
+from psycopg import conninfo as pg_conninfo
+
+from pgstream import commands, identifiers
+from pgstream.binaries import Installation, probe
+from pgstream.config import ConfigRenderer, merge_settings
+from pgstream.errors import InvalidInput, PgStreamError
+from pgstream.host import LocalHost, OsUser
+from pgstream.node import Primary, Standby
+from pgstream.service import PgCtlService
+
+MARKER = "sandbox.json"
+SUPERUSER = "postgres"
+
+
+def cache_dir() -> Path:
+    """``$PGSTREAM_CACHE_DIR``, else ``$XDG_CACHE_HOME/pgstream``, else ``~/.cache/pgstream``."""
+    if env := os.environ.get("PGSTREAM_CACHE_DIR"):
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "pgstream"
+
+
+SHM = Path("/dev/shm")  # noqa: S108 - chosen for speed; each sandbox gets its own 0700 dir
+SHM_MIN_FREE = 1 << 30
+
+
+def default_parent() -> Path:
+    """Where sandboxes go: ``$PGSTREAM_SANDBOX_DIR``, else ``/dev/shm`` when it is a writable
+    memory file system with 1 GiB free, else the system's temporary directory.
+
+    Memory is the default because creating files is what a sandbox mostly does (three copies
+    of ~1000 files for a primary and two standbys), and on disk each costs far more.
+    """
+    if env := os.environ.get("PGSTREAM_SANDBOX_DIR"):
+        return Path(env)
+    try:
+        info = os.statvfs(SHM)
+        if os.access(SHM, os.W_OK | os.X_OK) and info.f_bavail * info.f_frsize >= SHM_MIN_FREE:
+            return SHM
+    except OSError:
+        pass
+    return Path(tempfile.gettempdir())
+
+
+def _first_blocked(path: Path, user: OsUser) -> Path | None:
+    """The first directory on ``path`` that ``user`` may not traverse (None: all fine)."""
+    groups = {user.gid, *(g.gr_gid for g in grp.getgrall() if user.name in g.gr_mem)}
+    for part in [*reversed(path.resolve().parents), path.resolve()]:
+        info = part.stat()
+        if info.st_uid == user.uid:
+            allowed = info.st_mode & stat.S_IXUSR
+        elif info.st_gid in groups:
+            allowed = info.st_mode & stat.S_IXGRP
+        else:
+            allowed = info.st_mode & stat.S_IXOTH
+        if not allowed and user.uid != 0:
+            return part
+    return None
+
+
+def free_port(taken: set[int]) -> int:
+    """A TCP port free on 127.0.0.1 now (the OS picks it), not already handed out here."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if port not in taken:
+            taken.add(port)
+            return port
+    raise PgStreamError("could not find a free TCP port on 127.0.0.1")
+
+
+@attrs.define
+class Sandbox:
+    """The local directory, ports and processes of a sandbox cluster."""
+
+    base_dir: Path
+    server: Installation
+    user: OsUser
+    host: LocalHost = attrs.field(factory=LocalHost)
+    template: bool = True
+    ports: set[int] = attrs.field(factory=set)
+    services: dict[str, PgCtlService] = attrs.field(factory=dict)
+
+    @classmethod
+    def create(cls, server: Installation, user: OsUser, base_dir: str | Path | None = None,
+               template: bool = True) -> Sandbox:
+        parent = Path(base_dir) if base_dir is not None else default_parent()
+        if not parent.is_dir():
+            raise InvalidInput(f"base_dir {parent} is not an existing directory")
+        path = Path(tempfile.mkdtemp(prefix="pgstream-", dir=parent))
+        blocked = _first_blocked(path.parent, user)
+        if blocked is not None:
+            path.rmdir()
+            raise InvalidInput(
+                f"the server user {user.name!r} cannot enter {blocked}, so it could not reach "
+                f"a sandbox in {path.parent}: choose another base_dir, or allow it "
+                f"(chmod o+x {blocked})")
+        if os.geteuid() == 0 and user.uid != 0:
+            os.chown(path, user.uid, user.gid)
+        box = cls(path, server, user, template=template)
+        box.save_marker()
+        (box.socket_dir).mkdir(mode=0o700)
+        if os.geteuid() == 0 and user.uid != 0:
+            os.chown(box.socket_dir, user.uid, user.gid)
+        return box
+
+    @property
+    def socket_dir(self) -> Path:
+        return self.base_dir / "run"
+
+    @property
+    def passfile(self) -> Path:
+        return self.base_dir / "replication.pgpass"
+
+    def data_dir(self, name: str) -> Path:
+        return self.base_dir / identifiers.node_name(name)
+
+    def log_file(self, name: str) -> Path:
+        return self.base_dir / f"{name}.log"
+
+    def conninfo(self, port: int) -> str:
+        return pg_conninfo.make_conninfo("", host=str(self.socket_dir), port=port,
+                                         user=SUPERUSER, dbname="postgres")
+
+    def service(self, name: str) -> PgCtlService:
+        svc = PgCtlService(self.host, self.server.bindir, self.data_dir(name), self.user,
+                           self.log_file(name), version=self.server.version)
+        self.services[name] = svc
+        self.save_marker()
+        return svc
+
+    def node_settings(self, name: str, port: int) -> dict[str, str]:
+        return ConfigRenderer(self.server.version).node_settings(
+            port=port, socket_dir=str(self.socket_dir), cluster_name=name)
+
+    # -- primary
+    def init_primary(self, name: str, settings: dict[str, str]) -> Primary:
+        """initdb (or copy the cached template), write settings, start. Returns the node."""
+        port = free_port(self.ports)
+        data = self.data_dir(name)
+        self._initdb(data)
+        own = {**settings, **self.node_settings(name, port), "fsync": "off"}
+        auto = data / "postgresql.auto.conf"
+        existing = self.host.read_text(auto) if auto.exists() else ""
+        self.host.write_text(auto, merge_settings(existing, own), mode=0o600, owner=self.user)
+        service = self.service(name)
+        primary = Primary(name, self.conninfo(port), host=self.host, data_dir=data,
+                          service=service, os_user=self.user)
+        service.start()
+        return primary
+
+    def standby_node(self, name: str) -> tuple[Standby, dict[str, str]]:
+        """A standby-to-be: its node (not yet created) and its own settings."""
+        port = free_port(self.ports)
+        service = self.service(name)
+        node = Standby(name, self.conninfo(port), host=self.host, data_dir=self.data_dir(name),
+                       service=service, os_user=self.user)
+        return node, self.node_settings(name, port)
+
+    def _initdb(self, data: Path) -> None:
+        argv = commands.initdb(self.server.bindir, data, superuser=SUPERUSER)
+        if not self.template:
+            self.host.run(argv, user=self.user, what="initdb")
+            return
+        key = hashlib.sha256(json.dumps(
+            [str(self.server.bindir), self.server.version.num, self.user.uid, argv[3:]]
+        ).encode()).hexdigest()[:16]
+        cached = cache_dir() / "templates" / key
+        if (cached / "PG_VERSION").is_file():
+            self.host.copy_tree(cached, data)
+            return
+        self.host.run(argv, user=self.user, what="initdb")
+        with contextlib.suppress(OSError, PgStreamError):
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=cached.parent))
+            try:
+                self.host.copy_tree(data, staging / "data")
+                os.replace(staging / "data", cached)
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+
+    # -- lifetime
+    def save_marker(self) -> None:
+        state = {"pgstream_sandbox": 1, "bindir": str(self.server.bindir),
+                 "user": self.user.name,
+                 "nodes": {name: str(svc.data_dir) for name, svc in self.services.items()}}
+        self.host.write_text(self.base_dir / MARKER, json.dumps(state, indent=1), mode=0o600)
+
+    def destroy(self) -> list[str]:
+        """Stop every server (immediate shutdown) and remove the sandbox directory."""
+        problems: list[str] = []
+        for name, svc in self.services.items():
+            try:
+                if svc.running():
+                    svc.stop("immediate")
+            except PgStreamError as exc:
+                problems.append(f"{name}: {exc}")
+                svc.kill()
+        shutil.rmtree(self.base_dir, ignore_errors=True)
+        return problems
+
+
+def destroy_kept(path: str | Path) -> list[str]:
+    """Stop and remove a sandbox left running with ``--keep`` (``pgstream sandbox-stop``)."""
+    base = Path(path)
+    marker = base / MARKER
+    try:
+        state = json.loads(marker.read_text())
+    except (OSError, ValueError):
+        raise InvalidInput(f"{base} is not a pgstream sandbox (no readable {MARKER})") from None
+    if state.get("pgstream_sandbox") != 1:
+        raise InvalidInput(f"{base} is not a pgstream sandbox")
+    server = probe(state["bindir"])
+    box = Sandbox(base, server, OsUser.lookup(state["user"]))
+    for name in state.get("nodes", {}):
+        box.service(name)
+    return box.destroy()

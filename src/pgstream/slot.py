@@ -1,0 +1,49 @@
+"""Physical replication slots: the name (a validated value) and a slot's observed state."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import attrs
+
+from pgstream import identifiers
+from pgstream.lsn import Lsn
+
+
+@attrs.frozen
+class ReplicationSlot:
+    """A physical replication slot, by name. The name is checked on construction."""
+
+    name: str = attrs.field(validator=lambda _i, _a, v: identifiers.slot_name(v))
+
+    def __str__(self) -> str:
+        return self.name
+
+
+@attrs.frozen
+class SlotStatus:
+    """One row of ``pg_replication_slots`` (physical), with the WAL it holds back in bytes.
+
+    ``wal_status``/``safe_wal_size`` exist from 13, ``inactive_since`` from 17: None before.
+    """
+
+    name: str
+    active: bool
+    active_pid: int | None
+    restart_lsn: Lsn | None
+    retained_bytes: int | None
+    wal_status: str | None = None
+    safe_wal_size: int | None = None
+    inactive_since: dt.datetime | None = None
+    temporary: bool | None = None
+
+    @property
+    def slot(self) -> ReplicationSlot:
+        return ReplicationSlot(self.name)
+
+    def to_dict(self) -> dict[str, object]:
+        data = attrs.asdict(self)
+        data["restart_lsn"] = None if self.restart_lsn is None else str(self.restart_lsn)
+        if self.inactive_since is not None:
+            data["inactive_since"] = self.inactive_since.isoformat()
+        return data

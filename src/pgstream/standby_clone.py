@@ -1,0 +1,243 @@
+"""How a standby is cloned: the seed's steps 6 to 11, as plan steps.
+
+6. stop the standby's server (only with ``replace=True``) and prove its data directory safe to
+wipe, then wipe it; 7. write the passfile (0600) and clone the primary with ``pg_basebackup``
+through the standby's slot, WAL streamed, progress reported; 8. write the recovery
+configuration for the *standby server's* version (never ``-R``); 9. its own settings; 10. start
+it; 11. check it is in recovery and streaming. A failure after the clone began removes the
+half-made copy and drops the slot this plan created.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from pgstream import commands, datadir
+from pgstream.binaries import Installation
+from pgstream.config import ConfigRenderer, merge_settings, passfile_line, render_settings
+from pgstream.errors import InvalidInput, PgStreamError, UnsafeDataDirectory
+from pgstream.node import Primary, Standby
+from pgstream.plan import Report, Step, StepKind, StepResult
+from pgstream.primary_setup import ReplicationAuth
+from pgstream.wait import DEFAULT_TIMEOUT, wait_for
+
+_PERCENT = re.compile(r"\((\d+)%\)")
+
+
+def _streaming(primary: Primary, name: str) -> bool:
+    rows = primary.query("SELECT state FROM pg_stat_replication WHERE application_name = %s",
+                         (name,))
+    return any(state == "streaming" for (state,) in rows)
+
+
+def merge_passfile(existing: str, line: str) -> str:
+    """Replace the entry for the same host:port:db:user (first four fields), keep the rest."""
+    key = line.rsplit(":", 1)[0]
+    kept = [x for x in existing.splitlines() if x and not x.startswith(key + ":")]
+    return "".join(f"{x}\n" for x in kept) + line
+
+
+def standby_clone_steps(
+    primary: Primary,
+    standby: Standby,
+    *,
+    auth: ReplicationAuth,
+    primary_host: str,
+    primary_port: int,
+    slot: str | None,
+    server: Installation,
+    client: Installation,
+    passfile: Path | None,
+    replace: bool = False,
+    node_settings: Mapping[str, str] | None = None,
+    sync: bool = True,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> list[Step]:
+    """Steps 6-11 of the seed for ``standby``; validates every input before returning.
+
+    A standby that already streams from ``primary`` (same system, in recovery, a walsender
+    for it in ``streaming`` state) gets only the check step: applying twice changes nothing.
+    """
+    if standby.data_dir is None or standby.service is None:
+        raise InvalidInput(f"{standby.name}: pgstream needs its data_dir and service to clone it")
+    data_dir = Path(standby.data_dir)
+    if already_streaming(primary, standby):
+        return [_check_step(primary, standby, timeout,
+                            f"{standby.name} already streams from {primary.name}: "
+                            "nothing to clone")]
+    if server.version.major != primary.version.major:
+        raise InvalidInput(
+            f"{standby.name} would run PostgreSQL {server.version.major} ({server.bindir}) but "
+            f"the primary runs {primary.version.major}: physical replication needs the same "
+            "major on both")
+    if client.version.major_num < primary.version.major_num:
+        raise InvalidInput(f"pg_basebackup {client.version.major} cannot clone a "
+                           f"PostgreSQL {primary.version.major} server")
+    protected = [primary.data_dir] if primary.data_dir is not None else []
+    datadir.check_replaceable(data_dir, replace=replace, protected=protected,
+                              allow_running=replace)
+    if auth.password is not None and passfile is None:
+        passfile = default_passfile(data_dir)
+    renderer = ConfigRenderer(server.version)
+    conninfo = renderer.primary_conninfo(
+        host=primary_host, port=primary_port, user=auth.user,
+        passfile=str(passfile) if auth.password is not None else None,
+        application_name=standby.name)
+    files = renderer.standby_files(conninfo, slot)
+    recovery = renderer.standby_settings(conninfo, slot)
+    user = standby.os_user
+    host = standby.host
+    service = standby.service
+    name = standby.name
+    steps: list[Step] = []
+
+    def step(kind: StepKind, title: str, detail: str, action: Callable[[Report], StepResult],
+             undo: Callable[[], None] | None = None) -> None:
+        steps.append(Step(name, kind, title, detail, action=action, undo=undo, host=host.name,
+                          concurrent=True))
+
+    # -- 6: stop, prove safe, wipe
+    def stop_and_wipe(report: Report) -> StepResult:
+        state = datadir.inspect(data_dir)
+        if state.running_pid is not None:
+            if not replace:
+                raise UnsafeDataDirectory(
+                    f"a server (pid {state.running_pid}) is running on {data_dir}: stop it "
+                    "first, or pass replace=True")
+            service.stop("fast")
+        datadir.check_replaceable(data_dir, replace=replace, protected=protected)
+        if not data_dir.exists():
+            host.make_dir(data_dir, owner=user)
+            return StepResult(True, f"created {data_dir}")
+        if datadir.wipe_contents(data_dir):
+            return StepResult(True, f"wiped {data_dir}")
+        return StepResult(False, f"{data_dir} is empty")
+
+    step(StepKind.WIPE, f"prove {data_dir} safe, stop its server if replacing, wipe it",
+         f"checks: no server running (or replace=True: pg_ctl stop), empty or a data directory "
+         f"with replace=True, not the primary's\nrm -rf {data_dir}/*", stop_and_wipe)
+
+    # -- 7: passfile and base backup
+    if auth.password is not None and passfile is not None:
+        password = auth.password
+        line = passfile_line(primary_host, primary_port, auth.user, password.reveal(),
+                             database="*")
+        shown = passfile_line(primary_host, primary_port, auth.user, "********", database="*")
+
+        def write_passfile(report: Report) -> StepResult:
+            existing = host.read_text(passfile) if host.exists(passfile) else ""
+            merged = merge_passfile(existing, line)
+            if merged == existing:
+                return StepResult(False, f"{passfile} already holds the entry")
+            host.write_text(passfile, merged, mode=0o600, owner=user)
+            return StepResult(True, f"wrote {passfile} (mode 0600)")
+
+        step(StepKind.FILE, f"passfile {passfile} (mode 0600)", shown, write_passfile)
+
+    argv = commands.pg_basebackup(client.bindir, client.version, data_dir, host=primary_host,
+                                  port=primary_port, user=auth.user, slot=slot,
+                                  application_name=name, sync=sync)
+    env = {"PGPASSFILE": str(passfile)} if passfile is not None else {}
+
+    def base_backup(report: Report) -> StepResult:
+        def on_line(text: str) -> None:
+            match = _PERCENT.search(text)
+            report(text.strip(), float(match[1]) if match else None)
+
+        done = host.run(argv, user=user, env=env, timeout=max(timeout, 3600.0), cwd=data_dir,
+                        on_output=on_line, what=f"pg_basebackup for {name}")
+        return StepResult(True, f"cloned {primary.name} in {done.seconds:.2f} s")
+
+    def remove_clone() -> None:
+        if service.running():
+            service.kill()
+        datadir.wipe_contents(data_dir)
+
+    step(StepKind.BASE_BACKUP, f"clone {primary.name} with pg_basebackup "
+         f"{client.version.major} ({client.bindir})",
+         " ".join(argv) + (f"\n(env PGPASSFILE={passfile})" if passfile else ""),
+         base_backup, remove_clone)
+
+    # -- 8/9: recovery configuration and the standby's own settings
+    auto_conf = data_dir / "postgresql.auto.conf"
+    own = dict(node_settings or {})
+    shown_files = "".join(
+        f"{fname}:\n" + ("".join(f"  {x}\n" for x in content.splitlines()) or "  (empty)\n")
+        for fname, content in files.items())
+    if own:
+        shown_files += "postgresql.auto.conf (this node):\n" + "".join(
+            f"  {x}\n" for x in render_settings(own).splitlines())
+
+    def write_recovery(report: Report) -> StepResult:
+        merged: dict[str, str | None] = dict(own)
+        for fname, content in files.items():
+            if fname == "postgresql.auto.conf":
+                merged.update(recovery)
+            else:
+                host.write_text(data_dir / fname, content, mode=0o600, owner=user)
+        if merged:
+            existing = host.read_text(auto_conf) if host.exists(auto_conf) else ""
+            host.write_text(auto_conf, merge_settings(existing, merged), mode=0o600, owner=user)
+        return StepResult(True, "wrote " + ", ".join(files))
+
+    step(StepKind.RECOVERY_CONFIG, f"recovery configuration for PostgreSQL "
+         f"{server.version.major} ({', '.join(files)})", shown_files, write_recovery)
+
+    # -- 10/11: start and check
+    def start(report: Report) -> StepResult:
+        standby.close()
+        service.start()
+        standby.wait_ready(timeout)
+        return StepResult(True, "started")
+
+    def stop_again() -> None:
+        standby.close()
+        if service.running():
+            service.stop("immediate")
+
+    step(StepKind.START, "start the standby",
+         " ".join(commands.pg_ctl(service.bindir, "start", data_dir, log_file=service.log_file)),
+         start, stop_again)
+
+    steps.append(_check_step(primary, standby, timeout))
+    return steps
+
+
+def default_passfile(data_dir: Path) -> Path:
+    """Where a standby's passfile goes by default: beside its data directory, not inside."""
+    return data_dir.with_name(data_dir.name + ".pgpass")
+
+
+
+def already_streaming(primary: Primary, standby: Standby) -> bool:
+    """Is ``standby`` up, in recovery, of the same system, and streaming from ``primary``?"""
+    if standby.service is None or not standby.service.running() or not standby.ping():
+        return False
+    try:
+        return (standby.in_recovery
+                and standby.system_identifier() == primary.system_identifier()
+                and _streaming(primary, standby.name))
+    except PgStreamError:
+        return False
+
+
+def _check_step(primary: Primary, standby: Standby, timeout: float, title: str = "") -> Step:
+    name = standby.name
+    service = standby.service
+
+    def check(report: Report) -> StepResult:
+        if not standby.in_recovery:
+            raise PgStreamError(f"{name} started but is not in recovery: it is not a standby")
+        wait_for(lambda: _streaming(primary, name), timeout=timeout,
+                 what=f"{name} to stream from {primary.name}",
+                 detail=lambda: service.log_tail(8) if service else "")
+        return StepResult(not title, "in recovery and streaming")
+
+    return Step(name, StepKind.CHECK,
+                title or f"{name} is in recovery and {primary.name} streams to it",
+                "SELECT pg_is_in_recovery();  -- on the standby: t\n"
+                f"SELECT state FROM pg_stat_replication WHERE application_name = '{name}';"
+                "  -- on the primary: streaming", action=check, host=standby.host.name,
+                concurrent=True)

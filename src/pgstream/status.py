@@ -1,0 +1,139 @@
+"""Cluster status: the seed's steps 11 to 13 as typed, frozen values.
+
+``ClusterStatus`` holds the primary's position and, per standby, what the primary's
+``pg_stat_replication`` says of it (state, LSNs, lag in bytes and time, sync state, slot) and
+what the standby says of itself (``pg_is_in_recovery()``, replay position). ``str()`` is a
+table; ``to_dict()`` is JSON-ready; notebooks get an HTML table.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+
+import attrs
+
+from pgstream.lsn import Lsn
+
+
+def _fmt(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "t" if value else "f"
+    if isinstance(value, dt.timedelta):
+        return f"{value.total_seconds():.3f}s"
+    return str(value)
+
+
+def _jsonable(value: object) -> object:
+    if isinstance(value, Lsn):
+        return str(value)
+    if isinstance(value, dt.timedelta):
+        return value.total_seconds()
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    return value
+
+
+@attrs.frozen
+class PrimaryStatus:
+    name: str
+    version: str
+    lsn: Lsn
+    in_recovery: bool = False
+
+    def to_dict(self) -> dict[str, object]:
+        return {k: _jsonable(v) for k, v in attrs.asdict(self, recurse=False).items()}
+
+
+@attrs.frozen
+class StandbyStatus:
+    """One standby, as its primary and as it itself sees it.
+
+    ``state`` is pg_stat_replication's (``streaming``, ``catchup``, ...) or ``disconnected``
+    when the primary has no walsender for it. ``replay_lag_bytes`` is the primary's current LSN
+    minus ``replay_lsn`` (``pg_wal_lsn_diff``); ``replay_lag`` the time lag (``replay_lag`` from
+    10, ``now() - pg_last_xact_replay_timestamp()`` on the standby for 9.6), None when unknown.
+    """
+
+    name: str
+    state: str
+    sent_lsn: Lsn | None = None
+    write_lsn: Lsn | None = None
+    flush_lsn: Lsn | None = None
+    replay_lsn: Lsn | None = None
+    replay_lag_bytes: int | None = None
+    replay_lag: dt.timedelta | None = None
+    sync_state: str | None = None
+    sync_priority: int | None = None
+    slot_name: str | None = None
+    slot_active: bool | None = None
+    slot_wal_status: str | None = None
+    slot_retained_bytes: int | None = None
+    in_recovery: bool | None = None
+    reachable: bool = True
+    upstream: str | None = None
+
+    @property
+    def streaming(self) -> bool:
+        return self.state == "streaming"
+
+    def to_dict(self) -> dict[str, object]:
+        return {k: _jsonable(v) for k, v in attrs.asdict(self, recurse=False).items()}
+
+
+COLUMNS = (("name", "name"), ("state", "state"), ("sent", "sent_lsn"),
+           ("replay", "replay_lsn"), ("lag bytes", "replay_lag_bytes"), ("lag", "replay_lag"),
+           ("sync", "sync_state"), ("slot", "slot_name"), ("slot wal", "slot_wal_status"),
+           ("recovery", "in_recovery"))
+
+
+@attrs.frozen
+class ClusterStatus:
+    """The whole cluster at one moment (``taken_at``, UTC)."""
+
+    primary: PrimaryStatus
+    standbys: tuple[StandbyStatus, ...]
+    taken_at: dt.datetime
+
+    def standby(self, name: str) -> StandbyStatus:
+        for item in self.standbys:
+            if item.name == name:
+                return item
+        raise KeyError(name)
+
+    @property
+    def all_streaming(self) -> bool:
+        return all(s.streaming for s in self.standbys)
+
+    def to_dict(self) -> dict[str, object]:
+        return {"primary": self.primary.to_dict(),
+                "standbys": [s.to_dict() for s in self.standbys],
+                "taken_at": self.taken_at.isoformat()}
+
+    def rows(self) -> list[list[str]]:
+        return [[_fmt(getattr(s, attr)) for _, attr in COLUMNS] for s in self.standbys]
+
+    def __str__(self) -> str:
+        head = (f"primary {self.primary.name} (PostgreSQL {self.primary.version}) at "
+                f"{self.primary.lsn}, in_recovery={_fmt(self.primary.in_recovery)}")
+        titles = [title for title, _ in COLUMNS]
+        rows = self.rows()
+        widths = [max(len(t), *(len(r[i]) for r in rows)) if rows else len(t)
+                  for i, t in enumerate(titles)]
+        line = "  ".join(t.ljust(w) for t, w in zip(titles, widths, strict=True))
+        out = [head, line, "  ".join("-" * w for w in widths)]
+        out += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+        if not rows:
+            out.append("(no standbys)")
+        return "\n".join(out)
+
+    def _repr_html_(self) -> str:
+        head = "".join(f"<th>{html.escape(t)}</th>" for t, _ in COLUMNS)
+        body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>"
+                       for r in self.rows())
+        return (f"<p>primary <b>{html.escape(self.primary.name)}</b> "
+                f"(PostgreSQL {html.escape(self.primary.version)}) at "
+                f"<code>{self.primary.lsn}</code></p>"
+                f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
