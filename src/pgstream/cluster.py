@@ -215,7 +215,7 @@ class Cluster:
                 in_recovery=in_recovery, reachable=reachable,
                 upstream=standby.upstream or primary.name,
             ))
-        return ClusterStatus(head, tuple(items), dt.datetime.now(dt.timezone.utc))
+        return ClusterStatus(head, tuple(items), dt.datetime.now(dt.UTC))
 
     # -- lifetime
     def close(self) -> None:

@@ -10,7 +10,7 @@ import pytest
 from pgstream.lsn import Lsn
 from pgstream.status import COLUMNS, ClusterStatus, PrimaryStatus, StandbyStatus
 
-TAKEN = dt.datetime(2024, 5, 1, 12, 30, 0, tzinfo=dt.timezone.utc)
+TAKEN = dt.datetime(2024, 5, 1, 12, 30, 0, tzinfo=dt.UTC)
 
 
 def primary(name: str = "primary") -> PrimaryStatus:
