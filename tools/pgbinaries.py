@@ -51,9 +51,12 @@ class PgBinariesError(Exception):
 
 
 def cache_dir() -> Path:
-    """``$PGSTREAM_BINARIES_CACHE``, else ``$XDG_CACHE_HOME/pgstream/binaries``."""
+    """``$PGSTREAM_BINARIES_CACHE``, else (as root) ``/var/cache/pgstream/binaries``, which the
+    unprivileged server user can read, else ``$XDG_CACHE_HOME/pgstream/binaries``."""
     if env := os.environ.get("PGSTREAM_BINARIES_CACHE"):
         return Path(env).expanduser().absolute()
+    if os.geteuid() == 0:
+        return Path("/var/cache/pgstream/binaries")
     xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(xdg).expanduser().absolute() / "pgstream" / "binaries"
 

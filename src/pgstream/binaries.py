@@ -151,8 +151,12 @@ def find_client(tool: str, server: ServerVersion,
                 prefer: Installation | None = None) -> Installation:
     """An installation whose ``tool`` (e.g. ``pg_basebackup``) can work with ``server``.
 
-    Its own major first, then the nearest newer one; never an older one.
+    ``prefer`` when it has the tool and is not older than the server; else the server's own
+    major, then the nearest newer one; never an older one.
     """
+    if (prefer is not None and prefer.has(tool)
+            and prefer.version.major_num >= server.major_num):
+        return prefer
     options = [prefer] if prefer is not None else []
     options += sorted(discover(), key=lambda i: i.version.num)
     same = [i for i in options if i.has(tool) and i.version.major == server.major]

@@ -20,7 +20,8 @@ import attrs
 from pgstream.errors import NotAvailable
 from pgstream.version import ServerVersion, major_num
 
-Kind = Literal["function", "column", "setting", "file", "tool", "option", "feature"]
+Kind = Literal["function", "column", "setting", "file", "tool", "option", "conninfo",
+               "feature"]
 
 V96, V10, V11, V12, V13, V14, V15, V16, V17, V18 = (
     90600, 100000, 110000, 120000, 130000, 140000, 150000, 160000, 170000, 180000,
@@ -184,6 +185,22 @@ TABLE: tuple[Name, ...] = (
     Name("option", "--create-slot", since=V11),
     Name("option", "--no-manifest", since=V13),
     Name("option", "--wal-segsize", scope="initdb", since=V11),
+    # -- libpq connection options, by the libpq of that major: a standby's walreceiver parses
+    # primary_conninfo with its server's libpq, so an option newer than the standby server
+    # breaks streaming ("invalid connection option channel_binding" on a 10 standby).
+    *(Name("conninfo", key) for key in (
+        "host", "hostaddr", "port", "user", "dbname", "application_name", "connect_timeout",
+        "sslmode", "sslcert", "sslkey", "sslrootcert", "sslcrl", "keepalives",
+        "keepalives_idle", "keepalives_interval", "keepalives_count", "options", "krbsrvname",
+        "requirepeer")),
+    *(Name("conninfo", key, since=V10) for key in ("passfile", "target_session_attrs")),
+    *(Name("conninfo", key, since=V12) for key in ("gssencmode", "tcp_user_timeout")),
+    *(Name("conninfo", key, since=V13) for key in (
+        "channel_binding", "ssl_min_protocol_version", "ssl_max_protocol_version")),
+    *(Name("conninfo", key, since=V14) for key in ("sslcrldir", "sslsni")),
+    *(Name("conninfo", key, since=V16) for key in (
+        "require_auth", "sslcertmode", "load_balance_hosts")),
+    Name("conninfo", "sslnegotiation", since=V17),
     # -- features
     _feature("standby_signal", V12, "standby.signal + settings replace recovery.conf"),
     _feature("pg_promote", V12, "SELECT pg_promote() promotes; pg_ctl promote before"),
@@ -319,3 +336,8 @@ def _rows(kind: Kind, scope: str = "") -> Iterator[Name]:
 def known_majors() -> list[ServerVersion]:
     """The majors the table describes, oldest first: 9.6, 10, ..., 18."""
     return [ServerVersion(major_num(m)) for m in ("9.6", *map(str, range(10, 19)))]
+
+
+def conninfo_options() -> dict[str, int]:
+    """Every libpq option pgstream may write into primary_conninfo -> first version having it."""
+    return {row.canonical: row.since for row in _rows("conninfo")}

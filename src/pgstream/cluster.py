@@ -23,7 +23,7 @@ from psycopg import conninfo as pg_conninfo
 from pgstream import binaries, queries
 from pgstream.binaries import Installation
 from pgstream.config import ConfigRenderer
-from pgstream.errors import InvalidInput, NodeUnreachable, QueryError
+from pgstream.errors import BinaryNotFound, InvalidInput, NodeUnreachable, QueryError
 from pgstream.host import server_user
 from pgstream.identifiers import Secret
 from pgstream.lsn import Lsn
@@ -77,6 +77,7 @@ class Cluster:
                 base_dir: str | Path | None = None, run_as: str | None = None,
                 template: bool = True, progress: ProgressCallback | None = None,
                 password: str | Secret | None = None,
+                client_bindir: str | Path | None = None,
                 timeout: float = DEFAULT_TIMEOUT) -> Cluster:
         """A local, temporary primary with ``standbys`` streaming standbys (loopback, sockets).
 
@@ -85,13 +86,20 @@ class Cluster:
         root, servers run as ``run_as`` (default ``postgres``). ``template`` reuses a cached
         initdb result (``~/.cache/pgstream``) to start faster. ``password`` is the replication
         role's (random by default); it reaches the standbys through a 0600 passfile only.
+        ``client_bindir`` picks the ``pg_basebackup`` (it must be of the server's major or newer).
         """
         if isinstance(standbys, bool) or not isinstance(standbys, int) or not (
                 0 <= standbys <= MAX_SANDBOX_STANDBYS):
             raise InvalidInput(f"standbys must be an integer from 0 to {MAX_SANDBOX_STANDBYS}")
         auth = ReplicationAuth("replicator", password or secrets.token_urlsafe(24))
         server = binaries.find_server(bindir)
-        client = binaries.find_client("pg_basebackup", server.version, prefer=server)
+        wanted = binaries.probe(client_bindir) if client_bindir is not None else server
+        client = binaries.find_client("pg_basebackup", server.version, prefer=wanted)
+        if client_bindir is not None and client.bindir != wanted.bindir:
+            raise BinaryNotFound(
+                f"pg_basebackup {wanted.version.major} in {wanted.bindir} cannot clone a "
+                f"PostgreSQL {server.version.major} server: give client tools of "
+                f"{server.version.major} or newer")
         user = server_user(run_as)
         box = Sandbox.create(server, user, base_dir, template=template)
         try:

@@ -15,26 +15,15 @@ import attrs
 from psycopg import conninfo as pg_conninfo
 
 from pgstream import identifiers
-from pgstream.capabilities import V10, V12, V13, V14, V16, V17
+from pgstream.capabilities import conninfo_options
 from pgstream.errors import InvalidInput, NotAvailable
 from pgstream.version import ServerVersion
 
 HBA_METHODS = frozenset({"scram-sha-256", "md5", "password", "trust", "reject", "cert", "gss",
                          "sspi", "ldap", "radius", "pam"})
 
-# libpq connection options and the first major whose libpq knows each. A standby's walreceiver
-# parses primary_conninfo with the server's own libpq, so an option newer than the standby
-# server breaks streaming ("invalid connection option channel_binding" on a 10 standby).
-CONNINFO_OPTIONS_SINCE: dict[str, int] = {
-    "host": 0, "hostaddr": 0, "port": 0, "user": 0, "dbname": 0, "application_name": 0,
-    "connect_timeout": 0, "sslmode": 0, "sslcert": 0, "sslkey": 0, "sslrootcert": 0,
-    "sslcrl": 0, "keepalives": 0, "keepalives_idle": 0, "keepalives_interval": 0,
-    "keepalives_count": 0, "options": 0, "krbsrvname": 0, "requirepeer": 0,
-    "passfile": V10, "target_session_attrs": V10, "gssencmode": V12, "tcp_user_timeout": V12,
-    "channel_binding": V13, "ssl_min_protocol_version": V13, "ssl_max_protocol_version": V13,
-    "sslcrldir": V14, "sslsni": V14, "require_auth": V16, "sslcertmode": V16,
-    "load_balance_hosts": V16, "sslnegotiation": V17,
-}
+# libpq connection options -> first major whose libpq knows each (from the version table).
+CONNINFO_OPTIONS_SINCE: dict[str, int] = conninfo_options()
 
 _KEY = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_.]*)\s*=?\s*(.*?)\s*$")
 
@@ -228,7 +217,7 @@ class ConfigRenderer:
             since = CONNINFO_OPTIONS_SINCE.get(key)
             if since is None:
                 raise InvalidInput(f"unknown libpq connection option {key!r}")
-            if self.version.num < since:
+            if not self.version.adapter.has("conninfo", key):
                 raise NotAvailable(
                     f"connection option {key!r} is unknown to PostgreSQL {self.version.major}'s "
                     f"libpq (introduced in {ServerVersion(since).major}); a standby of this "

@@ -65,6 +65,10 @@ class ReadOnlyNode(QueryError):
     """A write was sent to a server in recovery (a standby)."""
 
 
+class NotAStandby(PgStreamError):
+    """An operation for standbys (promote, ...) was asked of a server not in recovery."""
+
+
 class NodeUnreachable(PgStreamError):
     """A server could not be connected to."""
 

@@ -22,11 +22,13 @@ from pgstream import identifiers, queries
 from pgstream.errors import (
     InvalidInput,
     NodeUnreachable,
+    NotAStandby,
     QueryError,
     ReadOnlyNode,
     SlotError,
     SlotInUse,
     SlotNotFound,
+    WaitTimeout,
 )
 from pgstream.host import LocalHost, OsUser
 from pgstream.lsn import Lsn
@@ -245,6 +247,30 @@ class Standby(Node):
         wait_for(lambda: self.has_replayed(target), timeout=timeout,
                  what=f"{self.name} to replay up to {target}",
                  detail=lambda: f"{self.name} replayed up to {self.replay_lsn()}")
+
+    def promote(self, timeout: float = DEFAULT_TIMEOUT) -> int:
+        """Promote this standby; return when it accepts writes, with its new timeline.
+
+        ``SELECT pg_promote()`` from 12, ``pg_ctl promote`` before (the version table decides).
+        """
+        if not self.in_recovery:
+            raise NotAStandby(f"{self.name} is not in recovery: there is nothing to promote")
+        if self.version.adapter.supports("pg_promote"):
+            if not self.value(queries.promote(self.version, max(1, int(timeout)))):
+                raise WaitTimeout(f"{self.name} did not finish promoting within {timeout:g} s")
+        elif self.service is not None:
+            self.service.promote()
+        else:
+            raise InvalidInput(
+                f"{self.name} runs PostgreSQL {self.version.major}, which has no pg_promote(): "
+                "pgstream needs its service (pg_ctl) to promote it")
+        wait_for(lambda: not self.in_recovery, timeout=timeout,
+                 what=f"{self.name} to leave recovery")
+        return self.timeline()
+
+    def timeline(self) -> int:
+        """The timeline this server writes (after a promotion: the new one)."""
+        return int(self.value(queries.timeline(self.version)))
 
     def wal_receiver(self) -> tuple[str, Lsn | None, str | None] | None:
         """``(status, flushed LSN, slot)`` of the walreceiver, or None when not streaming."""

@@ -198,3 +198,9 @@ def promote(version: ServerVersion, wait_seconds: int = 60) -> Query:
 def replay_delay() -> Query:
     """On a standby: ``now() - pg_last_xact_replay_timestamp()`` (9.6's only time lag)."""
     return sql.SQL("SELECT now() - pg_last_xact_replay_timestamp()"), ()
+
+
+def timeline(version: ServerVersion) -> Query:
+    """On a primary: the timeline it writes, from its current WAL file's name."""
+    return sql.SQL("SELECT ('x' || substr({}({}()), 1, 8))::bit(32)::int").format(
+        _fn(version, "pg_walfile_name"), _fn(version, "pg_current_wal_lsn")), ()

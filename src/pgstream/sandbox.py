@@ -164,7 +164,10 @@ class Sandbox:
         port = free_port(self.ports)
         data = self.data_dir(name)
         self._initdb(data)
-        own = {**settings, **self.node_settings(name, port), "fsync": "off"}
+        # Throw-away servers: no fsync; standbys report their position every second (not 10)
+        # so the primary's pg_stat_replication catches up quickly in status().
+        own = {**settings, **self.node_settings(name, port), "fsync": "off",
+               "wal_receiver_status_interval": "1"}
         auto = data / "postgresql.auto.conf"
         existing = self.host.read_text(auto) if auto.exists() else ""
         self.host.write_text(auto, merge_settings(existing, own), mode=0o600, owner=self.user)

@@ -18,6 +18,7 @@ from pgstream import commands, datadir
 from pgstream.binaries import Installation
 from pgstream.config import ConfigRenderer, merge_settings, passfile_line, render_settings
 from pgstream.errors import InvalidInput, PgStreamError, UnsafeDataDirectory
+from pgstream.host import OsUser
 from pgstream.node import Primary, Standby
 from pgstream.plan import Report, Step, StepKind, StepResult
 from pgstream.primary_setup import ReplicationAuth
@@ -78,12 +79,16 @@ def standby_clone_steps(
     protected = [primary.data_dir] if primary.data_dir is not None else []
     datadir.check_replaceable(data_dir, replace=replace, protected=protected,
                               allow_running=replace)
-    if auth.password is not None and passfile is None:
+    in_conninfo = server.version.adapter.has("conninfo", "passfile")
+    if auth.password is not None and not in_conninfo:
+        # 9.6's libpq has no passfile option: the walreceiver reads the server user's ~/.pgpass.
+        passfile = Path((standby.os_user or OsUser.current()).home) / ".pgpass"
+    elif auth.password is not None and passfile is None:
         passfile = default_passfile(data_dir)
     renderer = ConfigRenderer(server.version)
     conninfo = renderer.primary_conninfo(
         host=primary_host, port=primary_port, user=auth.user,
-        passfile=str(passfile) if auth.password is not None else None,
+        passfile=str(passfile) if auth.password is not None and in_conninfo else None,
         application_name=standby.name)
     files = renderer.standby_files(conninfo, slot)
     recovery = renderer.standby_settings(conninfo, slot)
