@@ -12,7 +12,7 @@ import datetime as dt
 import secrets
 import time
 import weakref
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -23,7 +23,13 @@ from psycopg import conninfo as pg_conninfo
 from pgstream import binaries, queries
 from pgstream.binaries import Installation
 from pgstream.config import ConfigRenderer
-from pgstream.errors import BinaryNotFound, InvalidInput, NodeUnreachable, QueryError
+from pgstream.errors import (
+    BinaryNotFound,
+    InvalidInput,
+    NodeUnreachable,
+    NotAvailable,
+    QueryError,
+)
 from pgstream.host import server_user
 from pgstream.identifiers import Secret
 from pgstream.lsn import Lsn
@@ -78,6 +84,8 @@ class Cluster:
                 template: bool = True, progress: ProgressCallback | None = None,
                 password: str | Secret | None = None,
                 client_bindir: str | Path | None = None,
+                settings: Mapping[str, str] | None = None,
+                wal_segsize_mb: int | None = None,
                 timeout: float = DEFAULT_TIMEOUT) -> Cluster:
         """A local, temporary primary with ``standbys`` streaming standbys (loopback, sockets).
 
@@ -87,31 +95,41 @@ class Cluster:
         initdb result (``~/.cache/pgstream``) to start faster. ``password`` is the replication
         role's (random by default); it reaches the standbys through a 0600 passfile only.
         ``client_bindir`` picks the ``pg_basebackup`` (it must be of the server's major or newer).
+        ``settings`` are added to the primary's before its first start (standbys inherit them);
+        ``wal_segsize_mb`` is initdb's ``--wal-segsize`` (11+), e.g. 1 for slot-limit tests.
         """
         if isinstance(standbys, bool) or not isinstance(standbys, int) or not (
                 0 <= standbys <= MAX_SANDBOX_STANDBYS):
             raise InvalidInput(f"standbys must be an integer from 0 to {MAX_SANDBOX_STANDBYS}")
         auth = ReplicationAuth("replicator", password or secrets.token_urlsafe(24))
         server = binaries.find_server(bindir)
-        wanted = binaries.probe(client_bindir) if client_bindir is not None else server
-        client = binaries.find_client("pg_basebackup", server.version, prefer=wanted)
-        if client_bindir is not None and client.bindir != wanted.bindir:
+        asked = binaries.probe(client_bindir) if client_bindir is not None else server
+        client = binaries.find_client("pg_basebackup", server.version, prefer=asked)
+        if client_bindir is not None and client.bindir != asked.bindir:
             raise BinaryNotFound(
-                f"pg_basebackup {wanted.version.major} in {wanted.bindir} cannot clone a "
+                f"pg_basebackup {asked.version.major} in {asked.bindir} cannot clone a "
                 f"PostgreSQL {server.version.major} server: give client tools of "
                 f"{server.version.major} or newer")
         user = server_user(run_as)
-        box = Sandbox.create(server, user, base_dir, template=template)
+        if wal_segsize_mb is not None and not server.version.adapter.has(
+                "option", "--wal-segsize", "initdb"):
+            raise NotAvailable(f"initdb --wal-segsize needs PostgreSQL 11 or newer, not "
+                               f"{server.version.major}", name="--wal-segsize", since="11")
+        box = Sandbox.create(server, user, base_dir, template=template,
+                             wal_segsize_mb=wal_segsize_mb)
         try:
             renderer = ConfigRenderer(server.version)
-            settings = renderer.primary_settings(listen_addresses="127.0.0.1", wal_keep_segments=4)
-            primary = box.init_primary("primary", settings)
+            wanted = renderer.primary_settings(
+                listen_addresses="127.0.0.1", wal_keep_segments=4,
+                wal_segment_size_mb=wal_segsize_mb or 16)
+            wanted.update(settings or {})
+            primary = box.init_primary("primary", wanted)
             nodes = [box.standby_node(f"standby{i}") for i in range(1, standbys + 1)]
             cluster = cls(
                 primary, [node for node, _ in nodes],
                 auth=auth,
                 primary_address=("127.0.0.1", int(primary_port(primary))),
-                hba_addresses=["127.0.0.1"], settings=settings,
+                hba_addresses=["127.0.0.1"], settings=wanted,
                 passfiles={node.name: box.passfile for node, _ in nodes},
                 _sandbox=box, node_settings={node.name: own for node, own in nodes},
             )

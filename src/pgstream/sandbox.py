@@ -103,12 +103,13 @@ class Sandbox:
     user: OsUser
     host: LocalHost = attrs.field(factory=LocalHost)
     template: bool = True
+    wal_segsize_mb: int | None = None
     ports: set[int] = attrs.field(factory=set)
     services: dict[str, PgCtlService] = attrs.field(factory=dict)
 
     @classmethod
     def create(cls, server: Installation, user: OsUser, base_dir: str | Path | None = None,
-               template: bool = True) -> Sandbox:
+               template: bool = True, wal_segsize_mb: int | None = None) -> Sandbox:
         parent = Path(base_dir) if base_dir is not None else default_parent()
         if not parent.is_dir():
             raise InvalidInput(f"base_dir {parent} is not an existing directory")
@@ -122,7 +123,7 @@ class Sandbox:
                 f"(chmod o+x {blocked})")
         if os.geteuid() == 0 and user.uid != 0:
             os.chown(path, user.uid, user.gid)
-        box = cls(path, server, user, template=template)
+        box = cls(path, server, user, template=template, wal_segsize_mb=wal_segsize_mb)
         box.save_marker()
         (box.socket_dir).mkdir(mode=0o700)
         if os.geteuid() == 0 and user.uid != 0:
@@ -186,7 +187,8 @@ class Sandbox:
         return node, self.node_settings(name, port)
 
     def _initdb(self, data: Path) -> None:
-        argv = commands.initdb(self.server.bindir, data, superuser=SUPERUSER)
+        argv = commands.initdb(self.server.bindir, data, superuser=SUPERUSER,
+                               wal_segsize_mb=self.wal_segsize_mb, version=self.server.version)
         if not self.template:
             self.host.run(argv, user=self.user, what="initdb")
             return
