@@ -185,6 +185,7 @@ TABLE: tuple[Name, ...] = (
     Name("option", "--create-slot", since=V11),
     Name("option", "--no-manifest", since=V13),
     Name("option", "--wal-segsize", scope="initdb", since=V11),
+    Name("option", "--no-sync", scope="initdb", old="--nosync", renamed=V10),
     # -- libpq connection options, by the libpq of that major: a standby's walreceiver parses
     # primary_conninfo with its server's libpq, so an option newer than the standby server
     # breaks streaming ("invalid connection option channel_binding" on a 10 standby).

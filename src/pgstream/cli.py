@@ -102,14 +102,18 @@ def list_binaries(_args: argparse.Namespace) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="pgstream", description=__doc__.split("\n", 1)[0])
+    top = argparse.ArgumentParser(
+        prog="pgstream", description="Set up, check and operate PostgreSQL streaming "
+                                     "replication: demo, sandbox-stop, binaries.")
     sub = top.add_subparsers(dest="command", required=True)
     d = sub.add_parser("demo", help="a local primary with streaming standbys, status printed")
     d.add_argument("--standbys", type=int, default=2)
     d.add_argument("--rows", type=int, default=1000)
     d.add_argument("--keep", action="store_true", help="leave the sandbox running")
     d.add_argument("--bindir", help="PostgreSQL bin directory (default: discovered)")
-    d.add_argument("--base-dir", help="where to create the sandbox directory (default: /tmp)")
+    d.add_argument("--base-dir", help="where to create the sandbox directory (default: "
+                                      "/dev/shm when it is a memory file system with room, "
+                                      "else /tmp)")
     d.add_argument("--run-as", help="OS user for the servers when running as root "
                                     "(default: postgres)")
     d.add_argument("--quiet", action="store_true", help="do not print each step")

@@ -26,9 +26,13 @@ def initdb(bindir: Path, data_dir: Path, *, superuser: str, auth_local: str = "t
            checksums: bool = False, version: ServerVersion | None = None) -> tuple[str, ...]:
     """initdb's argv. ``wal_segsize_mb`` needs initdb 11+ (pass ``version`` to check it)."""
     identifiers.role_name(superuser)
+    no_sync = version.adapter.option("--no-sync", "initdb") if version else "--no-sync"
+    if version is not None and auth_host == "scram-sha-256" and not version.adapter.supports(
+            "scram"):
+        auth_host = "md5"  # 9.6 has no SCRAM
     argv = [str(bindir / "initdb"), "-D", str(data_dir), "-U", superuser,
             "--auth-local", auth_local, "--auth-host", auth_host,
-            "-E", "UTF8", "--locale", "C", "--no-sync"]
+            "-E", "UTF8", "--locale", "C", no_sync]
     if wal_segsize_mb is not None:
         if version is None:
             raise InvalidInput("wal_segsize_mb needs the initdb's version (11 or newer)")
@@ -78,7 +82,7 @@ def pg_basebackup(bindir: Path, client: ServerVersion, data_dir: Path, *, host: 
         if not max_rate.rstrip("kKmM").isdigit():
             raise InvalidInput(f"invalid max_rate {max_rate!r}: e.g. '100M' or '32k'")
         argv += ["-r", max_rate]
-    if not sync:
+    if not sync and adapter.has("option", "--no-sync"):
         argv.append(adapter.option("--no-sync"))
     if adapter.has("option", "--no-manifest"):
         argv.append("--no-manifest")

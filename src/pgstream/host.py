@@ -178,6 +178,9 @@ class LocalHost:
         path = Path(path)
         current = path.read_text(encoding="utf-8") if path.exists() else ""
         mode = path.stat().st_mode & 0o777 if path.exists() else 0o600
+        if owner is None and path.exists():  # keep the file's owner (root must not take it)
+            info = path.stat()
+            owner = OsUser(str(info.st_uid), info.st_uid, info.st_gid)
         if current and not current.endswith("\n"):
             current += "\n"
         self.write_text(path, current + text, mode=mode, owner=owner)

@@ -153,6 +153,11 @@ class Node:
     def system_identifier(self) -> str:
         return str(self.value(queries.system_identifier()))
 
+    def timeline(self) -> int:
+        """The timeline: a primary's from its current WAL file; a standby's from its
+        walreceiver (else its last restartpoint)."""
+        return int(self.value(queries.timeline(self.version, self.in_recovery)))
+
     def show(self, setting: str) -> str:
         return str(self.query(queries.show(setting))[0][0])
 
@@ -268,9 +273,6 @@ class Standby(Node):
                  what=f"{self.name} to leave recovery")
         return self.timeline()
 
-    def timeline(self) -> int:
-        """The timeline this server writes (after a promotion: the new one)."""
-        return int(self.value(queries.timeline(self.version)))
 
     def wal_receiver(self) -> tuple[str, Lsn | None, str | None] | None:
         """``(status, flushed LSN, slot)`` of the walreceiver, or None when not streaming."""

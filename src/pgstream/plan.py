@@ -124,7 +124,8 @@ class Plan:
     steps: tuple[Step, ...] = attrs.field(converter=_as_steps)
 
     def __str__(self) -> str:
-        lines = [f"Plan: {self.title} ({len(self.steps)} steps)"]
+        count = len(self.steps)
+        lines = [f"Plan: {self.title} ({count} step{'' if count == 1 else 's'})"]
         lines += [step.describe(n) for n, step in enumerate(self.steps, 1)]
         return "\n".join(lines)
 

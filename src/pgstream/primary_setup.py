@@ -21,6 +21,7 @@ from pgstream.config import ConfigRenderer
 from pgstream.errors import InvalidInput, PgStreamError, SlotError
 from pgstream.identifiers import MASK, Secret
 from pgstream.node import Primary
+from pgstream.passwords import verifier_matches
 from pgstream.plan import Report, Step, StepKind, StepResult
 
 
@@ -43,13 +44,19 @@ def settings_step(primary: Primary, settings: Mapping[str, str],
     names = list(settings)
     detail = "\n".join(_text(queries.alter_system(n, v)) + ";" for n, v in settings.items())
 
-    def action(report: Report) -> StepResult:
+    def current_values() -> dict[str, tuple[str, str]]:
         rows = primary.query(*queries.settings_values(names))
         current = {name: (setting, context) for name, setting, context, _pending in rows}
         unknown = [n for n in names if n not in current]
         if unknown:
             raise InvalidInput(f"{primary.name} has no setting(s) {', '.join(unknown)} "
                                f"(PostgreSQL {primary.version.major})")
+        return current
+
+    current_values()  # unknown names fail now, while the plan is built
+
+    def action(report: Report) -> StepResult:
+        current = current_values()
         changed = []
         for name, value in settings.items():
             setting, context = current[name]
@@ -94,22 +101,28 @@ def hba_step(primary: Primary, lines: Sequence[str], changed_files: set[str]) ->
 def role_step(primary: Primary, auth: ReplicationAuth) -> Step:
     shown = _text(queries.create_role(auth.user, MASK if auth.password else None))
 
+    def verifier() -> str | None:
+        if auth.password is None:
+            return None
+        algorithm = "scram-sha-256" if primary.version.adapter.supports("scram") else "md5"
+        return primary.connect().pgconn.encrypt_password(
+            auth.password.reveal().encode(), auth.user.encode(), algorithm.encode()).decode()
+
     def action(report: Report) -> StepResult:
         rows = primary.query(*queries.role_state(auth.user))
-        if rows and rows[0][0] and rows[0][1]:
-            return StepResult(False, f"role {auth.user} exists with LOGIN REPLICATION; "
-                                     "its password was left as it is")
-        if rows:
-            primary.execute(queries.alter_role(auth.user))
-            return StepResult(True, f"granted LOGIN REPLICATION to existing role {auth.user}")
-        verifier = None
-        if auth.password is not None:
-            algorithm = "scram-sha-256" if primary.version.adapter.supports("scram") else "md5"
-            verifier = primary.connect().pgconn.encrypt_password(
-                auth.password.reveal().encode(), auth.user.encode(), algorithm.encode()
-            ).decode()
-        primary.execute(queries.create_role(auth.user, verifier))
-        return StepResult(True, f"created role {auth.user}")
+        if not rows:
+            primary.execute(queries.create_role(auth.user, verifier()))
+            return StepResult(True, f"created role {auth.user}")
+        replication, login, stored = rows[0]
+        stale = auth.password is not None and not verifier_matches(
+            stored, auth.password.reveal(), auth.user)
+        if replication and login and not stale:
+            return StepResult(False, f"role {auth.user} exists with LOGIN REPLICATION"
+                              + (" and this password" if auth.password is not None else ""))
+        primary.execute(queries.alter_role(auth.user, verifier() if stale else None))
+        done = [] if replication and login else ["granted LOGIN REPLICATION"]
+        done += ["set its password"] if stale else []
+        return StepResult(True, f"role {auth.user} exists: " + " and ".join(done))
 
     return Step(primary.name, StepKind.ROLE, f"replication role {auth.user}", shown + ";",
                 action=action, host=primary.host.name)

@@ -59,11 +59,6 @@ def pytest_configure(config: pytest.Config) -> None:
                                        "e.g. pg('>= 13')")
     if config.getoption("--pgstream-bindir"):
         os.environ["PGSTREAM_BINDIR"] = str(config.getoption("--pgstream-bindir"))
-    if "PGSTREAM_CACHE_DIR" not in os.environ:
-        # Keep initdb templates for this run only: tests leave nothing behind.
-        cache = tempfile.mkdtemp(prefix="pgstream-test-cache-")
-        os.environ["PGSTREAM_CACHE_DIR"] = cache
-        config.add_cleanup(lambda: shutil.rmtree(cache, ignore_errors=True))
 
 
 def _server() -> Installation | None:
@@ -98,7 +93,23 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 
 @pytest.fixture(scope="session")
-def pgstream_server() -> Installation:
+def pgstream_cache_dir() -> Iterator[str]:
+    """initdb templates kept for this test session only (``$PGSTREAM_CACHE_DIR``), removed at
+    its end, so tests leave nothing behind; an existing ``$PGSTREAM_CACHE_DIR`` is used as is."""
+    if "PGSTREAM_CACHE_DIR" in os.environ:
+        yield os.environ["PGSTREAM_CACHE_DIR"]
+        return
+    cache = tempfile.mkdtemp(prefix="pgstream-test-cache-")
+    os.environ["PGSTREAM_CACHE_DIR"] = cache
+    try:
+        yield cache
+    finally:
+        os.environ.pop("PGSTREAM_CACHE_DIR", None)
+        shutil.rmtree(cache, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def pgstream_server(pgstream_cache_dir: str) -> Installation:
     return binaries.find_server()
 
 

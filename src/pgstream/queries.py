@@ -131,8 +131,11 @@ def drop_slot(version: ServerVersion, name: str) -> Query:
 
 def role_state(name: str) -> Query:
     identifiers.role_name(name)
+    # pg_authid (superuser) holds the verifier, so a re-apply can tell whether the password
+    # already matches instead of resetting it every time.
     return sql.SQL(
-        "SELECT rolreplication, rolcanlogin FROM pg_roles WHERE rolname = %s"), (name,)
+        "SELECT rolreplication, rolcanlogin, rolpassword FROM pg_authid WHERE rolname = %s"
+    ), (name,)
 
 
 def create_role(name: str, verifier: str | None) -> sql.Composed:
@@ -200,7 +203,12 @@ def replay_delay() -> Query:
     return sql.SQL("SELECT now() - pg_last_xact_replay_timestamp()"), ()
 
 
-def timeline(version: ServerVersion) -> Query:
-    """On a primary: the timeline it writes, from its current WAL file's name."""
+def timeline(version: ServerVersion, in_recovery: bool = False) -> Query:
+    """A primary's timeline from its current WAL file's name; a standby's from its walreceiver,
+    else from its last restartpoint."""
+    if in_recovery:
+        return sql.SQL(
+            "SELECT COALESCE((SELECT received_tli FROM pg_stat_wal_receiver), "
+            "(SELECT timeline_id FROM pg_control_checkpoint()))"), ()
     return sql.SQL("SELECT ('x' || substr({}({}()), 1, 8))::bit(32)::int").format(
         _fn(version, "pg_walfile_name"), _fn(version, "pg_current_wal_lsn")), ()

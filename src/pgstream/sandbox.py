@@ -114,6 +114,13 @@ class Sandbox:
         if not parent.is_dir():
             raise InvalidInput(f"base_dir {parent} is not an existing directory")
         path = Path(tempfile.mkdtemp(prefix="pgstream-", dir=parent))
+        programs = _first_blocked(server.bindir, user)
+        if programs is not None:
+            path.rmdir()
+            raise InvalidInput(
+                f"the server user {user.name!r} cannot enter {programs}, so it cannot run the "
+                f"PostgreSQL programs in {server.bindir}: install them where that user can "
+                f"reach them, or allow it (chmod o+x {programs})")
         blocked = _first_blocked(path.parent, user)
         if blocked is not None:
             path.rmdir()

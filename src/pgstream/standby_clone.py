@@ -16,12 +16,12 @@ from pathlib import Path
 
 from pgstream import commands, datadir
 from pgstream.binaries import Installation
-from pgstream.config import ConfigRenderer, merge_settings, passfile_line, render_settings
+from pgstream.config import passfile_line
 from pgstream.errors import InvalidInput, PgStreamError, UnsafeDataDirectory
-from pgstream.host import OsUser
 from pgstream.node import Primary, Standby
 from pgstream.plan import Report, Step, StepKind, StepResult
 from pgstream.primary_setup import ReplicationAuth
+from pgstream.recovery_config import RecoveryConfig, passfile_for, write_passfile
 from pgstream.wait import DEFAULT_TIMEOUT, wait_for
 
 _PERCENT = re.compile(r"\((\d+)%\)")
@@ -31,13 +31,6 @@ def _streaming(primary: Primary, name: str) -> bool:
     rows = primary.query("SELECT state FROM pg_stat_replication WHERE application_name = %s",
                          (name,))
     return any(state == "streaming" for (state,) in rows)
-
-
-def merge_passfile(existing: str, line: str) -> str:
-    """Replace the entry for the same host:port:db:user (first four fields), keep the rest."""
-    key = line.rsplit(":", 1)[0]
-    kept = [x for x in existing.splitlines() if x and not x.startswith(key + ":")]
-    return "".join(f"{x}\n" for x in kept) + line
 
 
 def standby_clone_steps(
@@ -79,19 +72,14 @@ def standby_clone_steps(
     protected = [primary.data_dir] if primary.data_dir is not None else []
     datadir.check_replaceable(data_dir, replace=replace, protected=protected,
                               allow_running=replace)
-    in_conninfo = server.version.adapter.has("conninfo", "passfile")
-    if auth.password is not None and not in_conninfo:
-        # 9.6's libpq has no passfile option: the walreceiver reads the server user's ~/.pgpass.
-        passfile = Path((standby.os_user or OsUser.current()).home) / ".pgpass"
-    elif auth.password is not None and passfile is None:
-        passfile = default_passfile(data_dir)
-    renderer = ConfigRenderer(server.version)
-    conninfo = renderer.primary_conninfo(
-        host=primary_host, port=primary_port, user=auth.user,
-        passfile=str(passfile) if auth.password is not None and in_conninfo else None,
-        application_name=standby.name)
-    files = renderer.standby_files(conninfo, slot)
-    recovery = renderer.standby_settings(conninfo, slot)
+    if auth.password is not None:
+        passfile, named = passfile_for(server.version, data_dir, standby.os_user, passfile)
+    else:
+        passfile, named = None, False
+    recovery = RecoveryConfig.build(
+        server.version, upstream=(primary_host, primary_port), user=auth.user,
+        application_name=standby.name, slot=slot, passfile=passfile if named else None,
+        own_settings=node_settings)
     user = standby.os_user
     host = standby.host
     service = standby.service
@@ -126,20 +114,16 @@ def standby_clone_steps(
 
     # -- 7: passfile and base backup
     if auth.password is not None and passfile is not None:
-        password = auth.password
-        line = passfile_line(primary_host, primary_port, auth.user, password.reveal(),
-                             database="*")
-        shown = passfile_line(primary_host, primary_port, auth.user, "********", database="*")
+        password, path = auth.password, passfile
+        shown = passfile_line(primary_host, primary_port, auth.user, "********")
 
-        def write_passfile(report: Report) -> StepResult:
-            existing = host.read_text(passfile) if host.exists(passfile) else ""
-            merged = merge_passfile(existing, line)
-            if merged == existing:
-                return StepResult(False, f"{passfile} already holds the entry")
-            host.write_text(passfile, merged, mode=0o600, owner=user)
-            return StepResult(True, f"wrote {passfile} (mode 0600)")
+        def write_pass(report: Report) -> StepResult:
+            changed = write_passfile(host, path, address=(primary_host, primary_port),
+                                     user=auth.user, password=password, owner=user)
+            return StepResult(changed, f"wrote {path} (mode 0600)" if changed
+                              else f"{path} already holds the entry")
 
-        step(StepKind.FILE, f"passfile {passfile} (mode 0600)", shown, write_passfile)
+        step(StepKind.FILE, f"passfile {passfile} (mode 0600)", shown, write_pass)
 
     argv = commands.pg_basebackup(client.bindir, client.version, data_dir, host=primary_host,
                                   port=primary_port, user=auth.user, slot=slot,
@@ -166,29 +150,12 @@ def standby_clone_steps(
          base_backup, remove_clone)
 
     # -- 8/9: recovery configuration and the standby's own settings
-    auto_conf = data_dir / "postgresql.auto.conf"
-    own = dict(node_settings or {})
-    shown_files = "".join(
-        f"{fname}:\n" + ("".join(f"  {x}\n" for x in content.splitlines()) or "  (empty)\n")
-        for fname, content in files.items())
-    if own:
-        shown_files += "postgresql.auto.conf (this node):\n" + "".join(
-            f"  {x}\n" for x in render_settings(own).splitlines())
-
     def write_recovery(report: Report) -> StepResult:
-        merged: dict[str, str | None] = dict(own)
-        for fname, content in files.items():
-            if fname == "postgresql.auto.conf":
-                merged.update(recovery)
-            else:
-                host.write_text(data_dir / fname, content, mode=0o600, owner=user)
-        if merged:
-            existing = host.read_text(auto_conf) if host.exists(auto_conf) else ""
-            host.write_text(auto_conf, merge_settings(existing, merged), mode=0o600, owner=user)
-        return StepResult(True, "wrote " + ", ".join(files))
+        return StepResult(True, "wrote " + ", ".join(recovery.write(host, data_dir, user)))
 
     step(StepKind.RECOVERY_CONFIG, f"recovery configuration for PostgreSQL "
-         f"{server.version.major} ({', '.join(files)})", shown_files, write_recovery)
+         f"{server.version.major} ({', '.join(recovery.files)})", recovery.describe(),
+         write_recovery)
 
     # -- 10/11: start and check
     def start(report: Report) -> StepResult:
@@ -208,11 +175,6 @@ def standby_clone_steps(
 
     steps.append(_check_step(primary, standby, timeout))
     return steps
-
-
-def default_passfile(data_dir: Path) -> Path:
-    """Where a standby's passfile goes by default: beside its data directory, not inside."""
-    return data_dir.with_name(data_dir.name + ".pgpass")
 
 
 

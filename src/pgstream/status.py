@@ -122,9 +122,10 @@ class ClusterStatus:
         rows = self.rows()
         widths = [max(len(t), *(len(r[i]) for r in rows)) if rows else len(t)
                   for i, t in enumerate(titles)]
-        line = "  ".join(t.ljust(w) for t, w in zip(titles, widths, strict=True))
+        line = "  ".join(t.ljust(w) for t, w in zip(titles, widths, strict=True)).rstrip()
         out = [head, line, "  ".join("-" * w for w in widths)]
-        out += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+        out += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+                for r in rows]
         if not rows:
             out.append("(no standbys)")
         return "\n".join(out)

@@ -83,6 +83,12 @@ class Rig:
         shutil.rmtree(self.base, ignore_errors=True)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _session_cache(pgstream_cache_dir: str) -> str:
+    """Every test here, with or without a cluster fixture, uses the session's template cache."""
+    return pgstream_cache_dir
+
+
 @pytest.fixture
 def rig(pgstream_server: Installation) -> Iterator[Rig]:
     user = server_user()

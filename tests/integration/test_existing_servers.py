@@ -7,7 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from pgstream import Cluster, PlanFailed, ReplicationAuth, StepKind, UnsafeDataDirectory
+from pgstream import (
+    Cluster,
+    PlanFailed,
+    ProgressEvent,
+    ReplicationAuth,
+    StepKind,
+    UnsafeDataDirectory,
+)
 
 from .conftest import Rig
 
@@ -49,6 +56,20 @@ def test_plan_sets_up_an_existing_primary_and_restarts_only_when_needed(rig: Rig
     again = cluster.setup_plan().apply()
     assert not again.changed, str(again)
     assert primary.query("SELECT pg_postmaster_start_time()") == started
+
+
+def test_existing_role_gets_the_password_once(rig: Rig) -> None:
+    primary = rig.existing_primary("main")
+    primary.execute("CREATE ROLE repuser LOGIN PASSWORD 'old'")
+    cluster = Cluster(primary, [], auth=ReplicationAuth("repuser", "new pw"),
+                      primary_address=("127.0.0.1", _port(primary.conninfo)),
+                      hba_addresses=["127.0.0.1"])
+    first = {a.step.kind: a.result for a in cluster.setup_plan().apply().applied}
+    assert first[StepKind.ROLE].changed
+    assert "LOGIN REPLICATION" in first[StepKind.ROLE].message
+    assert "password" in first[StepKind.ROLE].message
+    again = {a.step.kind: a.result for a in cluster.setup_plan().apply().applied}
+    assert not again[StepKind.ROLE].changed  # the stored verifier already matches
 
 
 def test_reloadable_change_reloads_without_restart(rig: Rig) -> None:
@@ -115,10 +136,14 @@ def test_failed_clone_drops_the_slot_it_created(rig: Rig) -> None:
     cluster = Cluster(primary, [standby], auth=ReplicationAuth("repuser", "right"),
                       primary_address=("127.0.0.1", _port(primary.conninfo)),
                       hba_addresses=["127.0.0.1"], node_settings={"replica": own})
-    cluster.setup_plan().steps[0]  # builds fine
-    primary.execute("CREATE ROLE repuser LOGIN REPLICATION PASSWORD 'other'")
+    plan = cluster.setup_plan()
+
+    def change_password_behind_our_back(event: ProgressEvent) -> None:
+        if event.event == "done" and event.step.kind is StepKind.ROLE:
+            primary.execute("ALTER ROLE repuser PASSWORD 'other'")
+
     with pytest.raises(PlanFailed) as caught:
-        cluster.setup_plan().apply()
+        plan.apply(change_password_behind_our_back)
     message = str(caught.value)
     assert "pg_basebackup" in message and "password authentication failed" in message
     assert "rolled back" in message and "slot replica" in message

@@ -1,0 +1,65 @@
+"""Reading ``global/pg_control`` of a stopped server: its state and last checkpoint.
+
+Needed where no SQL can be asked (the server is down) and ``pg_controldata`` of the right
+major may not be installed (server-only builds ship without it). Only the leading fields are
+read, whose layout has been the same from 9.6 to 18:
+
+    uint64 system_identifier; uint32 pg_control_version; uint32 catalog_version_no;
+    DBState state (int32); [4 bytes padding]; pg_time_t time (int64);
+    XLogRecPtr checkPoint (uint64)            -- offset 32: the latest checkpoint record
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+from pathlib import Path
+
+import attrs
+
+from pgstream.errors import PgStreamError
+from pgstream.lsn import Lsn
+
+_HEAD = struct.Struct("<QIIi4xqQ")
+
+
+class DbState(enum.IntEnum):
+    STARTUP = 0
+    SHUTDOWNED = 1
+    SHUTDOWNED_IN_RECOVERY = 2
+    SHUTDOWNING = 3
+    IN_CRASH_RECOVERY = 4
+    IN_ARCHIVE_RECOVERY = 5
+    IN_PRODUCTION = 6
+
+
+@attrs.frozen
+class ControlData:
+    system_identifier: str
+    pg_control_version: int
+    state: DbState
+    checkpoint: Lsn
+
+    @property
+    def clean_shutdown(self) -> bool:
+        """Stopped cleanly, as a primary (SHUTDOWNED) or as a standby (…_IN_RECOVERY)."""
+        return self.state in (DbState.SHUTDOWNED, DbState.SHUTDOWNED_IN_RECOVERY)
+
+
+def read(data_dir: Path) -> ControlData:
+    path = Path(data_dir) / "global" / "pg_control"
+    try:
+        raw = path.read_bytes()[:_HEAD.size]
+    except OSError as exc:
+        raise PgStreamError(f"cannot read {path}: {exc}") from None
+    if len(raw) < _HEAD.size:
+        raise PgStreamError(f"{path} is too short to be a pg_control file")
+    sysid, control_version, _catalog, state, _time, checkpoint = _HEAD.unpack(raw)
+    if not 900 <= control_version < 10000:
+        raise PgStreamError(f"{path} does not look like a pg_control file "
+                            f"(pg_control_version {control_version})")
+    try:
+        db_state = DbState(state)
+    except ValueError:
+        raise PgStreamError(f"{path}: unknown database state {state}") from None
+    return ControlData(str(sysid), control_version, db_state, Lsn(checkpoint))

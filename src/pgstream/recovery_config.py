@@ -1,0 +1,96 @@
+"""A standby's recovery configuration: where it streams from, through which slot.
+
+Written when a standby is cloned, and rewritten when it follows another upstream: before 12
+``recovery.conf`` is written whole; from 12 ``standby.signal`` plus the settings merged into
+``postgresql.auto.conf`` (each setting once, so following again and again piles nothing up).
+The password goes to a 0600 passfile (9.6's libpq has no ``passfile`` option: there it is the
+server user's ``~/.pgpass``), never into the configuration.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import attrs
+
+from pgstream.config import ConfigRenderer, merge_settings, passfile_line, render_settings
+from pgstream.host import LocalHost, OsUser
+from pgstream.identifiers import Secret
+from pgstream.version import ServerVersion
+
+
+def merge_passfile(existing: str, line: str) -> str:
+    """Replace the entry for the same host:port:db:user (first four fields), keep the rest."""
+    key = line.rsplit(":", 1)[0]
+    kept = [x for x in existing.splitlines() if x and not x.startswith(key + ":")]
+    return "".join(f"{x}\n" for x in kept) + line
+
+
+def passfile_for(version: ServerVersion, data_dir: Path, owner: OsUser | None,
+                 chosen: Path | None = None) -> tuple[Path, bool]:
+    """Where a standby's password goes, and whether ``primary_conninfo`` names that file."""
+    if not version.adapter.has("conninfo", "passfile"):
+        return Path((owner or OsUser.current()).home) / ".pgpass", False
+    return chosen or data_dir.with_name(data_dir.name + ".pgpass"), True
+
+
+def write_passfile(host: LocalHost, path: Path, *, address: tuple[str, int], user: str,
+                   password: Secret, owner: OsUser | None) -> bool:
+    """Add (or replace) the entry for ``address``/``user``; True if the file changed."""
+    line = passfile_line(address[0], address[1], user, password.reveal())
+    existing = host.read_text(path) if host.exists(path) else ""
+    merged = merge_passfile(existing, line)
+    if merged == existing:
+        return False
+    host.write_text(path, merged, mode=0o600, owner=owner)
+    return True
+
+
+@attrs.frozen
+class RecoveryConfig:
+    """What a standby of ``version`` needs to stream from ``upstream`` through ``slot``."""
+
+    version: ServerVersion
+    conninfo: str
+    slot: str | None
+    own_settings: Mapping[str, str] = attrs.field(factory=dict)
+
+    @classmethod
+    def build(cls, version: ServerVersion, *, upstream: tuple[str, int], user: str,
+              application_name: str, slot: str | None, passfile: Path | None,
+              own_settings: Mapping[str, str] | None = None) -> RecoveryConfig:
+        conninfo = ConfigRenderer(version).primary_conninfo(
+            host=upstream[0], port=upstream[1], user=user,
+            passfile=str(passfile) if passfile is not None else None,
+            application_name=application_name)
+        return cls(version, conninfo, slot, dict(own_settings or {}))
+
+    @property
+    def files(self) -> dict[str, str]:
+        return ConfigRenderer(self.version).standby_files(self.conninfo, self.slot)
+
+    def describe(self) -> str:
+        shown = "".join(
+            f"{name}:\n" + ("".join(f"  {x}\n" for x in content.splitlines()) or "  (empty)\n")
+            for name, content in self.files.items())
+        if self.own_settings:
+            shown += "postgresql.auto.conf (this node):\n" + "".join(
+                f"  {x}\n" for x in render_settings(self.own_settings).splitlines())
+        return shown
+
+    def write(self, host: LocalHost, data_dir: Path, owner: OsUser | None) -> list[str]:
+        """Write the files into ``data_dir``; returns their names."""
+        renderer = ConfigRenderer(self.version)
+        merged: dict[str, str | None] = dict(self.own_settings)
+        files = self.files
+        for name, content in files.items():
+            if name == "postgresql.auto.conf":
+                merged.update(renderer.standby_settings(self.conninfo, self.slot))
+            else:
+                host.write_text(data_dir / name, content, mode=0o600, owner=owner)
+        if merged:
+            auto = data_dir / "postgresql.auto.conf"
+            existing = host.read_text(auto) if host.exists(auto) else ""
+            host.write_text(auto, merge_settings(existing, merged), mode=0o600, owner=owner)
+        return list(files)
