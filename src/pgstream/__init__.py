@@ -30,15 +30,28 @@ from pgstream.errors import (
     UnsupportedVersion,
     WaitTimeout,
 )
+from pgstream.failover import PrimaryStillAlive
 from pgstream.host import LocalHost, OsUser
 from pgstream.identifiers import Secret
 from pgstream.lsn import Lsn
 from pgstream.node import Node, Primary, Standby
 from pgstream.plan import Plan, PlanReport, ProgressEvent, Step, StepKind
 from pgstream.primary_setup import ReplicationAuth
+from pgstream.rejoin import RejoinRefused
 from pgstream.service import PgCtlService
 from pgstream.slot import ReplicationSlot, SlotStatus
-from pgstream.status import ClusterStatus, PrimaryStatus, StandbyStatus
+from pgstream.slot_hygiene import (
+    SlotFinding,
+    SlotReport,
+    advance_slot,
+    drop_inactive_slots_plan,
+    slot_report,
+    slot_wal_limit_plan,
+)
+from pgstream.status import ClusterStatus, HistoryEntry, PrimaryStatus, StandbyStatus
+from pgstream.switchover import SwitchoverRefused
+from pgstream.sync_rep import sync_states, synchronous_plan
+from pgstream.sync_spec import SyncSpec
 from pgstream.version import ServerVersion
 
 __version__ = "0.1.0"
@@ -49,6 +62,7 @@ __all__ = [
     "ClusterStatus",
     "CommandFailed",
     "ConfigRenderer",
+    "HistoryEntry",
     "InvalidAddress",
     "InvalidInput",
     "InvalidName",
@@ -66,23 +80,35 @@ __all__ = [
     "PlanReport",
     "Primary",
     "PrimaryStatus",
+    "PrimaryStillAlive",
     "ProgressEvent",
     "QueryError",
     "ReadOnlyNode",
+    "RejoinRefused",
     "ReplicationAuth",
     "ReplicationSlot",
     "Secret",
     "ServerVersion",
     "SlotError",
+    "SlotFinding",
     "SlotInUse",
     "SlotNotFound",
+    "SlotReport",
     "SlotStatus",
     "Standby",
     "StandbyStatus",
     "Step",
     "StepKind",
+    "SwitchoverRefused",
+    "SyncSpec",
     "UnsafeDataDirectory",
     "UnsupportedVersion",
     "VersionAdapter",
     "WaitTimeout",
+    "advance_slot",
+    "drop_inactive_slots_plan",
+    "slot_report",
+    "slot_wal_limit_plan",
+    "sync_states",
+    "synchronous_plan",
 ]

@@ -210,7 +210,9 @@ TABLE: tuple[Name, ...] = (
     _feature("lag_intervals", V10, "write_lag/flush_lag/replay_lag in pg_stat_replication"),
     _feature("scram", V10, "scram-sha-256 authentication"),
     _feature("scram_default", V14, "password_encryption defaults to scram-sha-256"),
-    _feature("quorum_sync", V10, "synchronous_standby_names FIRST n (...) / ANY n (...)"),
+    _feature("quorum_sync", V10, "synchronous_standby_names FIRST n (...) / ANY n (...); "
+             "first/any become keywords (such standby names are double-quoted); "
+             "sync_state 'quorum'"),
     _feature("pidfile_status", V10, "postmaster.pid line 8: starting/ready/standby/stopping"),
     _feature("hba_file_rules", V10, "pg_hba_file_rules shows pg_hba.conf parse errors"),
     _feature("local_replication_hba", V10, "the default pg_hba.conf allows local replication"),
@@ -238,6 +240,8 @@ TABLE: tuple[Name, ...] = (
     _feature("pg_stat_io", V16, "pg_stat_io"),
     _feature("pg_stat_checkpointer", V17, "pg_stat_checkpointer"),
     _feature("md5_deprecated", V18, "md5 passwords warn"),
+    Name("feature", "pg_control_prev_checkpoint", until=V11,
+         note="pg_control holds prevCheckPoint before the checkpoint copy (gone in 11)"),
 )
 
 _INDEX: dict[tuple[Kind, str, str], Name] = {}

@@ -8,6 +8,7 @@ wraps servers that already exist; ``cluster.setup_plan()`` is the runbook that s
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import secrets
 import time
@@ -20,7 +21,7 @@ from typing import Any
 import attrs
 from psycopg import conninfo as pg_conninfo
 
-from pgstream import binaries, queries
+from pgstream import binaries, identifiers, queries
 from pgstream.binaries import Installation
 from pgstream.config import ConfigRenderer
 from pgstream.errors import (
@@ -28,17 +29,25 @@ from pgstream.errors import (
     InvalidInput,
     NodeUnreachable,
     NotAvailable,
+    PgStreamError,
     QueryError,
 )
+from pgstream.failover import failover_plan
+from pgstream.follow import follow_steps, promote_step
 from pgstream.host import server_user
 from pgstream.identifiers import Secret
 from pgstream.lsn import Lsn
-from pgstream.node import Node, Primary, Standby
-from pgstream.plan import Plan, ProgressCallback
-from pgstream.primary_setup import ReplicationAuth, primary_setup_steps
+from pgstream.node import Node, Primary, Standby, as_primary, as_standby
+from pgstream.plan import Plan, PlanReport, ProgressCallback, Report, Step, StepKind, StepResult
+from pgstream.primary_setup import ReplicationAuth, primary_setup_steps, slot_step
+from pgstream.rejoin import rejoin_plan
 from pgstream.sandbox import Sandbox
+from pgstream.slot import SlotStatus
 from pgstream.standby_clone import standby_clone_steps
-from pgstream.status import ClusterStatus, PrimaryStatus, StandbyStatus
+from pgstream.status import ClusterStatus, HistoryEntry, PrimaryStatus, StandbyStatus
+from pgstream.switchover import DEFAULT_MAX_LAG_BYTES, switchover_plan
+from pgstream.sync_rep import synchronous_plan
+from pgstream.sync_spec import SyncSpec
 from pgstream.wait import DEFAULT_TIMEOUT
 
 MAX_SANDBOX_STANDBYS = 16
@@ -66,8 +75,14 @@ class Cluster:
     """Per standby: where its passfile goes (default: beside its data directory)."""
     _sandbox: Sandbox | None = attrs.field(default=None, alias="_sandbox")
     node_settings: dict[str, dict[str, str]] = attrs.field(factory=dict)
-    """Per standby: its own settings (port, cluster_name, ...), merged into its
-    postgresql.auto.conf after the clone, since the clone copies the primary's."""
+    """Per node: its own settings (port, cluster_name, ...), merged into its
+    postgresql.auto.conf after a clone or a rewind, which copy the primary's."""
+    addresses: dict[str, tuple[str, int]] = attrs.field(factory=dict)
+    """Per node: the (host, port) other nodes stream from (primary_address for the primary,
+    else taken from its conninfo when that names a TCP host)."""
+    failed: list[Node] = attrs.field(factory=list)
+    """Former primaries lost in a failover, until they rejoin."""
+    history: list[HistoryEntry] = attrs.field(factory=list)
     _finalizer: Any = attrs.field(default=None, init=False)
 
     def __attrs_post_init__(self) -> None:
@@ -125,13 +140,16 @@ class Cluster:
             wanted.update(settings or {})
             primary = box.init_primary("primary", wanted)
             nodes = [box.standby_node(f"standby{i}") for i in range(1, standbys + 1)]
+            own = {node.name: settings for node, settings in nodes}
+            own[primary.name] = box.node_settings(primary.name, primary_port(primary))
             cluster = cls(
                 primary, [node for node, _ in nodes],
                 auth=auth,
-                primary_address=("127.0.0.1", int(primary_port(primary))),
+                primary_address=("127.0.0.1", primary_port(primary)),
                 hba_addresses=["127.0.0.1"], settings=wanted,
-                passfiles={node.name: box.passfile for node, _ in nodes},
-                _sandbox=box, node_settings={node.name: own for node, own in nodes},
+                _sandbox=box, node_settings=own,
+                addresses={n.name: ("127.0.0.1", primary_port(n))
+                           for n in [primary, *(node for node, _ in nodes)]},
             )
             cluster.setup_plan(server=server, client=client, timeout=timeout).apply(progress)
         except BaseException:
@@ -159,6 +177,181 @@ class Cluster:
     def slot_for(self, standby: Standby) -> str:
         return standby.name
 
+    def standby(self, name: str) -> Standby:
+        for standby in self.standbys:
+            if standby.name == name:
+                return standby
+        raise InvalidInput(f"no standby named {name!r} (standbys: "
+                           f"{', '.join(s.name for s in self.standbys) or 'none'})")
+
+    def address_of(self, node: Node) -> tuple[str, int]:
+        """Where other nodes reach ``node`` for replication."""
+        if node.name in self.addresses:
+            return self.addresses[node.name]
+        if node.name == self.primary.name and self.primary_address is not None:
+            return self.primary_address
+        return _address_of(node)
+
+    def passfile_of(self, node: Node) -> Path | None:
+        """Where ``node`` keeps the replication password (None: the default beside its data
+        directory; a sandbox shares one file)."""
+        if node.name in self.passfiles:
+            return self.passfiles[node.name]
+        return self._sandbox.passfile if self._sandbox is not None else None
+
+    def record_roles(self, *, new_primary: str, rejoined: Iterable[str] = (),
+                     failed: Iterable[str] = (), operation: str, detail: str) -> None:
+        """After a promotion: ``new_primary`` is the primary, ``rejoined`` stream from it,
+        ``failed`` wait aside until they rejoin; appends to :attr:`history`."""
+        everyone = {n.name: n for n in [*self.nodes, *self.failed]}
+        old_primary, lost, back = self.primary.name, set(failed), set(rejoined)
+        head = everyone[new_primary]
+        standbys: list[Standby] = []
+        for name, node in everyone.items():
+            if name == new_primary or name in lost:
+                continue
+            if name in back:
+                standbys.append(as_standby(node, None))
+            elif isinstance(node, Standby):
+                if node.upstream in (new_primary, old_primary):
+                    node.upstream = None  # None: streams from the primary
+                standbys.append(node)
+        self.failed = [n for n in self.failed if n.name not in back and n.name != new_primary]
+        self.failed += [everyone[name] for name in lost if name in everyone]
+        self.primary = head if isinstance(head, Primary) else as_primary(head)
+        self.standbys = standbys
+        self._note(operation, detail)
+
+    def _note(self, operation: str, detail: str) -> None:
+        timeline = None
+        with contextlib.suppress(PgStreamError):
+            timeline = self.primary.timeline()
+        self.history.append(HistoryEntry(dt.datetime.now(dt.UTC), operation, detail, timeline))
+
+    # -- operations (each also a plan: print it for a dry run)
+    def promote_plan(self, standby: Standby | str, *, timeout: float = DEFAULT_TIMEOUT) -> Plan:
+        """Promote one standby alone: it leaves the cluster (the primary and the other
+        standbys carry on). To replace a primary use :meth:`switchover` / :meth:`failover`."""
+        target = self.standby(standby) if isinstance(standby, str) else standby
+        old = self.primary
+
+        def record(report: Report) -> StepResult:
+            self.standbys = [s for s in self.standbys if s is not target]
+            self._note("promote", f"{target.name} promoted and detached from the cluster "
+                                  f"(its primary {old.name} and other standbys unchanged)")
+            return StepResult(True, f"{target.name} accepts writes, apart from this cluster")
+
+        return Plan(f"promote {target.name}", [
+            promote_step(target, timeout),
+            Step(target.name, StepKind.RECORD, "record the new role", "", action=record,
+                 host=target.host.name)])
+
+    def follow_plan(self, standby: Standby | str, upstream: Node | str, *,
+                    timeout: float = DEFAULT_TIMEOUT) -> Plan:
+        """Re-point a standby at another upstream (the primary or another standby)."""
+        node = self.standby(standby) if isinstance(standby, str) else standby
+        target = self.node(upstream) if isinstance(upstream, str) else upstream
+        previous = self.node(node.upstream) if node.upstream not in (None, target.name) \
+            and node.upstream in {n.name for n in self.nodes} else (
+                self.primary if node.upstream is None and target is not self.primary else None)
+        return Plan(f"{node.name} follows {target.name}", follow_steps(
+            self, node, target, previous=previous, timeout=timeout, concurrent=False))
+
+    def follow(self, standby: Standby | str, upstream: Node | str,
+               progress: ProgressCallback | None = None) -> PlanReport:
+        return self.follow_plan(standby, upstream).apply(progress)
+
+    def switchover_plan(self, to: Standby | str, *,
+                        max_lag_bytes: int = DEFAULT_MAX_LAG_BYTES,
+                        timeout: float = DEFAULT_TIMEOUT) -> Plan:
+        """A planned switchover to ``to`` (see :mod:`pgstream.switchover`); print = dry run."""
+        return switchover_plan(self, to, max_lag_bytes=max_lag_bytes, timeout=timeout)
+
+    def switchover(self, to: Standby | str, *, max_lag_bytes: int = DEFAULT_MAX_LAG_BYTES,
+                   progress: ProgressCallback | None = None) -> PlanReport:
+        return self.switchover_plan(to, max_lag_bytes=max_lag_bytes).apply(progress)
+
+    def failover_plan(self, candidate: Standby | str | None = None, *, force: bool = False,
+                      timeout: float = DEFAULT_TIMEOUT) -> Plan:
+        """An unplanned failover (see :mod:`pgstream.failover`); print = dry run."""
+        return failover_plan(self, candidate, force=force, timeout=timeout)
+
+    def failover(self, candidate: Standby | str | None = None, *, force: bool = False,
+                 progress: ProgressCallback | None = None) -> PlanReport:
+        return self.failover_plan(candidate, force=force).apply(progress)
+
+    def rejoin_plan(self, node: Node | str, *, rewind: bool | None = None,
+                    timeout: float = DEFAULT_TIMEOUT) -> Plan:
+        """A former primary back as a standby (see :mod:`pgstream.rejoin`)."""
+        if isinstance(node, str):
+            matches = [n for n in [*self.failed, *self.nodes] if n.name == node]
+            if not matches:
+                raise InvalidInput(f"no node named {node!r}")
+            node = matches[0]
+        return rejoin_plan(self, node, rewind=rewind, timeout=timeout)
+
+    def rejoin(self, node: Node | str, *, rewind: bool | None = None,
+               progress: ProgressCallback | None = None) -> PlanReport:
+        return self.rejoin_plan(node, rewind=rewind).apply(progress)
+
+    def synchronous_plan(self, spec: SyncSpec, *, synchronous_commit: str | None = None,
+                         wait_for: Mapping[str, str] | None = None,
+                         timeout: float = DEFAULT_TIMEOUT) -> Plan:
+        """Set ``synchronous_standby_names`` from a typed spec (see :mod:`pgstream.sync_rep`)."""
+        return synchronous_plan(self.primary, spec, synchronous_commit=synchronous_commit,
+                                wait_for=wait_for, timeout=timeout)
+
+    def set_synchronous(self, spec: SyncSpec, *, synchronous_commit: str | None = None,
+                        wait_for: Mapping[str, str] | None = None,
+                        progress: ProgressCallback | None = None) -> PlanReport:
+        report = self.synchronous_plan(spec, synchronous_commit=synchronous_commit,
+                                       wait_for=wait_for).apply(progress)
+        self._note("synchronous", f"synchronous_standby_names = "
+                                  f"{spec.render(self.primary.version)!r}")
+        return report
+
+    def add_standby_plan(self, standby: Standby, *, upstream: Node | str | None = None,
+                         replace: bool = False, timeout: float = DEFAULT_TIMEOUT) -> Plan:
+        """Clone one more standby from ``upstream`` (default the primary; a standby gives a
+        cascading standby, with its slot on that standby)."""
+        source = self.primary if upstream is None else (
+            self.node(upstream) if isinstance(upstream, str) else upstream)
+        if standby.name in {n.name for n in [*self.nodes, *self.failed]}:
+            raise InvalidInput(f"a node named {standby.name!r} exists already")
+        if standby.service is None:
+            raise InvalidInput(f"{standby.name} needs a service to be cloned")
+        server = binaries.probe(standby.service.bindir)
+        client = binaries.find_client("pg_basebackup", source.version, prefer=server)
+        host, port = self.address_of(source)
+        steps = [slot_step(source, standby.name)]
+        steps += standby_clone_steps(
+            source, standby, auth=self.auth, primary_host=host, primary_port=port,
+            slot=standby.name, server=server, client=client, passfile=self.passfile_of(standby),
+            replace=replace, node_settings=self.node_settings.get(standby.name),
+            sync=self._sandbox is None, timeout=timeout)
+
+        def record(report: Report) -> StepResult:
+            standby.upstream = None if source is self.primary else source.name
+            self.standbys.append(standby)
+            return StepResult(True, f"{standby.name} streams from {source.name}")
+
+        steps.append(Step(standby.name, StepKind.RECORD, "record the new standby", "",
+                          action=record, host=standby.host.name))
+        return Plan(f"add {standby.name} streaming from {source.name}", steps)
+
+    def add_standby(self, name: str, *, upstream: Node | str | None = None,
+                    progress: ProgressCallback | None = None,
+                    timeout: float = DEFAULT_TIMEOUT) -> Standby:
+        """Sandbox: clone and start one more standby, from the primary or from a standby."""
+        if self._sandbox is None:
+            raise InvalidInput("add_standby(name) makes local sandbox nodes; for existing "
+                               "servers build a Standby and use add_standby_plan()")
+        node, own = self._sandbox.standby_node(identifiers.node_name(name))
+        self.node_settings[node.name] = own
+        self.addresses[node.name] = ("127.0.0.1", primary_port(node))
+        self.add_standby_plan(node, upstream=upstream, timeout=timeout).apply(progress)
+        return node
+
     # -- setup
     def setup_plan(self, *, replace: bool = False, server: Installation | None = None,
                    client: Installation | None = None, sync: bool | None = None,
@@ -179,7 +372,7 @@ class Cluster:
                 raise InvalidInput(f"{standby.name} needs data_dir and service to be cloned")
             srv = server or binaries.probe(standby.service.bindir)
             cli = client or binaries.find_client("pg_basebackup", version, prefer=srv)
-            passfile = self.passfiles.get(standby.name)
+            passfile = self.passfile_of(standby)
             steps += standby_clone_steps(
                 self.primary, standby, auth=self.auth, primary_host=host, primary_port=port,
                 slot=self.slot_for(standby), server=srv, client=cli, passfile=passfile,
@@ -202,17 +395,30 @@ class Cluster:
         """Primary position and per-standby state, lag, sync state, slot and recovery."""
         primary = self.primary
         version = primary.version
-        statement, params, names = queries.replication_status(version)
-        rows = {row[0]: dict(zip(names, row, strict=True))
-                for row in primary.query(statement, params)}
-        slots = {slot.name: slot for slot in primary.slots()}
         head = PrimaryStatus(primary.name, str(version), primary.current_lsn(),
-                             primary.in_recovery)
+                             primary.in_recovery, primary.timeline())
+        # Each standby as its upstream sees it: the primary, or (cascading) another standby.
+        upstreams = {s.upstream or primary.name for s in self.standbys}
+        rows: dict[tuple[str, str], dict[str, Any]] = {}
+        slots: dict[tuple[str, str], SlotStatus] = {}
+        for name in upstreams:
+            upstream = self.node(name)
+            try:
+                recovering = upstream.in_recovery
+                statement, params, names = queries.replication_status(
+                    upstream.version, recovering)
+                for found in upstream.query(statement, params):
+                    rows[(name, found[0])] = dict(zip(names, found, strict=True))
+                for kept in upstream.slots():
+                    slots[(name, kept.name)] = kept
+            except (NodeUnreachable, QueryError):
+                continue
         items = []
         for standby in self.standbys:
-            row = rows.get(standby.name)
+            up = standby.upstream or primary.name
+            row = rows.get((up, standby.name))
             slot_name = (row or {}).get("slot_name") or self.slot_for(standby)
-            slot = slots.get(slot_name)
+            slot = slots.get((up, slot_name))
             in_recovery: bool | None = None
             lag = row.get("replay_lag") if row else None
             reachable = True
@@ -239,9 +445,10 @@ class Cluster:
                 slot_wal_status=slot.wal_status if slot else None,
                 slot_retained_bytes=slot.retained_bytes if slot else None,
                 in_recovery=in_recovery, reachable=reachable,
-                upstream=standby.upstream or primary.name,
+                upstream=up,
             ))
-        return ClusterStatus(head, tuple(items), dt.datetime.now(dt.UTC))
+        return ClusterStatus(head, tuple(items), dt.datetime.now(dt.UTC),
+                             tuple(self.history), tuple(n.name for n in self.failed))
 
     # -- lifetime
     def close(self) -> None:

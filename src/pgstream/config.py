@@ -268,7 +268,8 @@ class ConfigRenderer:
         return settings
 
 
-def passfile_line(host: str, port: int, user: str, password: str, database: str = "*") -> str:
+def passfile_line(host: str, port: int | str, user: str, password: str,
+                  database: str = "*") -> str:
     """One ``~/.pgpass``-format line; ``:`` and ``\\`` escaped as libpq expects."""
 
     def esc(value: str) -> str:

@@ -7,6 +7,8 @@ read, whose layout has been the same from 9.6 to 18:
     uint64 system_identifier; uint32 pg_control_version; uint32 catalog_version_no;
     DBState state (int32); [4 bytes padding]; pg_time_t time (int64);
     XLogRecPtr checkPoint (uint64)            -- offset 32: the latest checkpoint record
+    [XLogRecPtr prevCheckPoint]               -- before 11 only
+    CheckPoint checkPointCopy: XLogRecPtr redo; TimeLineID ThisTimeLineID (uint32) -- 48 or 56
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import attrs
 
 from pgstream.errors import PgStreamError
 from pgstream.lsn import Lsn
+from pgstream.version import ServerVersion
 
 _HEAD = struct.Struct("<QIIi4xqQ")
 
@@ -39,6 +42,7 @@ class ControlData:
     pg_control_version: int
     state: DbState
     checkpoint: Lsn
+    timeline: int | None = None  # of the latest checkpoint; read when the version is given
 
     @property
     def clean_shutdown(self) -> bool:
@@ -46,10 +50,13 @@ class ControlData:
         return self.state in (DbState.SHUTDOWNED, DbState.SHUTDOWNED_IN_RECOVERY)
 
 
-def read(data_dir: Path) -> ControlData:
+def read(data_dir: Path, version: ServerVersion | None = None) -> ControlData:
+    """The leading fields of ``data_dir``'s pg_control; its timeline too if ``version`` is
+    given (the offset depends on it, see the module docstring)."""
     path = Path(data_dir) / "global" / "pg_control"
     try:
-        raw = path.read_bytes()[:_HEAD.size]
+        whole = path.read_bytes()
+        raw = whole[:_HEAD.size]
     except OSError as exc:
         raise PgStreamError(f"cannot read {path}: {exc}") from None
     if len(raw) < _HEAD.size:
@@ -62,4 +69,8 @@ def read(data_dir: Path) -> ControlData:
         db_state = DbState(state)
     except ValueError:
         raise PgStreamError(f"{path}: unknown database state {state}") from None
-    return ControlData(str(sysid), control_version, db_state, Lsn(checkpoint))
+    timeline = None
+    if version is not None:
+        offset = 56 if version.adapter.supports("pg_control_prev_checkpoint") else 48
+        (timeline,) = struct.unpack_from("<I", whole, offset)
+    return ControlData(str(sysid), control_version, db_state, Lsn(checkpoint), timeline)

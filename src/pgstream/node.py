@@ -289,8 +289,22 @@ def _as_query(statement: sql.Composable | str) -> Any:
 
 
 def _slot_status(row: tuple[Any, ...]) -> SlotStatus:
-    name, active, pid, restart, retained, wal_status, safe, inactive, temporary = row
+    name, active, pid, restart, retained, wal_status, safe, inactive, temporary, reason = row
     return SlotStatus(name=name, active=bool(active), active_pid=pid,
                       restart_lsn=Lsn.maybe(restart), retained_bytes=retained,
                       wal_status=wal_status, safe_wal_size=safe, inactive_since=inactive,
-                      temporary=temporary)
+                      temporary=temporary, invalidation_reason=reason)
+
+
+def as_primary(node: Node) -> Primary:
+    """The same server as a :class:`Primary` (after a promotion)."""
+    node.close()
+    return Primary(node.name, node.conninfo, host=node.host, data_dir=node.data_dir,
+                   service=node.service, os_user=node.os_user)
+
+
+def as_standby(node: Node, upstream: str | None) -> Standby:
+    """The same server as a :class:`Standby` of ``upstream`` (after it rejoined)."""
+    node.close()
+    return Standby(node.name, node.conninfo, host=node.host, data_dir=node.data_dir,
+                   service=node.service, os_user=node.os_user, upstream=upstream)

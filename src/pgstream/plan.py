@@ -37,6 +37,9 @@ class StepKind(enum.Enum):
     RECOVERY_CONFIG = "recovery config"
     START = "start"
     CHECK = "check"
+    PROMOTE = "promote"
+    REWIND = "rewind"
+    RECORD = "record"
 
 
 @attrs.frozen

@@ -20,7 +20,7 @@ from pgstream import identifiers, queries
 from pgstream.config import ConfigRenderer
 from pgstream.errors import InvalidInput, PgStreamError, SlotError
 from pgstream.identifiers import MASK, Secret
-from pgstream.node import Primary
+from pgstream.node import Node, Primary
 from pgstream.passwords import verifier_matches
 from pgstream.plan import Report, Step, StepKind, StepResult
 
@@ -128,7 +128,7 @@ def role_step(primary: Primary, auth: ReplicationAuth) -> Step:
                 action=action, host=primary.host.name)
 
 
-def slot_step(primary: Primary, slot: str) -> Step:
+def slot_step(primary: Node, slot: str) -> Step:
     created: list[str] = []
     statement, _params = queries.create_slot(primary.version, slot)
 
@@ -148,7 +148,7 @@ def slot_step(primary: Primary, slot: str) -> Step:
                 primary.drop_slot(slot)
             created.clear()
 
-    detail = _text(statement).replace("%s", _text(sql.Literal(slot))) + ";"
+    detail = queries.shown((statement, _params))
     return Step(primary.name, StepKind.SLOT, f"physical replication slot {slot}", detail,
                 action=action, undo=undo, host=primary.host.name)
 

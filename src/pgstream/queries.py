@@ -17,6 +17,15 @@ from pgstream.version import ServerVersion
 Query = tuple[sql.Composable, tuple[object, ...]]
 
 
+def shown(query: Query) -> str:
+    """The statement as a plan prints it: parameters shown as quoted literals (display only;
+    execution always sends them as parameters)."""
+    statement, params = query
+    text = statement.as_string(None).replace("{", "{{").replace("}", "}}")
+    return sql.SQL(text.replace("%s", "{}")).format(
+        *(sql.Literal(p) for p in params)).as_string(None) + ";"
+
+
 def _fn(version: ServerVersion, name: str) -> sql.Identifier:
     return sql.Identifier(version.adapter.function(name))
 
@@ -52,13 +61,14 @@ REPLICATION_FIELDS = ("application_name", "state", "sent_lsn", "write_lsn", "flu
                       "replay_lsn", "sync_priority", "sync_state", "client_addr", "pid")
 
 
-def replication_status(version: ServerVersion) -> tuple[sql.Composable, tuple[object, ...],
-                                                         tuple[str, ...]]:
+def replication_status(version: ServerVersion, in_recovery: bool = False
+                       ) -> tuple[sql.Composable, tuple[object, ...], tuple[str, ...]]:
     """Rows of ``pg_stat_replication`` under canonical names, plus lag in bytes and time.
 
-    Columns: the :data:`REPLICATION_FIELDS`, then ``replay_lag_bytes`` (the primary's current
-    LSN minus ``replay_lsn``, via ``pg_wal_lsn_diff``) and ``replay_lag`` (an interval; NULL on
-    9.6, which has no lag columns), and the slot this walsender uses (if any).
+    Columns: the :data:`REPLICATION_FIELDS`, then ``replay_lag_bytes`` (this server's position
+    minus ``replay_lsn``, via ``pg_wal_lsn_diff``: a primary's current LSN, or for a cascading
+    standby the WAL it has received itself) and ``replay_lag`` (an interval; NULL on 9.6,
+    which has no lag columns), and the slot this walsender uses (if any).
     """
     adapter = version.adapter
     view = "pg_stat_replication"
@@ -67,8 +77,13 @@ def replication_status(version: ServerVersion) -> tuple[sql.Composable, tuple[ob
         actual = sql.Identifier("r", adapter.column(view, name))
         cast = sql.SQL("::text") if name.endswith("_lsn") or name == "client_addr" else sql.SQL("")
         cols.append(sql.SQL("{}{} AS {}").format(actual, cast, sql.Identifier(name)))
-    cols.append(sql.SQL("{}({}(), {})::bigint AS replay_lag_bytes").format(
-        _fn(version, "pg_wal_lsn_diff"), _fn(version, "pg_current_wal_lsn"),
+    if in_recovery:
+        position = sql.SQL("COALESCE({}(), {}())").format(
+            _fn(version, "pg_last_wal_receive_lsn"), _fn(version, "pg_last_wal_replay_lsn"))
+    else:
+        position = sql.SQL("{}()").format(_fn(version, "pg_current_wal_lsn"))
+    cols.append(sql.SQL("{}({}, {})::bigint AS replay_lag_bytes").format(
+        _fn(version, "pg_wal_lsn_diff"), position,
         sql.Identifier("r", adapter.column(view, "replay_lsn"))))
     if adapter.has("column", "replay_lag", view):
         cols.append(sql.SQL("{} AS replay_lag").format(sql.Identifier("r", "replay_lag")))
@@ -85,7 +100,7 @@ def replication_status(version: ServerVersion) -> tuple[sql.Composable, tuple[ob
 
 
 SLOT_FIELDS = ("name", "active", "active_pid", "restart_lsn", "retained_bytes", "wal_status",
-               "safe_wal_size", "inactive_since", "temporary")
+               "safe_wal_size", "inactive_since", "temporary", "invalidation_reason")
 
 
 def slot_status(version: ServerVersion, in_recovery: bool = False,
@@ -102,7 +117,8 @@ def slot_status(version: ServerVersion, in_recovery: bool = False,
 
     query = sql.SQL(
         "SELECT slot_name::text, active, active_pid, restart_lsn::text, "
-        "{diff}({pos}(), restart_lsn)::bigint, {wal_status}, {safe}, {inactive}, {temporary} "
+        "{diff}({pos}(), restart_lsn)::bigint, {wal_status}, {safe}, {inactive}, {temporary}, "
+        "{reason} "
         "FROM pg_replication_slots WHERE slot_type = 'physical'{filter} ORDER BY slot_name"
     ).format(
         diff=_fn(version, "pg_wal_lsn_diff"),
@@ -111,6 +127,7 @@ def slot_status(version: ServerVersion, in_recovery: bool = False,
         safe=optional("safe_wal_size", "bigint"),
         inactive=optional("inactive_since", "timestamptz"),
         temporary=optional("temporary", "boolean"),
+        reason=optional("invalidation_reason", "text"),
         filter=sql.SQL(" AND slot_name = %s") if name is not None else sql.SQL(""),
     )
     return query, ((name,) if name is not None else ())
@@ -212,3 +229,8 @@ def timeline(version: ServerVersion, in_recovery: bool = False) -> Query:
             "(SELECT timeline_id FROM pg_control_checkpoint()))"), ()
     return sql.SQL("SELECT ('x' || substr({}({}()), 1, 8))::bit(32)::int").format(
         _fn(version, "pg_walfile_name"), _fn(version, "pg_current_wal_lsn")), ()
+
+
+def replay_paused(version: ServerVersion) -> Query:
+    """On a standby: is WAL replay paused (``pg_is_xlog_replay_paused`` on 9.6)?"""
+    return sql.SQL("SELECT {}()").format(_fn(version, "pg_is_wal_replay_paused")), ()

@@ -32,6 +32,8 @@ class PgCtlService:
     log_file: Path | None = None
     timeout: int = 60
     version: ServerVersion | None = None
+    _log_start: int = attrs.field(default=0, init=False, repr=False)
+    _stale_pid: str = attrs.field(default="", init=False, repr=False)
 
     def _pg_ctl(self, action: commands.PgCtlAction, **kwargs: object) -> str:
         argv = commands.pg_ctl(self.bindir, action, self.data_dir, log_file=self.log_file,
@@ -54,25 +56,34 @@ class PgCtlService:
         with ``pg_ctl start -W`` and watches that file closely, instead of ``pg_ctl -w``'s
         fixed 100 ms polling; a server that dies while starting fails at once, with its log.
         """
+        self.wait_gone()
         if self.version is None or not self.version.adapter.supports("pidfile_status"):
             self._pg_ctl("start")
             return
+        self._log_start = self._log_size()
+        self._stale_pid = self._pidfile_lines()[0] if self._pidfile_lines() else ""
         self._pg_ctl("start", wait=False)
         wait_for(self._started, timeout=self.timeout,
                  what=f"the server on {self.data_dir} to accept connections",
                  detail=lambda: "server log:\n" + self.log_tail(10))
 
-    def _started(self) -> bool:
+    def _pidfile_lines(self) -> list[str]:
         try:
-            lines = (self.data_dir / "postmaster.pid").read_text().split("\n")
+            return [x.strip() for x in
+                    (self.data_dir / "postmaster.pid").read_text().split("\n")]
         except OSError:
-            lines = []
-        if len(lines) > 7 and lines[7].strip() in ("ready", "standby"):
+            return []
+
+    def _started(self) -> bool:
+        lines = self._pidfile_lines()
+        if lines and lines[0] == self._stale_pid:
+            lines = []  # a killed server's file, until the new postmaster replaces it
+        if len(lines) > 7 and lines[7] in ("ready", "standby"):
             return True
-        if lines and lines[0].strip().isdigit() and not _alive(int(lines[0])):
+        if lines and lines[0].isdigit() and not _alive(int(lines[0])):
             raise CommandFailed(f"the server on {self.data_dir} stopped while starting:\n"
                                 + self.log_tail())
-        if not lines and "FATAL" in self.log_tail(5):
+        if not lines and "FATAL" in self._log_since_start():
             raise CommandFailed(f"the server on {self.data_dir} failed to start:\n"
                                 + self.log_tail())
         return False
@@ -102,12 +113,46 @@ class PgCtlService:
     def running(self) -> bool:
         return self.pid() is not None
 
+    def wait_gone(self, timeout: float = 30.0) -> None:
+        """Wait until the pid in a leftover postmaster.pid no longer exists at all.
+
+        A killed postmaster stays a zombie until its parent (often init) reaps it, and a new
+        postmaster (or pg_rewind's single-user run) refuses to start while that pid exists.
+        """
+        try:
+            first = (self.data_dir / "postmaster.pid").read_text().split("\n", 1)[0]
+            pid = int(first)
+        except (OSError, ValueError):
+            return
+        if _alive(pid):
+            return  # a live server: the caller decides
+        wait_for(lambda: not Path(f"/proc/{pid}").exists(), timeout=timeout,
+                 what=f"the dead postmaster {pid} of {self.data_dir} to be reaped")
+
     def kill(self) -> None:
         """Stop at once (SIGQUIT, immediate shutdown): for cleanup when all else failed."""
         pid = self.pid()
         if pid is not None:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGQUIT)
+
+    def _log_size(self) -> int:
+        try:
+            return Path(self.log_file).stat().st_size if self.log_file is not None else 0
+        except OSError:
+            return 0
+
+    def _log_since_start(self) -> str:
+        """What the server logged since this start (a previous shutdown's FATAL lines, such
+        as a walreceiver terminated, must not read as a failed start)."""
+        if self.log_file is None:
+            return ""
+        try:
+            with open(self.log_file, "rb") as handle:
+                handle.seek(self._log_start)
+                return handle.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
 
     def log_tail(self, lines: int = 20) -> str:
         if self.log_file is None:

@@ -24,7 +24,8 @@ class ReplicationSlot:
 class SlotStatus:
     """One row of ``pg_replication_slots`` (physical), with the WAL it holds back in bytes.
 
-    ``wal_status``/``safe_wal_size`` exist from 13, ``inactive_since`` from 17: None before.
+    ``wal_status``/``safe_wal_size`` exist from 13, ``inactive_since`` and
+    ``invalidation_reason`` from 17: None before.
     """
 
     name: str
@@ -36,6 +37,7 @@ class SlotStatus:
     safe_wal_size: int | None = None
     inactive_since: dt.datetime | None = None
     temporary: bool | None = None
+    invalidation_reason: str | None = None  # 17+: wal_removed, idle_timeout (18), ...
 
     @property
     def slot(self) -> ReplicationSlot:

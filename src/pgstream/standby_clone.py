@@ -18,7 +18,7 @@ from pgstream import commands, datadir
 from pgstream.binaries import Installation
 from pgstream.config import passfile_line
 from pgstream.errors import InvalidInput, PgStreamError, UnsafeDataDirectory
-from pgstream.node import Primary, Standby
+from pgstream.node import Node, Standby
 from pgstream.plan import Report, Step, StepKind, StepResult
 from pgstream.primary_setup import ReplicationAuth
 from pgstream.recovery_config import RecoveryConfig, passfile_for, write_passfile
@@ -27,14 +27,14 @@ from pgstream.wait import DEFAULT_TIMEOUT, wait_for
 _PERCENT = re.compile(r"\((\d+)%\)")
 
 
-def _streaming(primary: Primary, name: str) -> bool:
+def _streaming(primary: Node, name: str) -> bool:
     rows = primary.query("SELECT state FROM pg_stat_replication WHERE application_name = %s",
                          (name,))
     return any(state == "streaming" for (state,) in rows)
 
 
 def standby_clone_steps(
-    primary: Primary,
+    primary: Node,
     standby: Standby,
     *,
     auth: ReplicationAuth,
@@ -178,7 +178,7 @@ def standby_clone_steps(
 
 
 
-def already_streaming(primary: Primary, standby: Standby) -> bool:
+def already_streaming(primary: Node, standby: Standby) -> bool:
     """Is ``standby`` up, in recovery, of the same system, and streaming from ``primary``?"""
     if standby.service is None or not standby.service.running() or not standby.ping():
         return False
@@ -190,7 +190,7 @@ def already_streaming(primary: Primary, standby: Standby) -> bool:
         return False
 
 
-def _check_step(primary: Primary, standby: Standby, timeout: float, title: str = "") -> Step:
+def _check_step(primary: Node, standby: Standby, timeout: float, title: str = "") -> Step:
     name = standby.name
     service = standby.service
 

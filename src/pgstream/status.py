@@ -37,11 +37,29 @@ def _jsonable(value: object) -> object:
 
 
 @attrs.frozen
+class HistoryEntry:
+    """One operation done on the cluster (switchover, failover, rejoin, ...)."""
+
+    at: dt.datetime
+    operation: str
+    detail: str
+    timeline: int | None = None
+
+    def __str__(self) -> str:
+        tl = f" (timeline {self.timeline})" if self.timeline is not None else ""
+        return f"{self.at:%Y-%m-%d %H:%M:%S} {self.operation}: {self.detail}{tl}"
+
+    def to_dict(self) -> dict[str, object]:
+        return {k: _jsonable(v) for k, v in attrs.asdict(self, recurse=False).items()}
+
+
+@attrs.frozen
 class PrimaryStatus:
     name: str
     version: str
     lsn: Lsn
     in_recovery: bool = False
+    timeline: int | None = None
 
     def to_dict(self) -> dict[str, object]:
         return {k: _jsonable(v) for k, v in attrs.asdict(self, recurse=False).items()}
@@ -83,7 +101,7 @@ class StandbyStatus:
         return {k: _jsonable(v) for k, v in attrs.asdict(self, recurse=False).items()}
 
 
-COLUMNS = (("name", "name"), ("state", "state"), ("sent", "sent_lsn"),
+COLUMNS = (("name", "name"), ("upstream", "upstream"), ("state", "state"), ("sent", "sent_lsn"),
            ("replay", "replay_lsn"), ("lag bytes", "replay_lag_bytes"), ("lag", "replay_lag"),
            ("sync", "sync_state"), ("slot", "slot_name"), ("slot wal", "slot_wal_status"),
            ("recovery", "in_recovery"))
@@ -96,6 +114,8 @@ class ClusterStatus:
     primary: PrimaryStatus
     standbys: tuple[StandbyStatus, ...]
     taken_at: dt.datetime
+    history: tuple[HistoryEntry, ...] = ()
+    failed: tuple[str, ...] = ()
 
     def standby(self, name: str) -> StandbyStatus:
         for item in self.standbys:
@@ -110,14 +130,17 @@ class ClusterStatus:
     def to_dict(self) -> dict[str, object]:
         return {"primary": self.primary.to_dict(),
                 "standbys": [s.to_dict() for s in self.standbys],
-                "taken_at": self.taken_at.isoformat()}
+                "taken_at": self.taken_at.isoformat(),
+                "history": [h.to_dict() for h in self.history],
+                "failed": list(self.failed)}
 
     def rows(self) -> list[list[str]]:
         return [[_fmt(getattr(s, attr)) for _, attr in COLUMNS] for s in self.standbys]
 
     def __str__(self) -> str:
+        tl = f", timeline {self.primary.timeline}" if self.primary.timeline is not None else ""
         head = (f"primary {self.primary.name} (PostgreSQL {self.primary.version}) at "
-                f"{self.primary.lsn}, in_recovery={_fmt(self.primary.in_recovery)}")
+                f"{self.primary.lsn}{tl}, in_recovery={_fmt(self.primary.in_recovery)}")
         titles = [title for title, _ in COLUMNS]
         rows = self.rows()
         widths = [max(len(t), *(len(r[i]) for r in rows)) if rows else len(t)
@@ -128,6 +151,9 @@ class ClusterStatus:
                 for r in rows]
         if not rows:
             out.append("(no standbys)")
+        if self.failed:
+            out.append("failed (awaiting rejoin): " + ", ".join(self.failed))
+        out += [f"history: {entry}" for entry in self.history[-5:]]
         return "\n".join(out)
 
     def _repr_html_(self) -> str:

@@ -18,7 +18,7 @@ def test_demo_prints_status_and_removes_everything(
     assert main(["demo", "--standbys", "2", "--rows", "50", "--base-dir", str(empty_dir)]) == 0
     out = capsys.readouterr().out
     assert "standby1: 50 rows visible" in out and "standby2: 50 rows visible" in out
-    assert re.search(r"standby2\s+streaming", out)
+    assert re.search(r"standby2\s+primary\s+streaming", out)
     assert "base backup 100%" in out
     assert "removed the sandbox" in out
     assert list(empty_dir.iterdir()) == []

@@ -8,7 +8,7 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict
 
 from pgstream import commands
-from pgstream.errors import InvalidInput, InvalidName, NotAvailable
+from pgstream.errors import InvalidInput, InvalidName
 from pgstream.version import ServerVersion
 
 MAJORS = ["9.6", "10", "11", "12", "13", "14", "15", "16", "17", "18"]

@@ -39,7 +39,7 @@ def test_str_table() -> None:
     lines = text.splitlines()
     assert lines[0] == "primary primary (PostgreSQL 15.4) at 0/3006D00, in_recovery=f"
     headers = lines[1].split()
-    assert headers[:2] == ["name", "state"]
+    assert headers[:3] == ["name", "upstream", "state"]
     for title, _ in COLUMNS:
         assert title in lines[1]
     assert set(lines[2].replace(" ", "")) == {"-"}
@@ -47,8 +47,8 @@ def test_str_table() -> None:
     for cell in ("standby1", "streaming", "0/3006D00", "0/3006B00", "512", "1.500s", "async",
                  "reserved", "t"):
         assert cell in row1
-    assert row2.split()[:2] == ["standby2", "disconnected"]
-    assert set(row2.split()[2:]) == {"-"}
+    assert row2.split()[:3] == ["standby2", "-", "disconnected"]
+    assert set(row2.split()[3:]) == {"-"}
     assert len(lines) == 5
 
 
@@ -72,7 +72,7 @@ def test_to_dict_is_json_serialisable() -> None:
     decoded = json.loads(json.dumps(data))
     assert decoded["taken_at"] == "2024-05-01T12:30:00+00:00"
     assert decoded["primary"] == {"name": "primary", "version": "15.4", "lsn": "0/3006D00",
-                                  "in_recovery": False}
+                                  "in_recovery": False, "timeline": None}
     s1 = decoded["standbys"][0]
     assert s1["name"] == "standby1"
     assert s1["replay_lsn"] == "0/3006B00"

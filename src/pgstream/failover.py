@@ -1,0 +1,110 @@
+"""How an unplanned failover is done: the caller decides, pgstream does it (no daemon).
+
+The primary must be dead: no connection and, where pgstream controls it, no postmaster. A
+live primary is refused (use a switchover), unless ``force=True``, which first stops it at
+once when pgstream controls its service (fencing), so two primaries never run together. The
+standby that has received the most WAL is promoted (unless one is named), then every other
+standby follows it. The old primary is kept in ``cluster.failed`` until it rejoins.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import attrs
+
+from pgstream import queries
+from pgstream.errors import InvalidInput, NodeUnreachable, PgStreamError, QueryError
+from pgstream.follow import follow_steps, promote_step
+from pgstream.lsn import Lsn
+from pgstream.node import Standby
+from pgstream.plan import Plan, Report, Step, StepKind, StepResult
+
+if TYPE_CHECKING:
+    from pgstream.cluster import Cluster
+
+
+class PrimaryStillAlive(PgStreamError):
+    """failover() was asked while the primary still runs."""
+
+
+@attrs.frozen
+class Candidate:
+    name: str
+    received: Lsn | None
+    replayed: Lsn | None
+
+    def __str__(self) -> str:
+        return f"{self.name}: received {self.received}, replayed {self.replayed}"
+
+
+def candidates(cluster: Cluster) -> list[Candidate]:
+    """Reachable standbys of the (dead) primary, most WAL first."""
+    found = []
+    for standby in cluster.standbys:
+        if (standby.upstream or cluster.primary.name) != cluster.primary.name:
+            continue
+        try:
+            received, replayed, _ts, recovering = standby.query(
+                *queries.standby_lsns(standby.version))[0]
+        except (NodeUnreachable, QueryError):
+            continue
+        if recovering:
+            found.append(Candidate(standby.name, Lsn.maybe(received), Lsn.maybe(replayed)))
+    return sorted(found, key=lambda c: (-(c.received or Lsn(0)).value,
+                                        -(c.replayed or Lsn(0)).value, c.name))
+
+
+def failover_plan(cluster: Cluster, candidate: Standby | str | None = None, *,
+                  force: bool = False, timeout: float = 60.0) -> Plan:
+    old = cluster.primary
+    alive = old.ping() or (old.service is not None and old.service.running())
+    if alive and not force:
+        raise PrimaryStillAlive(
+            f"{old.name} is still alive (it accepts connections or its postmaster runs): "
+            "refusing to fail over, as two primaries would diverge. Use switchover() for a "
+            "planned change, or failover(force=True) to stop it first")
+    if alive and old.service is None:
+        raise PrimaryStillAlive(f"{old.name} is alive and pgstream cannot stop it (no "
+                                "service): stop or fence it yourself, then fail over")
+    ranked = candidates(cluster)
+    if not ranked:
+        raise PgStreamError("no reachable standby of the primary can be promoted")
+    if candidate is None:
+        target = cluster.standby(ranked[0].name)
+    else:
+        target = cluster.standby(candidate) if isinstance(candidate, str) else candidate
+        if target.name not in {c.name for c in ranked}:
+            raise InvalidInput(f"{target.name} is not a reachable standby of {old.name}")
+    steps: list[Step] = []
+    if alive:
+        service = old.service
+        assert service is not None
+
+        def fence(report: Report) -> StepResult:
+            old.close()
+            service.stop("immediate")
+            return StepResult(True, f"stopped {old.name} (immediate)")
+
+        steps.append(Step(old.name, StepKind.STOP, f"fence {old.name}: stop it at once",
+                          "pg_ctl stop -m immediate  (force=True)", action=fence,
+                          host=old.host.name))
+
+    def choose(report: Report) -> StepResult:
+        return StepResult(False, f"promoting {target.name}")
+
+    steps.append(Step(target.name, StepKind.CHECK, f"choose {target.name} (most WAL received)",
+                      "\n".join(str(c) for c in ranked), action=choose, host=target.host.name))
+    steps.append(promote_step(target, timeout))
+    for other in cluster.standbys:
+        if other is not target and (other.upstream or old.name) == old.name:
+            steps += follow_steps(cluster, other, target, previous=None, timeout=timeout)
+
+    def record(report: Report) -> StepResult:
+        cluster.record_roles(new_primary=target.name, failed=[old.name], operation="failover",
+                             detail=f"{old.name} lost; {target.name} promoted")
+        return StepResult(True, f"{target.name} is the primary; {old.name} awaits rejoin()")
+
+    steps.append(Step(target.name, StepKind.RECORD, "record the new roles", "", action=record,
+                      host=target.host.name))
+    return Plan(f"failover {old.name} -> {target.name}", steps)

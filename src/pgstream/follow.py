@@ -1,0 +1,200 @@
+"""How a standby follows another upstream, and how a standby is promoted: plan steps.
+
+Following: a slot for the standby on its new upstream, the passfile entry for that address,
+the recovery configuration rewritten (its own files, each setting once), then a reload where
+the version applies ``primary_conninfo`` on reload (13+) or a restart before; it follows a
+timeline switch (``recovery_target_timeline = 'latest'``). The slot it left on its previous
+upstream is dropped once that one is reachable and the slot inactive.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pgstream import binaries, controlfile, queries
+from pgstream.errors import InvalidInput, NodeUnreachable
+from pgstream.node import Node, Standby
+from pgstream.plan import Report, Step, StepKind, StepResult
+from pgstream.recovery_config import RecoveryConfig, passfile_for, write_passfile
+from pgstream.version import ServerVersion
+from pgstream.wait import wait_for
+
+if TYPE_CHECKING:
+    from pgstream.cluster import Cluster
+
+
+def streams_from(upstream: Node, name: str) -> bool:
+    """Does ``upstream`` have a walsender for ``name`` in ``streaming`` state?"""
+    rows = upstream.query("SELECT state FROM pg_stat_replication WHERE application_name = %s",
+                          (name,))
+    return any(state == "streaming" for (state,) in rows)
+
+
+def system_identifier(node: Node) -> str:
+    """From the running server, else from its pg_control (a stopped server)."""
+    if node.ping():
+        return node.system_identifier()
+    if node.data_dir is None:
+        raise NodeUnreachable(f"{node.name} is down and pgstream does not know its data "
+                              "directory")
+    return controlfile.read(Path(node.data_dir)).system_identifier
+
+
+def server_version(node: Node) -> ServerVersion:
+    if node.ping():
+        return node.version
+    if node.service is None:
+        raise NodeUnreachable(f"{node.name} is down and pgstream does not control its service")
+    return binaries.probe(node.service.bindir).version
+
+
+def check_same_system(node: Node, upstream: Node) -> None:
+    mine, theirs = system_identifier(node), system_identifier(upstream)
+    if mine != theirs:
+        raise InvalidInput(
+            f"{node.name} (system {mine}) cannot stream from {upstream.name} (system "
+            f"{theirs}): they are not copies of the same cluster")
+
+
+def promote_step(standby: Standby, timeout: float) -> Step:
+    method = ("SELECT pg_promote(true, ...);" if standby.version.adapter.supports("pg_promote")
+              else "pg_ctl promote")
+
+    def action(report: Report) -> StepResult:
+        timeline = standby.promote(timeout=timeout)
+        return StepResult(True, f"{standby.name} accepts writes on timeline {timeline}")
+
+    return Step(standby.name, StepKind.PROMOTE, f"promote {standby.name}", method,
+                action=action, host=standby.host.name)
+
+
+def follow_steps(cluster: Cluster, node: Node, upstream: Node, *, previous: Node | None,
+                 timeout: float, start: bool = True, concurrent: bool = True,
+                 check_system: bool = True) -> list[Step]:
+    """Point ``node`` (a standby, or a stopped former primary) at ``upstream``."""
+    if node.name == upstream.name:
+        raise InvalidInput(f"{node.name} cannot stream from itself")
+    if node.data_dir is None or node.service is None:
+        raise InvalidInput(f"{node.name}: pgstream needs its data_dir and service to re-point it")
+    if check_system:
+        check_same_system(node, upstream)
+    version = server_version(node)
+    data_dir, service, host = Path(node.data_dir), node.service, node.host
+    address = cluster.address_of(upstream)
+    auth = cluster.auth
+    passfile, named = passfile_for(version, data_dir, node.os_user, cluster.passfile_of(node))
+    recovery = RecoveryConfig.build(
+        version, upstream=address, user=auth.user, application_name=node.name, slot=node.name,
+        passfile=passfile if named and auth.password is not None else None)
+    steps: list[Step] = []
+
+    def step(kind: StepKind, title: str, detail: str,
+             action: Callable[[Report], StepResult]) -> None:
+        steps.append(Step(node.name, kind, title, detail, action=action, host=host.name,
+                          concurrent=concurrent))
+
+    def slot(report: Report) -> StepResult:
+        if upstream.slot(node.name) is not None:
+            return StepResult(False, f"slot {node.name} exists on {upstream.name}")
+        upstream.create_slot(node.name)
+        return StepResult(True, f"created slot {node.name} on {upstream.name}")
+
+    step(StepKind.SLOT, f"slot {node.name} on {upstream.name}",
+         queries.shown(queries.create_slot(upstream.version, node.name))
+         + f"  -- on {upstream.name}", slot)
+
+    if auth.password is not None:
+        password = auth.password
+
+        def write_pass(report: Report) -> StepResult:
+            changed = write_passfile(host, passfile, address=address, user=auth.user,
+                                     password=password, owner=node.os_user)
+            return StepResult(changed, f"{passfile}: entry for {address[0]}:{address[1]}")
+
+        step(StepKind.FILE, f"passfile entry for {upstream.name}", f"{passfile} (mode 0600)",
+             write_pass)
+
+    def configure(report: Report) -> StepResult:
+        written = recovery.write(host, data_dir, node.os_user)
+        return StepResult(True, f"now streams from {address[0]}:{address[1]} "
+                                f"({', '.join(written)})")
+
+    step(StepKind.RECOVERY_CONFIG, f"recovery configuration: stream from {upstream.name}",
+         recovery.describe(), configure)
+
+    reload = version.adapter.supports("reload_primary_conninfo")
+
+    def apply_config(report: Report) -> StepResult:
+        node.close()
+        if not service.running():
+            if not start:
+                return StepResult(False, "not running: it reads the configuration at start")
+            service.start()
+            node.wait_ready(timeout)
+            return StepResult(True, "started")
+        if reload:
+            node.execute(queries.reload_conf()[0])
+            return StepResult(True, "reloaded: primary_conninfo applies without a restart")
+        service.restart()
+        node.wait_ready(timeout)
+        return StepResult(True, f"restarted (PostgreSQL {version.major} applies "
+                                "primary_conninfo only at start)")
+
+    step(StepKind.RELOAD if reload else StepKind.RESTART,
+         "apply it: reload (13+) or restart", "SELECT pg_reload_conf();" if reload
+         else "pg_ctl restart -m fast", apply_config)
+
+    def check(report: Report) -> StepResult:
+        if not start and not service.running():
+            return StepResult(False, "not running")
+        wait_for(lambda: node.in_recovery and streams_from(upstream, node.name),
+                 timeout=timeout, what=f"{node.name} to stream from {upstream.name}",
+                 detail=lambda: service.log_tail(8))
+        if isinstance(node, Standby):
+            node.upstream = upstream.name
+        return StepResult(True, f"streams from {upstream.name}")
+
+    step(StepKind.CHECK, f"{node.name} streams from {upstream.name}",
+         f"SELECT state FROM pg_stat_replication WHERE application_name = '{node.name}';"
+         f"  -- on {upstream.name}: streaming", check)
+
+    if previous is not None and previous.name != upstream.name:
+        old = previous
+
+        def drop_old(report: Report) -> StepResult:
+            if not old.ping():
+                return StepResult(False, f"{old.name} is down: its slot {node.name} goes "
+                                         "when it rejoins")
+            state = old.slot(node.name)
+            if state is None:
+                return StepResult(False, f"no slot {node.name} on {old.name}")
+            if state.active:
+                return StepResult(False, f"slot {node.name} on {old.name} is still active")
+            old.drop_slot(node.name)
+            return StepResult(True, f"dropped slot {node.name} on {old.name}")
+
+        step(StepKind.SLOT, f"drop {node.name}'s old slot on {previous.name}",
+             queries.shown(queries.drop_slot(version, node.name))
+             + f"  -- on {previous.name}, if inactive", drop_old)
+    return steps
+
+
+def drop_stale_slots_step(node: Node, keep: set[str], names: set[str]) -> Step:
+    """After a former primary rejoins: drop its inactive slots named after cluster nodes."""
+
+    def action(report: Report) -> StepResult:
+        dropped = []
+        for state in node.slots():
+            if state.name in names and state.name not in keep and not state.active:
+                node.drop_slot(state.name)
+                dropped.append(state.name)
+        if not dropped:
+            return StepResult(False, "no stale slots")
+        return StepResult(True, "dropped " + ", ".join(dropped))
+
+    return Step(node.name, StepKind.SLOT, f"drop {node.name}'s stale slots",
+                "inactive slots named after cluster nodes, left from its time as primary",
+                action=action, host=node.host.name, concurrent=True)
+

@@ -1,0 +1,189 @@
+"""How a former primary rejoins as a standby of the new one: plan steps.
+
+Without a rewind when it stopped cleanly and is not ahead (its last checkpoint lies before the
+point where the new primary's timeline branched off, read from the new primary's timeline
+history); with ``pg_rewind`` (of the data directory's own major) when it diverged. A clear
+error, before anything changes, when neither is possible.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import attrs
+from psycopg import conninfo as pg_conninfo
+from psycopg import sql
+
+from pgstream import binaries, controlfile
+from pgstream.config import merge_settings, passfile_line
+from pgstream.controlfile import ControlData
+from pgstream.errors import BinaryNotFound, InvalidInput, PgStreamError
+from pgstream.follow import check_same_system, drop_stale_slots_step, follow_steps, server_version
+from pgstream.lsn import Lsn
+from pgstream.node import Node
+from pgstream.plan import Plan, Report, Step, StepKind, StepResult
+from pgstream.version import ServerVersion
+
+if TYPE_CHECKING:
+    from pgstream.cluster import Cluster
+
+
+class RejoinRefused(PgStreamError):
+    """The node cannot rejoin as it is (running, another system, diverged without pg_rewind)."""
+
+
+@attrs.frozen
+class Divergence:
+    control: ControlData
+    branch_point: Lsn | None  # where the new primary's timeline left the node's timeline
+    needs_rewind: bool
+    reason: str
+
+
+def timeline_history(primary: Node) -> dict[int, Lsn]:
+    """The new primary's timeline history: parent timeline -> where the next one began."""
+    timeline = primary.timeline()
+    if timeline == 1:
+        return {}
+    wal = primary.version.adapter.file("pg_wal")
+    rows = primary.query(sql.SQL("SELECT pg_read_file(%s)"), (f"{wal}/{timeline:08X}.history",))
+    points: dict[int, Lsn] = {}
+    for line in str(rows[0][0]).splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[0].isdigit():
+            points[int(parts[0])] = Lsn.parse(parts[1])
+    return points
+
+
+def divergence(node: Node, primary: Node) -> Divergence:
+    version = server_version(node)
+    assert node.data_dir is not None
+    control = controlfile.read(Path(node.data_dir), version)
+    history = timeline_history(primary)
+    point = history.get(control.timeline or 0)
+    if not control.clean_shutdown:
+        return Divergence(control, point, True, f"it did not shut down cleanly "
+                          f"({control.state.name}): its WAL may run past the branch point")
+    if point is None:
+        return Divergence(control, point, False, f"it is on timeline {control.timeline}, "
+                          "which the new primary continues: no branch to undo")
+    if control.checkpoint < point:
+        return Divergence(control, point, False, f"its shutdown checkpoint {control.checkpoint}"
+                          f" lies before the branch point {point}")
+    return Divergence(control, point, True, f"its shutdown checkpoint {control.checkpoint} "
+                      f"lies at or past the branch point {point}: it is ahead")
+
+
+def rejoin_plan(cluster: Cluster, node: Node | str, *, rewind: bool | None = None,
+                timeout: float = 60.0) -> Plan:
+    """``rewind``: None decides from the divergence; False refuses to rewind; True forces."""
+    target = cluster.node(node) if isinstance(node, str) else node
+    primary = cluster.primary
+    if target.name == primary.name:
+        raise InvalidInput(f"{target.name} is the primary")
+    if target.data_dir is None or target.service is None:
+        raise InvalidInput(f"{target.name}: pgstream needs its data_dir and service")
+    if target.ping() or target.service.running():
+        raise RejoinRefused(f"{target.name} is running: stop it first (if it still acts as a "
+                            "primary, it may have taken writes the new primary does not have)")
+    check_same_system(target, primary)
+    found = divergence(target, primary)
+    use_rewind = found.needs_rewind if rewind is None else rewind
+    version = server_version(target)
+    if found.needs_rewind and not use_rewind:
+        raise RejoinRefused(f"{target.name} cannot simply follow {primary.name}: {found.reason};"
+                            " it needs pg_rewind (rewind=True) or a new clone")
+    steps: list[Step] = []
+    detail = (f"pg_control: state {found.control.state.name}, checkpoint "
+              f"{found.control.checkpoint}, timeline {found.control.timeline}\n"
+              f"new primary's branch point: {found.branch_point}\n"
+              f"decision: {'pg_rewind' if use_rewind else 'follow without rewind'} "
+              f"({found.reason})")
+
+    def decide(report: Report) -> StepResult:
+        return StepResult(False, "pg_rewind" if use_rewind else "no rewind needed")
+
+    steps.append(Step(target.name, StepKind.CHECK, f"can {target.name} follow {primary.name}?",
+                      detail, action=decide, host=target.host.name))
+    if use_rewind:
+        steps.append(_rewind_step(cluster, target, primary, version, found, timeout))
+    steps += follow_steps(cluster, target, primary, previous=None, timeout=timeout,
+                          concurrent=False, check_system=False)
+    steps.append(drop_stale_slots_step(target, keep=set(), names={n.name for n in cluster.nodes}
+                                       | {n.name for n in cluster.failed}))
+
+    def record(report: Report) -> StepResult:
+        cluster.record_roles(new_primary=primary.name, rejoined=[target.name],
+                             operation="rejoin",
+                             detail=f"{target.name} follows {primary.name}"
+                                    + (" after pg_rewind" if use_rewind else ""))
+        return StepResult(True, f"{target.name} is a standby of {primary.name}")
+
+    steps.append(Step(target.name, StepKind.RECORD, "record the new role", "", action=record,
+                      host=target.host.name))
+    return Plan(f"rejoin {target.name} as a standby of {primary.name}", steps)
+
+
+def _rewind_step(cluster: Cluster, target: Node, primary: Node, version: ServerVersion,
+                 found: Divergence, timeout: float) -> Step:
+    try:
+        tool = binaries.find_client("pg_rewind", version)
+    except BinaryNotFound:
+        tool = None
+    if tool is None or tool.version.major != version.major:
+        raise RejoinRefused(
+            f"{target.name} needs pg_rewind, and pg_rewind must be of its own major "
+            f"({version.major}); none was found: install PostgreSQL {version.major}'s client "
+            "tools, or clone it anew")
+    if not found.control.clean_shutdown and not version.adapter.supports(
+            "rewind_crash_recovery"):
+        raise RejoinRefused(
+            f"{target.name} did not shut down cleanly and pg_rewind {version.major} cannot "
+            "recover it (13+ can): start it once in single-user mode to finish crash "
+            "recovery, or clone it anew")
+    assert target.data_dir is not None and target.service is not None
+    data_dir = Path(target.data_dir)
+    params = pg_conninfo.conninfo_to_dict(primary.conninfo)
+    password = params.pop("password", None)
+    source = pg_conninfo.make_conninfo("", **params)
+    argv = (str(tool.bindir / "pg_rewind"), "--target-pgdata", str(data_dir),
+            "--source-server", source, "--progress")
+    own = cluster.node_settings.get(target.name, {})
+
+    def action(report: Report) -> StepResult:
+        env: dict[str, str] = {}
+        secret: Path | None = None
+        if password is not None:  # never in argv: a 0600 file for this run only
+            fd, name = tempfile.mkstemp(prefix=".pgstream-rewind-", dir=data_dir.parent)
+            os.close(fd)
+            secret = Path(name)
+            target.host.write_text(secret, passfile_line("*", "*", "*", str(password)),
+                                   mode=0o600, owner=target.os_user)
+            env["PGPASSFILE"] = str(secret)
+        assert target.service is not None
+        target.service.wait_gone()
+        # A freshly promoted source may still name its old timeline in pg_control until its
+        # first checkpoint; pg_rewind before 16 reads it there ("no rewind required").
+        primary.execute("CHECKPOINT")
+        try:
+            done = target.host.run(argv, user=target.os_user, env=env, timeout=max(timeout, 600),
+                                   cwd=data_dir.parent, what=f"pg_rewind of {target.name}",
+                                   on_output=lambda line: report(line, None))
+        finally:
+            if secret is not None:
+                with contextlib.suppress(OSError):
+                    secret.unlink()
+        if own:  # pg_rewind copied the source's configuration files: restore this node's own
+            auto = data_dir / "postgresql.auto.conf"
+            text = target.host.read_text(auto) if target.host.exists(auto) else ""
+            target.host.write_text(auto, merge_settings(text, dict(own)), mode=0o600,
+                                   owner=target.os_user)
+        return StepResult(True, f"rewound in {done.seconds:.2f} s")
+
+    return Step(target.name, StepKind.REWIND, f"pg_rewind {target.name} to {primary.name}",
+                f"CHECKPOINT;  -- on {primary.name}, so its pg_control names its new timeline\n"
+                + " ".join(argv), action=action, host=target.host.name)

@@ -1,0 +1,503 @@
+"""Slot hygiene: which physical slots hold WAL back, for how long, and what to do about them.
+
+- :func:`slot_report` lists every physical slot with the WAL it retains (bytes), its
+  ``wal_status``/``safe_wal_size`` (13+) and how long it has been inactive (17+), and flags
+  the inactive ones that hold at least ``min_retained_bytes`` or have been inactive for at
+  least ``min_inactive``.
+- :func:`drop_inactive_slots_plan` drops inactive slots only, re-checking at apply time.
+- :func:`advance_slot` moves a slot forward with ``pg_replication_slot_advance`` (11+).
+- :func:`slot_wal_limit_plan` caps the WAL any slot may hold: ``max_slot_wal_keep_size`` (13+).
+
+Every version-dependent name comes from the node's :class:`~pgstream.capabilities.VersionAdapter`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterable, Iterator
+
+import attrs
+from psycopg import errors as pg_errors
+from psycopg import sql
+
+from pgstream import identifiers, queries
+from pgstream.errors import (
+    InvalidInput,
+    NotAvailable,
+    PgStreamError,
+    QueryError,
+    SlotError,
+    SlotInUse,
+    SlotNotFound,
+)
+from pgstream.lsn import Lsn
+from pgstream.node import Node
+from pgstream.plan import Plan, Report, Step, StepKind, StepResult
+from pgstream.slot import SlotStatus
+from pgstream.wait import wait_for
+
+MAX_SETTING_MB = 2**31 - 1  # max_slot_wal_keep_size is an int GUC in MB
+RELOAD_TIMEOUT = 10.0
+
+
+# -- formatting ---------------------------------------------------------------------------------
+
+def pretty_bytes(value: int | None) -> str:
+    """Like ``pg_size_pretty``: ``512 bytes``, ``1.5 kB``, ``16.0 MB`` (1024-based); ``-``."""
+    if value is None:
+        return "-"
+    sign = "-" if value < 0 else ""
+    amount = float(abs(value))
+    if amount < 1024:
+        return f"{sign}{int(amount)} bytes"
+    for unit in ("kB", "MB", "GB", "TB"):
+        amount /= 1024
+        if amount < 1024 or unit == "TB":
+            break
+    return f"{sign}{amount:.1f} {unit}"
+
+
+def pretty_duration(value: dt.timedelta | None) -> str:
+    """Whole seconds, as ``H:MM:SS`` (``1 day, 2:03:04`` past a day); ``-`` for None."""
+    if value is None:
+        return "-"
+    return str(dt.timedelta(seconds=int(value.total_seconds())))
+
+
+def _mb(value: int) -> str:
+    return "-1 (unlimited)" if value == -1 else f"{value}MB"
+
+
+def _text(statement: sql.Composable) -> str:
+    return statement.as_string(None)
+
+
+# -- validation ---------------------------------------------------------------------------------
+
+def _check_bytes(value: int | None) -> int | None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                              or value < 0):
+        raise InvalidInput(f"min_retained_bytes must be a non-negative integer (bytes), "
+                           f"not {value!r}")
+    return value
+
+
+def _check_duration(value: dt.timedelta | None) -> dt.timedelta | None:
+    if value is not None and (not isinstance(value, dt.timedelta)
+                              or value < dt.timedelta(0)):
+        raise InvalidInput(f"min_inactive must be a non-negative datetime.timedelta, "
+                           f"not {value!r}")
+    return value
+
+
+def _require(node: Node, feature: str, what: str, hint: str = "") -> None:
+    """The adapter's NotAvailable, saying what the caller asked for (and what to do)."""
+    try:
+        node.version.adapter.require(feature)
+    except NotAvailable as exc:
+        raise NotAvailable(f"cannot {what} on {node.name}: {exc}{hint}", name=exc.name,
+                           since=exc.since) from None
+
+
+# -- the report ---------------------------------------------------------------------------------
+
+@attrs.frozen
+class SlotFinding:
+    """One physical slot, how long it has been inactive, and why it was flagged (if it was).
+
+    ``inactive_for`` is the server's clock minus ``inactive_since`` (17+; None before, and for
+    active slots). ``reasons`` is empty for a slot that is not flagged; only inactive slots
+    are flagged.
+    """
+
+    status: SlotStatus
+    inactive_for: dt.timedelta | None = None
+    reasons: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, status: SlotStatus, *, now: dt.datetime | None,
+           min_retained_bytes: int | None = None,
+           min_inactive: dt.timedelta | None = None) -> SlotFinding:
+        """Judge one slot against the thresholds (either one matching flags it)."""
+        inactive_for = None
+        if not status.active and status.inactive_since is not None and now is not None:
+            inactive_for = max(dt.timedelta(0), now - status.inactive_since)
+        reasons: list[str] = []
+        if not status.active:
+            if (min_retained_bytes is not None and status.retained_bytes is not None
+                    and status.retained_bytes >= min_retained_bytes):
+                reasons.append(f"holds {pretty_bytes(status.retained_bytes)} of WAL "
+                               f"(threshold {pretty_bytes(min_retained_bytes)})")
+            if (min_inactive is not None and inactive_for is not None
+                    and inactive_for >= min_inactive):
+                reasons.append(f"inactive for {pretty_duration(inactive_for)} "
+                               f"(threshold {pretty_duration(min_inactive)})")
+        return cls(status, inactive_for, tuple(reasons))
+
+    @property
+    def name(self) -> str:
+        return self.status.name
+
+    @property
+    def flagged(self) -> bool:
+        return bool(self.reasons)
+
+    def __str__(self) -> str:
+        status = self.status
+        parts = ["active" if status.active else "inactive",
+                 f"holds {pretty_bytes(status.retained_bytes)} of WAL"]
+        if status.restart_lsn is not None:
+            parts.append(f"restart_lsn {status.restart_lsn}")
+        if status.wal_status is not None:
+            parts.append(f"wal_status {status.wal_status}")
+        if status.safe_wal_size is not None:
+            parts.append(f"safe_wal_size {pretty_bytes(status.safe_wal_size)}")
+        if self.inactive_for is not None:
+            parts.append(f"inactive for {pretty_duration(self.inactive_for)}")
+        text = f"{status.name}: " + ", ".join(parts)
+        if self.reasons:
+            text += "; flagged: " + "; ".join(self.reasons)
+        return text
+
+    def to_dict(self) -> dict[str, object]:
+        data = self.status.to_dict()
+        data["inactive_for_seconds"] = (None if self.inactive_for is None
+                                        else self.inactive_for.total_seconds())
+        data["flagged"] = self.flagged
+        data["reasons"] = list(self.reasons)
+        return data
+
+
+_COLUMNS = ("slot", "active", "retained", "wal_status", "safe_wal_size", "inactive for",
+            "flagged")
+
+
+@attrs.frozen
+class SlotReport:
+    """The physical slots of one node at one moment (``taken_at``: the server's clock)."""
+
+    node: str
+    version: str
+    taken_at: dt.datetime
+    findings: tuple[SlotFinding, ...]
+    min_retained_bytes: int | None = None
+    min_inactive: dt.timedelta | None = None
+
+    @property
+    def flagged(self) -> tuple[SlotFinding, ...]:
+        return tuple(f for f in self.findings if f.flagged)
+
+    def finding(self, name: str) -> SlotFinding:
+        for item in self.findings:
+            if item.name == name:
+                return item
+        raise SlotNotFound(f"no physical replication slot {name!r} on {self.node}")
+
+    def __iter__(self) -> Iterator[SlotFinding]:
+        return iter(self.findings)
+
+    def __len__(self) -> int:
+        return len(self.findings)
+
+    def rows(self) -> list[list[str]]:
+        return [[f.name, "t" if f.status.active else "f", pretty_bytes(f.status.retained_bytes),
+                 f.status.wal_status or "-", pretty_bytes(f.status.safe_wal_size),
+                 pretty_duration(f.inactive_for), "yes" if f.flagged else ""]
+                for f in self.findings]
+
+    def __str__(self) -> str:
+        limits = []
+        if self.min_retained_bytes is not None:
+            limits.append(f"retained >= {pretty_bytes(self.min_retained_bytes)}")
+        if self.min_inactive is not None:
+            limits.append(f"inactive >= {pretty_duration(self.min_inactive)}")
+        flag_rule = (" or ".join(limits) if limits else "no thresholds given")
+        head = (f"physical slots on {self.node} (PostgreSQL {self.version}) at "
+                f"{self.taken_at.isoformat(timespec='seconds')}: {len(self.findings)} slot(s), "
+                f"{len(self.flagged)} flagged ({flag_rule})")
+        rows = self.rows()
+        if not rows:
+            return head + "\n(no physical replication slots)"
+        widths = [max(len(title), *(len(r[i]) for r in rows))
+                  for i, title in enumerate(_COLUMNS)]
+        out = [head, "  ".join(t.ljust(w) for t, w in zip(_COLUMNS, widths, strict=True)).rstrip(),
+               "  ".join("-" * w for w in widths)]
+        out += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+                for r in rows]
+        out += [f"flagged {f.name}: " + "; ".join(f.reasons) for f in self.flagged]
+        return "\n".join(out)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "node": self.node,
+            "version": self.version,
+            "taken_at": self.taken_at.isoformat(),
+            "min_retained_bytes": self.min_retained_bytes,
+            "min_inactive_seconds": (None if self.min_inactive is None
+                                     else self.min_inactive.total_seconds()),
+            "slots": [f.to_dict() for f in self.findings],
+            "flagged": [f.name for f in self.flagged],
+        }
+
+
+def _server_now() -> queries.Query:
+    return sql.SQL("SELECT clock_timestamp()"), ()
+
+
+def slot_report(node: Node, *, min_retained_bytes: int | None = None,
+                min_inactive: dt.timedelta | None = None) -> SlotReport:
+    """Every physical slot on ``node``; inactive ones at or past a threshold are flagged.
+
+    ``min_retained_bytes``: flag an inactive slot holding at least that much WAL.
+    ``min_inactive``: flag a slot inactive for at least that long; it needs
+    ``pg_replication_slots.inactive_since`` (17+) and raises :class:`NotAvailable` before.
+    With both, either one flags a slot. ``wal_status``/``safe_wal_size`` are None before 13.
+    """
+    _check_bytes(min_retained_bytes)
+    _check_duration(min_inactive)
+    if min_inactive is not None:
+        _require(node, "slot_inactive_since",
+                 "flag slots by inactive time (pg_replication_slots.inactive_since)",
+                 "; flag them by WAL held (min_retained_bytes) instead")
+    statuses = node.slots()
+    now = node.value(_server_now())
+    findings = tuple(SlotFinding.of(s, now=now, min_retained_bytes=min_retained_bytes,
+                                    min_inactive=min_inactive) for s in statuses)
+    return SlotReport(node.name, node.version.major, now, findings,
+                      min_retained_bytes=min_retained_bytes, min_inactive=min_inactive)
+
+
+# -- dropping inactive slots --------------------------------------------------------------------
+
+def _why_kept(status: SlotStatus, min_retained_bytes: int | None) -> str | None:
+    if status.active:
+        return f"active, walsender pid {status.active_pid}"
+    if min_retained_bytes is not None and (status.retained_bytes is None
+                                           or status.retained_bytes < min_retained_bytes):
+        return (f"holds {pretty_bytes(status.retained_bytes)} of WAL, under "
+                f"{pretty_bytes(min_retained_bytes)}")
+    return None
+
+
+def drop_inactive_slots_plan(node: Node, names: Iterable[str] | None = None, *,
+                             min_retained_bytes: int | None = None) -> Plan:
+    """A plan that drops inactive physical slots on ``node`` (the seed's step 14, in bulk).
+
+    ``names`` None: every inactive slot; given: exactly those, and an active one among them
+    raises :class:`SlotInUse` (a missing one :class:`SlotNotFound`) before anything is done.
+    ``min_retained_bytes`` keeps slots holding less WAL than that. At apply time a first
+    step re-checks that every slot is still inactive (nothing is dropped otherwise), and each
+    drop re-checks its slot, since a standby may connect in between.
+    """
+    _check_bytes(min_retained_bytes)
+    wanted = None if names is None else list(dict.fromkeys(
+        identifiers.slot_name(n) for n in ([names] if isinstance(names, str) else names)))
+    current = {s.name: s for s in node.slots()}
+    if wanted is not None:
+        missing = [n for n in wanted if n not in current]
+        if missing:
+            raise SlotNotFound(f"no physical replication slot(s) {', '.join(missing)} on "
+                               f"{node.name}")
+        active = [f"{n} (walsender pid {current[n].active_pid})"
+                  for n in wanted if current[n].active]
+        if active:
+            raise SlotInUse(f"refusing to drop active replication slot(s) on {node.name}: "
+                            f"{', '.join(active)}; stop or re-point the standby using it "
+                            "first. Nothing was dropped")
+    considered = [current[n] for n in (wanted if wanted is not None else current)]
+    targets = [s for s in considered if _why_kept(s, min_retained_bytes) is None]
+    kept = [(s.name, why) for s in considered
+            if (why := _why_kept(s, min_retained_bytes)) is not None]
+    host = node.host.name
+    lines = [f"{s.name}: inactive, holds {pretty_bytes(s.retained_bytes)} of WAL"
+             for s in targets] or ["(no slot to drop)"]
+    lines += [f"keep {name}: {why}" for name, why in kept]
+    steps = [Step(node.name, StepKind.CHECK, "every slot to drop is still inactive",
+                  "\n".join(lines), action=_recheck_action(node, [s.name for s in targets]),
+                  host=host)]
+    steps += [_drop_step(node, s) for s in targets]
+    shown = ", ".join(s.name for s in targets) or "none"
+    return Plan(f"drop inactive replication slots on {node.name}: {shown}", steps)
+
+
+def _recheck_action(node: Node, names: list[str]) -> Callable[[Report], StepResult]:
+    def action(report: Report) -> StepResult:
+        active, gone = [], []
+        for name in names:
+            state = node.slot(name)
+            if state is None:
+                gone.append(name)
+            elif state.active:
+                active.append(f"{name} (walsender pid {state.active_pid})")
+        if active:
+            raise SlotInUse(f"replication slot(s) on {node.name} became active since the plan "
+                            f"was made: {', '.join(active)}. Nothing was dropped")
+        message = f"{len(names) - len(gone)} slot(s) still inactive"
+        if gone:
+            message += f"; already gone: {', '.join(gone)}"
+        return StepResult(False, message)
+
+    return action
+
+
+def _drop_step(node: Node, status: SlotStatus) -> Step:
+    name = status.name
+    statement, _params = queries.drop_slot(node.version, name)
+    detail = _text(statement).replace("%s", _text(sql.Literal(name))) + ";"
+
+    def action(report: Report) -> StepResult:
+        state = node.slot(name)
+        if state is None:
+            return StepResult(False, f"slot {name} is already gone")
+        if state.active:
+            raise SlotInUse(f"replication slot {name!r} on {node.name} became active (walsender "
+                            f"pid {state.active_pid}) since the plan was made: not dropped")
+        try:
+            node.drop_slot(name)
+        except SlotNotFound:
+            return StepResult(False, f"slot {name} is already gone")
+        return StepResult(True, f"dropped {name} (it held "
+                                f"{pretty_bytes(state.retained_bytes)} of WAL)")
+
+    return Step(node.name, StepKind.SLOT, f"drop inactive slot {name}", detail, action=action,
+                host=node.host.name)
+
+
+# -- advancing a slot ---------------------------------------------------------------------------
+
+def _advance(node: Node, name: str, target: Lsn) -> queries.Query:
+    fn = sql.Identifier(node.version.adapter.function("pg_replication_slot_advance"))
+    return (sql.SQL("SELECT end_lsn::text FROM {}(%s, %s::pg_lsn)").format(fn),
+            (name, str(target)))
+
+
+def _position(node: Node) -> Lsn:
+    """Where a slot can be advanced to: current WAL (primary) or replayed WAL (standby)."""
+    built = queries.replay_lsn(node.version) if node.in_recovery else \
+        queries.current_lsn(node.version)
+    value = node.value(built)
+    if value is None:
+        raise SlotError(f"{node.name} reports no WAL position to advance a slot to")
+    return Lsn.parse(value)
+
+
+def advance_slot(node: Node, name: str, to: Lsn | str | None = None) -> Lsn:
+    """Move inactive slot ``name`` forward with ``pg_replication_slot_advance`` (11+).
+
+    ``to`` defaults to the node's current WAL position (``pg_current_wal_lsn()``; on a
+    standby, ``pg_last_wal_replay_lsn()``); PostgreSQL caps a later target there. Returns the
+    slot's new position. The WAL it no longer needs is freed at the next checkpoint.
+    Raises :class:`NotAvailable` before 11, :class:`SlotNotFound`, :class:`SlotInUse` for an
+    active slot, :class:`SlotError` for one without WAL (lost or never reserved) and
+    :class:`InvalidInput` for a target behind the slot (slots never move back).
+    """
+    identifiers.slot_name(name)
+    _require(node, "slot_advance", f"advance slot {name} (pg_replication_slot_advance)")
+    target = None if to is None else Lsn.parse(to)
+    if target is not None and target.value == 0:
+        raise InvalidInput(f"cannot advance slot {name!r} to {target}: not a WAL position")
+    state = node.slot(name)
+    if state is None:
+        raise SlotNotFound(f"no physical replication slot {name!r} on {node.name}")
+    if state.active:
+        raise SlotInUse(f"replication slot {name!r} on {node.name} is active (walsender pid "
+                        f"{state.active_pid}): only an inactive slot can be advanced")
+    if state.restart_lsn is None:
+        why = ("its WAL was removed (wal_status lost): drop it and re-clone the standby"
+               if state.wal_status == "lost" else "it has not reserved WAL yet")
+        raise SlotError(f"replication slot {name!r} on {node.name} cannot be advanced: {why}")
+    if target is None:
+        target = _position(node)
+    if target < state.restart_lsn:
+        raise InvalidInput(f"cannot move replication slot {name!r} back to {target}: it is "
+                           f"at {state.restart_lsn} (slots only move forward)")
+    try:
+        end = node.value(_advance(node, name, target))
+    except QueryError as exc:
+        mapped = _advance_error(exc, node, name)
+        if mapped is None:
+            raise
+        raise mapped from None
+    return Lsn.parse(end)
+
+
+def _advance_error(exc: QueryError, node: Node, name: str) -> PgStreamError | None:
+    cause = str(exc.__cause__ or exc).strip()
+    where = f"replication slot {name!r} on {node.name}"
+    if exc.sqlstate == pg_errors.ObjectInUse.sqlstate:
+        return SlotInUse(f"{where} became active while advancing it: {cause}")
+    if exc.sqlstate == pg_errors.UndefinedObject.sqlstate:
+        return SlotNotFound(f"{where} was dropped while advancing it")
+    if exc.sqlstate == pg_errors.InvalidParameterValue.sqlstate:
+        return InvalidInput(f"cannot advance {where}: {cause}")
+    if exc.sqlstate == pg_errors.ObjectNotInPrerequisiteState.sqlstate:
+        return SlotError(f"cannot advance {where}: {cause}")
+    return None
+
+
+# -- max_slot_wal_keep_size ---------------------------------------------------------------------
+
+def _setting_state(name: str) -> queries.Query:
+    return (sql.SQL("SELECT setting, source, sourcefile FROM pg_settings WHERE name = %s"),
+            (name,))
+
+
+def slot_wal_limit_plan(primary: Node, max_slot_wal_keep_size_mb: int) -> Plan:
+    """A plan that caps the WAL any slot may hold: ``max_slot_wal_keep_size`` (13+), in MB.
+
+    ``-1`` removes the cap. ``ALTER SYSTEM`` only when the value differs, then a reload (it
+    is a sighup setting) that waits until the server uses the new value; applying it again
+    changes nothing. A slot past the cap loses its WAL at the next checkpoint (``lost``).
+    """
+    value = max_slot_wal_keep_size_mb
+    if isinstance(value, bool) or not isinstance(value, int) or not (
+            -1 <= value <= MAX_SETTING_MB):
+        raise InvalidInput(f"max_slot_wal_keep_size_mb must be -1 (unlimited) or a size in MB "
+                           f"from 0 to {MAX_SETTING_MB}, not {value!r}")
+    _require(primary, "slot_wal_limit", "limit the WAL slots hold (max_slot_wal_keep_size)")
+    name = primary.version.adapter.setting("max_slot_wal_keep_size")
+    literal = "-1" if value == -1 else f"{value}MB"
+    changed: list[bool] = []
+
+    def current() -> tuple[int, str, str | None]:
+        rows = primary.query(*_setting_state(name))
+        if not rows:
+            raise InvalidInput(f"{primary.name} has no setting {name} "
+                               f"(PostgreSQL {primary.version.major})")
+        setting, source, sourcefile = rows[0]
+        return int(setting), str(source), sourcefile
+
+    def set_value(report: Report) -> StepResult:
+        now = current()[0]
+        if now == value:
+            return StepResult(False, f"{name} is already {_mb(value)}")
+        primary.execute(queries.alter_system(name, literal))
+        changed.append(True)
+        return StepResult(True, f"{name}: {_mb(now)} -> {_mb(value)} (postgresql.auto.conf)")
+
+    def reload(report: Report) -> StepResult:
+        if not changed:
+            return StepResult(False, "no setting changed")
+        primary.execute(queries.reload_conf()[0])
+
+        def seen() -> str:
+            now, source, sourcefile = current()
+            where = f"{source}, {sourcefile}" if sourcefile else source
+            return f"{name} = {_mb(now)} (source: {where})"
+
+        wait_for(lambda: current()[0] == value, timeout=RELOAD_TIMEOUT,
+                 what=f"{primary.name} to use {name} = {_mb(value)} after the reload "
+                      "(a command-line -c setting would override postgresql.auto.conf)",
+                 detail=seen)
+        changed.clear()
+        return StepResult(True, f"reloaded; {name} is now {_mb(value)}")
+
+    host = primary.host.name
+    steps = [
+        Step(primary.name, StepKind.SETTING, f"{name} = {_mb(value)} (WAL a slot may hold)",
+             _text(queries.alter_system(name, literal)) + ";", action=set_value, host=host),
+        Step(primary.name, StepKind.RELOAD, f"reload the configuration ({name} is sighup)",
+             _text(queries.reload_conf()[0]) + ";", action=reload, host=host),
+    ]
+    return Plan(f"limit WAL held by replication slots on {primary.name}: "
+                f"{name} = {_mb(value)}", steps)

@@ -1,0 +1,234 @@
+"""Synchronous replication on a primary: ``synchronous_standby_names`` from a :class:`SyncSpec`.
+
+``synchronous_plan(primary, spec)`` is a plan of three steps on the primary: the settings
+(``ALTER SYSTEM``, only where the configuration files hold something else), a reload (only when
+a file changed or holds a value not yet in effect; it waits until the new value is), and, given
+``wait_for``, a check that waits until ``pg_stat_replication.sync_state`` of the named standbys
+is as expected. Applying it twice changes nothing the second time.
+
+``sync_states(primary)`` is ``pg_stat_replication`` as ``{application_name: (sync_priority,
+sync_state)}``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from psycopg import sql
+
+from pgstream import identifiers, queries
+from pgstream.errors import InvalidInput, PgStreamError
+from pgstream.node import Primary
+from pgstream.plan import Plan, Report, Step, StepKind, StepResult
+from pgstream.sync_spec import SYNC_STATES, SyncSpec
+from pgstream.version import ServerVersion
+from pgstream.wait import DEFAULT_TIMEOUT
+from pgstream.wait import wait_for as _poll
+
+SYNCHRONOUS_COMMIT = ("on", "remote_write", "remote_apply", "local", "off")
+STANDBY_NAMES = "synchronous_standby_names"
+COMMIT = "synchronous_commit"
+# Where a value set by ALTER SYSTEM wins; a higher source (the server's command line, a role's
+# or database's setting) overrides the configuration files.
+_FILE_SOURCES = frozenset({"default", "configuration file"})
+_RELOAD_TIMEOUT = 10.0
+
+
+def _text(statement: sql.Composable) -> str:
+    return statement.as_string(None)
+
+
+def _sync_query(version: ServerVersion) -> sql.Composed:
+    adapter = version.adapter
+    view = "pg_stat_replication"
+    name, priority, state, started = (
+        sql.Identifier(adapter.column(view, column))
+        for column in ("application_name", "sync_priority", "sync_state", "backend_start"))
+    return sql.SQL("SELECT {}, {}, {} FROM pg_stat_replication ORDER BY {}, {}").format(
+        name, priority, state, name, started)
+
+
+def sync_states(primary: Primary) -> dict[str, tuple[int, str]]:
+    """``{application_name: (sync_priority, sync_state)}`` from the primary's walsenders.
+
+    Where two walsenders share a name (a standby reconnecting before its old walsender exited),
+    the newer one is shown.
+    """
+    states: dict[str, tuple[int, str]] = {}
+    for name, priority, state in primary.query(_sync_query(primary.version)):
+        if state is None or priority is None:
+            raise PgStreamError(
+                f"cannot read sync_state on {primary.name}: pg_stat_replication hides it from "
+                "this role; connect as a superuser (or, from 10.2, a member of pg_monitor)")
+        states[str(name)] = (int(priority), str(state))
+    return states
+
+
+def _settings_query(names: Sequence[str]) -> queries.Query:
+    """Per setting: the value in effect, its source, and what the configuration files hold
+    (the last valid ``pg_file_settings`` entry, else the built-in default)."""
+    return sql.SQL(
+        "SELECT s.name, s.setting, s.source, COALESCE(f.setting, s.boot_val) "
+        "FROM pg_settings s LEFT JOIN LATERAL ("
+        "SELECT setting FROM pg_file_settings WHERE name = s.name AND error IS NULL "
+        "ORDER BY seqno DESC LIMIT 1) f ON true "
+        "WHERE s.name = ANY(%s)"), (list(names),)
+
+
+class _Settings:
+    """The wanted values and how to compare them with a server's, for one spec and version."""
+
+    def __init__(self, primary: Primary, spec: SyncSpec, synchronous_commit: str | None) -> None:
+        adapter = primary.version.adapter
+        self.primary = primary
+        self.spec = spec
+        self.names_setting = adapter.setting(STANDBY_NAMES)
+        self.wanted = {self.names_setting: spec.render(primary.version)}
+        if synchronous_commit is not None:
+            self.wanted[adapter.setting(COMMIT)] = synchronous_commit
+        self.file_changed = False
+
+    def same(self, name: str, value: str) -> bool:
+        """Is ``value`` the wanted one (for the standby names: the same in effect)?"""
+        if value == self.wanted[name]:
+            return True
+        if name != self.names_setting:
+            return False
+        try:
+            return SyncSpec.parse(value, self.primary.version).effective == self.spec.effective
+        except InvalidInput:
+            return False
+
+    def read(self) -> dict[str, tuple[str, str, str]]:
+        """name -> (value in effect, its source, value in the configuration files)."""
+        rows: list[tuple[Any, ...]] = self.primary.query(*_settings_query(list(self.wanted)))
+        found = {str(name): (str(setting), str(source), str(in_file))
+                 for name, setting, source, in_file in rows}
+        missing = [name for name in self.wanted if name not in found]
+        if missing:
+            raise InvalidInput(f"{self.primary.name} has no setting(s) {', '.join(missing)} "
+                               f"(PostgreSQL {self.primary.version.major})")
+        return found
+
+    def not_in_effect(self) -> list[str]:
+        """Settings whose value in effect is not the wanted one (where a file value would win)."""
+        return [name for name, (setting, source, _file) in self.read().items()
+                if source in _FILE_SOURCES and not self.same(name, setting)]
+
+
+def _settings_step(settings: _Settings) -> Step:
+    primary = settings.primary
+    detail = "\n".join(_text(queries.alter_system(name, value)) + ";"
+                       for name, value in settings.wanted.items())
+
+    def action(report: Report) -> StepResult:
+        current = settings.read()
+        setting, source, _file = current[settings.names_setting]
+        if source not in _FILE_SOURCES:
+            raise PgStreamError(
+                f"{settings.names_setting} on {primary.name} comes from the {source} "
+                f"(value {setting!r}), which overrides ALTER SYSTEM: remove it there first")
+        changed = []
+        for name, value in settings.wanted.items():
+            if settings.same(name, current[name][2]):
+                continue
+            primary.execute(queries.alter_system(name, value))
+            changed.append(name)
+        if not changed:
+            return StepResult(False, "already set in postgresql.auto.conf or postgresql.conf")
+        settings.file_changed = True
+        return StepResult(True, "set: " + ", ".join(changed))
+
+    return Step(primary.name, StepKind.SETTING, "synchronous replication settings (ALTER SYSTEM)",
+                detail, action=action, host=primary.host.name)
+
+
+def _reload_step(settings: _Settings) -> Step:
+    primary = settings.primary
+
+    def action(report: Report) -> StepResult:
+        pending = settings.not_in_effect()
+        if not settings.file_changed and not pending:
+            return StepResult(False, "already in effect")
+        primary.execute(queries.reload_conf()[0])
+        settings.file_changed = False
+        # This session applies the new configuration at a command boundary once the
+        # postmaster has passed the reload on: poll until it shows the new values.
+        _poll(lambda: not settings.not_in_effect(), timeout=_RELOAD_TIMEOUT,
+              what=f"{primary.name} to apply the reloaded configuration",
+              detail=lambda: ", ".join(f"{n} = {v[0]!r}" for n, v in settings.read().items()))
+        return StepResult(True, "reloaded: " + ", ".join(
+            f"{name} = {value!r}" for name, value in settings.wanted.items()))
+
+    return Step(primary.name, StepKind.RELOAD, "reload the configuration, if a setting changed",
+                "SELECT pg_reload_conf();", action=action, host=primary.host.name)
+
+
+def _describe(states: Mapping[str, object]) -> str:
+    return ", ".join(f"{name} {state}" for name, state in sorted(states.items())) or "none"
+
+
+def _check_step(primary: Primary, expected: Mapping[str, str], timeout: float) -> Step:
+    detail = (_text(_sync_query(primary.version)) + ";\n"
+              + "expect: " + _describe(expected))
+
+    def action(report: Report) -> StepResult:
+        seen: dict[str, tuple[int, str]] = {}
+
+        def matches() -> bool:
+            seen.clear()
+            seen.update(sync_states(primary))
+            return all(seen.get(name, (0, ""))[1] == state for name, state in expected.items())
+
+        _poll(matches, timeout=timeout,
+              what=f"sync_state on {primary.name}: {_describe(expected)}",
+              detail=lambda: _describe({n: f"{s} (priority {p})" for n, (p, s) in seen.items()}))
+        return StepResult(False, _describe(expected))
+
+    return Step(primary.name, StepKind.CHECK, "wait for the standbys' sync_state", detail,
+                action=action, host=primary.host.name)
+
+
+def _expected(spec: SyncSpec, wait_for: Mapping[str, str]) -> dict[str, str]:
+    if not isinstance(wait_for, Mapping):
+        raise InvalidInput(f"wait_for must map standby names to sync states, not {wait_for!r}")
+    expected: dict[str, str] = {}
+    for name, state in wait_for.items():
+        identifiers.node_name(name)
+        if state not in SYNC_STATES:
+            raise InvalidInput(f"unknown sync_state {state!r} for {name}: use one of "
+                               + ", ".join(SYNC_STATES))
+        possible = spec.possible_states(name)
+        if state not in possible:
+            raise InvalidInput(f"{name} can never be {state!r} with this spec ({spec.method} "
+                               f"{spec.num} {list(spec.names)}): it can be "
+                               + " or ".join(sorted(possible)))
+        expected[name] = state
+    return expected
+
+
+def synchronous_plan(primary: Primary, spec: SyncSpec, *, synchronous_commit: str | None = None,
+                     wait_for: Mapping[str, str] | None = None,
+                     timeout: float = DEFAULT_TIMEOUT) -> Plan:
+    """Set ``synchronous_standby_names`` (and ``synchronous_commit``) on ``primary``.
+
+    ``wait_for`` maps standby names (their ``application_name``) to the ``sync_state`` to
+    wait for (``sync``, ``potential``, ``quorum`` or ``async``), at most ``timeout`` seconds.
+    Everything is validated while building the plan: an ``ANY`` spec on 9.6 raises
+    :class:`~pgstream.errors.NotAvailable` here, before anything changes.
+    """
+    if not isinstance(spec, SyncSpec):
+        raise InvalidInput(f"spec must be a SyncSpec, not {spec!r}")
+    if synchronous_commit is not None and synchronous_commit not in SYNCHRONOUS_COMMIT:
+        raise InvalidInput(f"invalid synchronous_commit {synchronous_commit!r}: use one of "
+                           + ", ".join(SYNCHRONOUS_COMMIT))
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
+        raise InvalidInput(f"timeout must be a positive number of seconds, not {timeout!r}")
+    expected = _expected(spec, wait_for) if wait_for is not None else {}
+    settings = _Settings(primary, spec, synchronous_commit)
+    steps = [_settings_step(settings), _reload_step(settings)]
+    if expected:
+        steps.append(_check_step(primary, expected, timeout))
+    shown = settings.wanted[settings.names_setting] or "off"
+    return Plan(f"synchronous replication on {primary.name}: {shown}", steps)
