@@ -57,6 +57,8 @@ def matrix(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Sandbox start-up against a bare initdb + pg_ctl start, and import time (bench/)."""
+    """bench/: sandbox start-up against a bare initdb + pg_ctl start, import time; and
+    switchover/failover against a bare pg_promote(). ``nox -s bench -- --rounds 3``."""
     session.install("-e", ".[server]")
     session.run("python", "bench/bench_sandbox.py", *session.posargs)
+    session.run("python", "bench/bench_failover.py", *session.posargs)

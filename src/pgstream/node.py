@@ -28,7 +28,6 @@ from pgstream.errors import (
     SlotError,
     SlotInUse,
     SlotNotFound,
-    WaitTimeout,
 )
 from pgstream.host import LocalHost, OsUser
 from pgstream.lsn import Lsn
@@ -261,10 +260,12 @@ class Standby(Node):
         if not self.in_recovery:
             raise NotAStandby(f"{self.name} is not in recovery: there is nothing to promote")
         if self.version.adapter.supports("pg_promote"):
-            if not self.value(queries.promote(self.version, max(1, int(timeout)))):
-                raise WaitTimeout(f"{self.name} did not finish promoting within {timeout:g} s")
+            # wait => false: pg_promote's own wait polls every 100 ms; pgstream watches closer.
+            if not self.value(queries.promote(self.version, wait=False)):
+                raise QueryError(f"{self.name} refused to promote (pg_promote returned false)",
+                                 node=self.name)
         elif self.service is not None:
-            self.service.promote()
+            self.service.promote(wait=False)
         else:
             raise InvalidInput(
                 f"{self.name} runs PostgreSQL {self.version.major}, which has no pg_promote(): "
@@ -272,7 +273,6 @@ class Standby(Node):
         wait_for(lambda: not self.in_recovery, timeout=timeout,
                  what=f"{self.name} to leave recovery")
         return self.timeline()
-
 
     def wal_receiver(self) -> tuple[str, Lsn | None, str | None] | None:
         """``(status, flushed LSN, slot)`` of the walreceiver, or None when not streaming."""

@@ -211,8 +211,8 @@ def wal_receiver(version: ServerVersion) -> Query:
         sql.Identifier(flushed)), ()
 
 
-def promote(version: ServerVersion, wait_seconds: int = 60) -> Query:
-    return sql.SQL("SELECT {}(true, %s)").format(_fn(version, "pg_promote")), (wait_seconds,)
+def promote(version: ServerVersion, wait: bool = True, wait_seconds: int = 60) -> Query:
+    return sql.SQL("SELECT {}(%s, %s)").format(_fn(version, "pg_promote")), (wait, wait_seconds)
 
 
 def replay_delay() -> Query:

@@ -89,17 +89,32 @@ class PgCtlService:
         return False
 
     def stop(self, mode: commands.StopMode = "fast") -> None:
-        if self.running():
+        """Stop and wait until the postmaster is gone (watched closely where the version
+        reports its state in postmaster.pid, instead of ``pg_ctl -w``'s 100 ms polling)."""
+        if not self.running():
+            return
+        if self.version is None or not self.version.adapter.supports("pidfile_status"):
             self._pg_ctl("stop", mode=mode)
+            return
+        pid = self.pid()
+        self._pg_ctl("stop", mode=mode, wait=False)
+        wait_for(lambda: not (self.data_dir / "postmaster.pid").exists()
+                 or (pid is not None and not _alive(pid)), timeout=self.timeout,
+                 what=f"the server on {self.data_dir} to stop",
+                 detail=lambda: "server log:\n" + self.log_tail(10))
 
     def restart(self, mode: commands.StopMode = "fast") -> None:
-        self._pg_ctl("restart", mode=mode)
+        if self.version is None or not self.version.adapter.supports("pidfile_status"):
+            self._pg_ctl("restart", mode=mode)
+            return
+        self.stop(mode)
+        self.start()
 
     def reload(self) -> None:
         self._pg_ctl("reload")
 
-    def promote(self) -> None:
-        self._pg_ctl("promote")
+    def promote(self, wait: bool = True) -> None:
+        self._pg_ctl("promote", wait=wait)
 
     def pid(self) -> int | None:
         """The postmaster's pid if one is alive for this data directory (postmaster.pid)."""

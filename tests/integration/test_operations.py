@@ -243,3 +243,15 @@ def test_follow_refuses_another_system(pgstream_sandbox: MakeCluster) -> None:
     with pytest.raises(InvalidInput, match="not copies of the same cluster"):
         cluster.follow_plan("standby1", other.primary)
     assert cluster.status().standby("standby1").state == "streaming"
+
+
+def test_forced_failover_fences_a_live_primary(pgstream_sandbox: MakeCluster) -> None:
+    cluster = pgstream_sandbox(1)
+    old = cluster.primary
+    plan = cluster.failover_plan(force=True)
+    assert "fence primary" in str(plan)
+    plan.apply()
+    assert old.service is not None and not old.service.running()
+    assert cluster.primary.name == "standby1" and not cluster.primary.in_recovery
+    assert [n.name for n in cluster.failed] == ["primary"]
+    assert cluster.status().history[-1].operation == "failover"

@@ -146,7 +146,8 @@ def test_promote_with_pg_promote_from_12(pgstream_sandbox: object,
                                          monkeypatch: pytest.MonkeyPatch) -> None:
     cluster = pgstream_sandbox(1)  # type: ignore[operator]
     used: list[str] = []
-    monkeypatch.setattr(PgCtlService, "promote", lambda self: used.append("pg_ctl"))
+    monkeypatch.setattr(PgCtlService, "promote",
+                        lambda self, wait=True: used.append("pg_ctl"))
     _promote_and_check(cluster)
     assert used == []
 
@@ -158,9 +159,9 @@ def test_promote_with_pg_ctl_before_12(pgstream_sandbox: object,
     used: list[str] = []
     real = PgCtlService.promote
 
-    def spy(self: PgCtlService) -> None:
+    def spy(self: PgCtlService, wait: bool = True) -> None:
         used.append("pg_ctl")
-        real(self)
+        real(self, wait=wait)
 
     monkeypatch.setattr(PgCtlService, "promote", spy)
     _promote_and_check(cluster)
