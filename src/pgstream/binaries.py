@@ -21,6 +21,7 @@ from pathlib import Path
 import attrs
 
 from pgstream.errors import BinaryNotFound, UnsupportedVersion
+from pgstream.host import Host, LocalHost
 from pgstream.version import ServerVersion
 
 SERVER_PROGRAMS = ("postgres", "initdb", "pg_ctl")
@@ -33,9 +34,13 @@ class Installation:
     bindir: Path
     version: ServerVersion
     source: str = attrs.field(default="", eq=False)
+    host: Host | None = attrs.field(default=None, eq=False, repr=False)
+    """None: this machine."""
 
     def has(self, program: str) -> bool:
         path = self.bindir / program
+        if self.host is not None:
+            return self.host.executable(path)
         return path.is_file() and os.access(path, os.X_OK)
 
     @property
@@ -48,8 +53,10 @@ class Installation:
         return self.bindir / name
 
 
-def probe(bindir: str | Path, source: str = "bindir") -> Installation:
+def probe(bindir: str | Path, source: str = "bindir", host: Host | None = None) -> Installation:
     """Inspect one directory: which major its programs are (``postgres --version``)."""
+    if host is not None and not isinstance(host, LocalHost):
+        return _probe_remote(Path(bindir), host)
     path = Path(bindir).expanduser()
     if not path.is_dir():
         raise BinaryNotFound(f"{path} is not a directory of PostgreSQL programs ({source})")
@@ -80,6 +87,22 @@ def _probe(path: Path, source: str) -> Installation:
         f"{path} holds no postgres, pg_basebackup or pg_ctl program ({source}); give the "
         "'bin' directory of a PostgreSQL installation"
     )
+
+
+def _probe_remote(bindir: Path, host: Host) -> Installation:
+    for program in ("postgres", "pg_basebackup", "pg_ctl"):
+        exe = bindir / program
+        if not host.executable(exe):
+            continue
+        out = host.run((str(exe), "--version"), timeout=30, what=f"{exe} --version").output
+        text = out.strip().split(")", 1)[-1].strip() if ")" in out else out.strip()
+        try:
+            version = ServerVersion.parse(text)
+        except UnsupportedVersion as exc:
+            raise UnsupportedVersion(f"{host.name}:{exe}: {exc}") from None
+        return Installation(bindir, version, f"on {host.name}", host)
+    raise BinaryNotFound(f"{host.name}:{bindir} holds no executable postgres, pg_basebackup "
+                         "or pg_ctl")
 
 
 def _candidates() -> list[tuple[Path, str]]:
@@ -157,6 +180,10 @@ def find_client(tool: str, server: ServerVersion,
     if (prefer is not None and prefer.has(tool)
             and prefer.version.major_num >= server.major_num):
         return prefer
+    if prefer is not None and prefer.host is not None:  # another machine: only its own tools
+        raise BinaryNotFound(
+            f"{prefer.host.name}:{prefer.bindir} has no {tool} of PostgreSQL {server.major} or "
+            f"newer: install the client tools there (Debian: postgresql-client-{server.major})")
     options = [prefer] if prefer is not None else []
     options += sorted(discover(), key=lambda i: i.version.num)
     same = [i for i in options if i.has(tool) and i.version.major == server.major]

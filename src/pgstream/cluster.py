@@ -320,7 +320,7 @@ class Cluster:
             raise InvalidInput(f"a node named {standby.name!r} exists already")
         if standby.service is None:
             raise InvalidInput(f"{standby.name} needs a service to be cloned")
-        server = binaries.probe(standby.service.bindir)
+        server = binaries.probe(standby.service.bindir, host=standby.host)
         client = binaries.find_client("pg_basebackup", source.version, prefer=server)
         host, port = self.address_of(source)
         steps = [slot_step(source, standby.name)]
@@ -370,7 +370,7 @@ class Cluster:
         for standby in self.standbys:
             if standby.service is None or standby.data_dir is None:
                 raise InvalidInput(f"{standby.name} needs data_dir and service to be cloned")
-            srv = server or binaries.probe(standby.service.bindir)
+            srv = server or binaries.probe(standby.service.bindir, host=standby.host)
             cli = client or binaries.find_client("pg_basebackup", version, prefer=srv)
             passfile = self.passfile_of(standby)
             steps += standby_clone_steps(

@@ -95,3 +95,32 @@ def postgres_version(bindir: Path, program: str = "postgres") -> tuple[str, ...]
 
 def pg_controldata(bindir: Path, data_dir: Path) -> tuple[str, ...]:
     return (str(bindir / "pg_controldata"), "-D", str(data_dir))
+
+
+def pg_ctlcluster(major: str, cluster: str, action: PgCtlAction, *,
+                  mode: StopMode | None = None, wait: bool = True) -> tuple[str, ...]:
+    """Debian's ``pg_ctlcluster MAJOR NAME ACTION [-m MODE]`` (postgresql-common)."""
+    _cluster_name(cluster)
+    if not major.replace(".", "").isdigit():
+        raise InvalidInput(f"invalid PostgreSQL major {major!r}")
+    argv = ["pg_ctlcluster", major, cluster, action]
+    if mode is not None and action in ("stop", "restart"):
+        argv += ["-m", mode]
+    if not wait and action not in ("reload", "status"):
+        argv += ["--", "-W"]
+    return tuple(argv)
+
+
+def _cluster_name(name: str) -> str:
+    if not name or not all(c.isalnum() or c in "-_." for c in name):
+        raise InvalidInput(f"invalid Debian cluster name {name!r}")
+    return name
+
+
+def systemctl(action: str, unit: str) -> tuple[str, ...]:
+    """``systemctl ACTION UNIT`` for start, stop, restart, reload, status."""
+    if action not in ("start", "stop", "restart", "reload", "status"):
+        raise InvalidInput(f"systemctl cannot {action!r} a PostgreSQL unit")
+    if not unit or not all(c.isalnum() or c in "-_.@:" for c in unit):
+        raise InvalidInput(f"invalid systemd unit name {unit!r}")
+    return ("systemctl", action, unit)

@@ -20,6 +20,7 @@ from pathlib import Path
 import attrs
 
 from pgstream.errors import PgStreamError
+from pgstream.host import Host, LocalHost
 from pgstream.lsn import Lsn
 from pgstream.version import ServerVersion
 
@@ -50,14 +51,15 @@ class ControlData:
         return self.state in (DbState.SHUTDOWNED, DbState.SHUTDOWNED_IN_RECOVERY)
 
 
-def read(data_dir: Path, version: ServerVersion | None = None) -> ControlData:
+def read(data_dir: Path, version: ServerVersion | None = None,
+         host: Host | None = None) -> ControlData:
     """The leading fields of ``data_dir``'s pg_control; its timeline too if ``version`` is
     given (the offset depends on it, see the module docstring)."""
     path = Path(data_dir) / "global" / "pg_control"
     try:
-        whole = path.read_bytes()
+        whole = (host or LocalHost()).read_bytes(path)
         raw = whole[:_HEAD.size]
-    except OSError as exc:
+    except (OSError, PgStreamError) as exc:
         raise PgStreamError(f"cannot read {path}: {exc}") from None
     if len(raw) < _HEAD.size:
         raise PgStreamError(f"{path} is too short to be a pg_control file")

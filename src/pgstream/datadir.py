@@ -9,26 +9,17 @@ protected path (the primary's own data directory).
 from __future__ import annotations
 
 import os
-import pwd
-import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
 import attrs
 
-from pgstream.errors import UnsafeDataDirectory
+from pgstream.errors import PgStreamError, UnsafeDataDirectory
+from pgstream.host import Host, LocalHost
 
 _SYSTEM_DIRS = ("/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib64", "/media",
                 "/mnt", "/opt", "/proc", "/root", "/run", "/sbin", "/srv", "/sys", "/tmp",  # noqa: S108
                 "/usr", "/usr/local", "/var", "/var/lib", "/var/lib/postgresql", "/var/tmp")  # noqa: S108
-
-
-def _home_dirs() -> set[Path]:
-    homes = {Path(os.path.expanduser("~")).resolve()}
-    for entry in pwd.getpwall():
-        if entry.pw_dir and entry.pw_dir not in ("/", "/nonexistent"):
-            homes.add(Path(entry.pw_dir).resolve())
-    return homes
 
 
 @attrs.frozen
@@ -41,54 +32,52 @@ class DataDirState:
     running_pid: int | None
 
 
-def inspect(path: Path) -> DataDirState:
+def inspect(path: Path, host: Host | None = None) -> DataDirState:
+    host = host or LocalHost()
     path = Path(path)
-    exists = path.exists()
-    empty = not exists or (path.is_dir() and not any(path.iterdir()))
+    exists = host.exists(path)
+    empty = not exists or (host.is_dir(path) and not host.list_dir(path))
     pg_version = path / "PG_VERSION"
-    is_data_dir = exists and pg_version.is_file()
-    version = pg_version.read_text().strip() if is_data_dir else None
-    return DataDirState(path, exists, empty, is_data_dir, version, _running_pid(path))
+    is_data_dir = exists and host.exists(pg_version)
+    version = host.read_text(pg_version).strip() if is_data_dir else None
+    return DataDirState(path, exists, empty, is_data_dir, version, _running_pid(host, path))
 
 
-def _running_pid(path: Path) -> int | None:
+def _running_pid(host: Host, path: Path) -> int | None:
     try:
-        pid = int((path / "postmaster.pid").read_text().split("\n", 1)[0])
-    except (OSError, ValueError):
+        pid = int(host.read_text(path / "postmaster.pid").split("\n", 1)[0])
+    except (OSError, ValueError, PgStreamError):
         return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return None
-    except PermissionError:
-        return pid
-    return pid
+    return pid if host.process_alive(pid) else None
 
 
 def check_replaceable(path: Path, *, replace: bool, protected: Iterable[Path] = (),
-                      allow_running: bool = False) -> DataDirState:
+                      allow_running: bool = False, host: Host | None = None) -> DataDirState:
     """Raise :class:`UnsafeDataDirectory` unless ``path`` may be emptied for a new clone."""
+    host = host or LocalHost()
     raw = Path(path)
-    if not raw.is_absolute():
-        raise UnsafeDataDirectory(f"data directory {raw} must be an absolute path")
-    target = raw.resolve()
+    if not raw.is_absolute() or ".." in raw.parts:
+        raise UnsafeDataDirectory(f"data directory {raw} must be an absolute path without '..'")
+    target = Path(os.path.normpath(raw)).resolve() if isinstance(host, LocalHost) else \
+        Path(os.path.normpath(raw))
     if str(target) in _SYSTEM_DIRS or target.parent == target:
         raise UnsafeDataDirectory(f"refusing to use {target} as a data directory: it is a "
                                   "system directory")
-    if target in _home_dirs():
+    if target in host.home_dirs():
         raise UnsafeDataDirectory(f"refusing to use {target} as a data directory: it is a "
                                   "home directory")
     for other in protected:
-        other = Path(other).resolve()
+        other = Path(other).resolve() if isinstance(host, LocalHost) else Path(other)
         if target == other or other.is_relative_to(target) or target.is_relative_to(other):
             raise UnsafeDataDirectory(
                 f"refusing to use {target}: it is, contains or lies inside {other}, the "
                 "primary's data directory")
-    if raw.exists() and not raw.is_dir():
+    if host.exists(raw) and not host.is_dir(raw):
         raise UnsafeDataDirectory(f"{target} exists and is not a directory")
-    if not raw.exists() and not raw.parent.is_dir():
-        raise UnsafeDataDirectory(f"the parent of {target} does not exist: create it first")
-    state = inspect(raw)
+    if not host.exists(raw) and not host.is_dir(raw.parent):
+        raise UnsafeDataDirectory(f"the parent of {target} does not exist on {host.name}: "
+                                  "create it first")
+    state = inspect(raw, host)
     if state.running_pid is not None and not allow_running:
         raise UnsafeDataDirectory(
             f"a server (pid {state.running_pid}) is running on {target}: stop it first, or "
@@ -106,16 +95,6 @@ def check_replaceable(path: Path, *, replace: bool, protected: Iterable[Path] = 
     return state
 
 
-def wipe_contents(path: Path) -> bool:
+def wipe_contents(path: Path, host: Host | None = None) -> bool:
     """Remove everything inside ``path`` (kept itself, with its owner and mode)."""
-    path = Path(path)
-    if not path.exists():
-        return False
-    removed = False
-    for child in path.iterdir():
-        if child.is_dir() and not child.is_symlink():
-            shutil.rmtree(child)
-        else:
-            child.unlink()
-        removed = True
-    return removed
+    return (host or LocalHost()).wipe_contents(Path(path))

@@ -39,7 +39,7 @@ def system_identifier(node: Node) -> str:
     if node.data_dir is None:
         raise NodeUnreachable(f"{node.name} is down and pgstream does not know its data "
                               "directory")
-    return controlfile.read(Path(node.data_dir)).system_identifier
+    return controlfile.read(Path(node.data_dir), host=node.host).system_identifier
 
 
 def server_version(node: Node) -> ServerVersion:
@@ -47,7 +47,7 @@ def server_version(node: Node) -> ServerVersion:
         return node.version
     if node.service is None:
         raise NodeUnreachable(f"{node.name} is down and pgstream does not control its service")
-    return binaries.probe(node.service.bindir).version
+    return binaries.probe(node.service.bindir, host=node.host).version
 
 
 def check_same_system(node: Node, upstream: Node) -> None:

@@ -19,6 +19,7 @@ import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Protocol
 
 import attrs
 
@@ -85,6 +86,36 @@ class Completed:
     seconds: float
 
 
+class Host(Protocol):
+    """Where commands run and files live: :class:`LocalHost` or :class:`~pgstream.ssh.SshHost`.
+
+    Commands are argv (never shell strings); secrets travel on stdin or in files written with
+    mode 0600, never in argv."""
+
+    name: str
+
+    def run(self, argv: Sequence[str], *, user: OsUser | None = None,
+            env: Mapping[str, str] | None = None, timeout: float = 120.0,
+            cwd: Path | None = None, on_output: OutputCallback | None = None,
+            check: bool = True, what: str | None = None,
+            stdin: str | None = None) -> Completed: ...
+    def read_text(self, path: Path) -> str: ...
+    def read_bytes(self, path: Path) -> bytes: ...
+    def write_text(self, path: Path, text: str, *, mode: int = 0o600,
+                   owner: OsUser | None = None) -> None: ...
+    def append_text(self, path: Path, text: str, *, owner: OsUser | None = None) -> None: ...
+    def exists(self, path: Path) -> bool: ...
+    def is_dir(self, path: Path) -> bool: ...
+    def make_dir(self, path: Path, *, mode: int = 0o700, owner: OsUser | None = None) -> None: ...
+    def list_dir(self, path: Path) -> list[str]: ...
+    def wipe_contents(self, path: Path) -> bool: ...
+    def executable(self, path: Path) -> bool: ...
+    def process_alive(self, pid: int) -> bool: ...
+    def process_exists(self, pid: int) -> bool: ...
+    def lookup_user(self, name: str) -> OsUser: ...
+    def home_dirs(self) -> set[Path]: ...
+
+
 @attrs.define
 class LocalHost:
     """This machine."""
@@ -113,7 +144,8 @@ class LocalHost:
     def run(self, argv: Sequence[str], *, user: OsUser | None = None,
             env: Mapping[str, str] | None = None, timeout: float = 120.0,
             cwd: Path | None = None, on_output: OutputCallback | None = None,
-            check: bool = True, what: str | None = None) -> Completed:
+            check: bool = True, what: str | None = None,
+            stdin: str | None = None) -> Completed:
         """Run ``argv`` (as ``user``), output (stdout and stderr) captured and streamed by line.
 
         Lines end at ``\\n`` or ``\\r`` so progress meters reach ``on_output`` as they change.
@@ -127,7 +159,8 @@ class LocalHost:
             kwargs.update(user=target.uid, group=target.gid, extra_groups=[])
         try:
             proc = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                argv, stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                 env=self.environment(user, env),
                 cwd=str(cwd) if cwd is not None else ("/" if target is not None else None),
                 start_new_session=True, **kwargs,  # type: ignore[call-overload]
@@ -135,6 +168,13 @@ class LocalHost:
         except OSError as exc:
             raise CommandFailed(f"{what or Path(argv[0]).name}: cannot run {argv[0]}: {exc}",
                                 argv=argv) from None
+        if stdin is not None:
+            assert proc.stdin is not None
+            try:
+                proc.stdin.write(stdin.encode())
+                proc.stdin.close()
+            except BrokenPipeError:
+                pass
         output = _collect(proc, started + timeout, on_output)
         seconds = time.monotonic() - started
         if output is None:
@@ -153,6 +193,57 @@ class LocalHost:
     # -- files
     def read_text(self, path: Path) -> str:
         return Path(path).read_text(encoding="utf-8")
+
+    def read_bytes(self, path: Path) -> bytes:
+        return Path(path).read_bytes()
+
+    def is_dir(self, path: Path) -> bool:
+        return Path(path).is_dir()
+
+    def executable(self, path: Path) -> bool:
+        return Path(path).is_file() and os.access(path, os.X_OK)
+
+    def wipe_contents(self, path: Path) -> bool:
+        """Remove everything inside ``path`` (kept itself, with its owner and mode)."""
+        path = Path(path)
+        if not path.exists():
+            return False
+        removed = False
+        for child in path.iterdir():
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child)
+            else:
+                child.unlink()
+            removed = True
+        return removed
+
+    def process_alive(self, pid: int) -> bool:
+        """A running process (a zombie waiting to be reaped is not)."""
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            pass
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            return True
+        return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+
+    def process_exists(self, pid: int) -> bool:
+        """The pid is taken at all (zombies included)."""
+        return Path(f"/proc/{pid}").exists()
+
+    def lookup_user(self, name: str) -> OsUser:
+        return OsUser.lookup(name)
+
+    def home_dirs(self) -> set[Path]:
+        homes = {Path(os.path.expanduser("~")).resolve()}
+        for entry in pwd.getpwall():
+            if entry.pw_dir and entry.pw_dir not in ("/", "/nonexistent"):
+                homes.add(Path(entry.pw_dir).resolve())
+        return homes
 
     def write_text(self, path: Path, text: str, *, mode: int = 0o600,
                    owner: OsUser | None = None) -> None:

@@ -29,7 +29,7 @@ from pgstream.errors import (
     SlotInUse,
     SlotNotFound,
 )
-from pgstream.host import LocalHost, OsUser
+from pgstream.host import Host, LocalHost, OsUser
 from pgstream.lsn import Lsn
 from pgstream.service import PgCtlService
 from pgstream.slot import ReplicationSlot, SlotStatus
@@ -63,7 +63,7 @@ class Node:
 
     name: str = attrs.field(validator=lambda _i, _a, v: identifiers.node_name(v))
     conninfo: str = attrs.field(validator=_check_conninfo)
-    host: LocalHost = attrs.field(factory=LocalHost)
+    host: Host = attrs.field(factory=LocalHost)
     data_dir: Path | None = None
     service: PgCtlService | None = None
     os_user: OsUser | None = None

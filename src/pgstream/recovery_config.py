@@ -15,7 +15,7 @@ from pathlib import Path
 import attrs
 
 from pgstream.config import ConfigRenderer, merge_settings, passfile_line, render_settings
-from pgstream.host import LocalHost, OsUser
+from pgstream.host import Host, OsUser
 from pgstream.identifiers import Secret
 from pgstream.version import ServerVersion
 
@@ -35,7 +35,7 @@ def passfile_for(version: ServerVersion, data_dir: Path, owner: OsUser | None,
     return chosen or data_dir.with_name(data_dir.name + ".pgpass"), True
 
 
-def write_passfile(host: LocalHost, path: Path, *, address: tuple[str, int], user: str,
+def write_passfile(host: Host, path: Path, *, address: tuple[str, int], user: str,
                    password: Secret, owner: OsUser | None) -> bool:
     """Add (or replace) the entry for ``address``/``user``; True if the file changed."""
     line = passfile_line(address[0], address[1], user, password.reveal())
@@ -79,7 +79,7 @@ class RecoveryConfig:
                 f"  {x}\n" for x in render_settings(self.own_settings).splitlines())
         return shown
 
-    def write(self, host: LocalHost, data_dir: Path, owner: OsUser | None) -> list[str]:
+    def write(self, host: Host, data_dir: Path, owner: OsUser | None) -> list[str]:
         """Write the files into ``data_dir``; returns their names."""
         renderer = ConfigRenderer(self.version)
         merged: dict[str, str | None] = dict(self.own_settings)

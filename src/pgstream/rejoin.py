@@ -62,7 +62,7 @@ def timeline_history(primary: Node) -> dict[int, Lsn]:
 def divergence(node: Node, primary: Node) -> Divergence:
     version = server_version(node)
     assert node.data_dir is not None
-    control = controlfile.read(Path(node.data_dir), version)
+    control = controlfile.read(Path(node.data_dir), version, node.host)
     history = timeline_history(primary)
     point = history.get(control.timeline or 0)
     if not control.clean_shutdown:

@@ -1,22 +1,26 @@
-"""Service control: start, stop, restart, reload and promote a server.
+"""Service control: start, stop, restart, reload and promote a server, on any host.
 
-``PgCtlService`` drives ``pg_ctl`` for a data directory on a host, as the server's OS user.
-A failed start says why, with the tail of the server log. (Debian's ``pg_ctlcluster`` and
-systemd units come with multi-host support.)
+- ``PgCtlService``: ``pg_ctl`` for a data directory, run as the server's OS user.
+- ``DebianClusterService``: a Debian/Ubuntu cluster (``pg_ctlcluster VERSION NAME``; config in
+  ``/etc/postgresql/VERSION/NAME/``, data in ``/var/lib/postgresql/VERSION/NAME``).
+- ``SystemdService``: a systemd unit (``systemctl start|stop|restart|reload UNIT``).
+
+All share the same watching: where the server reports its state in ``postmaster.pid`` (10+),
+a start or stop returns as soon as the file says so, instead of fixed 100 ms polls; a server
+that dies while starting fails at once, with the tail of its log.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 from pathlib import Path
 
 import attrs
 
 from pgstream import commands
-from pgstream.errors import CommandFailed
-from pgstream.host import LocalHost, OsUser
+from pgstream.errors import CommandFailed, PgStreamError
+from pgstream.host import Host, LocalHost, OsUser
 from pgstream.version import ServerVersion
 from pgstream.wait import wait_for
 
@@ -25,7 +29,7 @@ from pgstream.wait import wait_for
 class PgCtlService:
     """A server controlled with ``pg_ctl`` (the seed's ``systemctl restart postgresql``)."""
 
-    host: LocalHost
+    host: Host
     bindir: Path
     data_dir: Path
     user: OsUser | None = None
@@ -35,12 +39,16 @@ class PgCtlService:
     _log_start: int = attrs.field(default=0, init=False, repr=False)
     _stale_pid: str = attrs.field(default="", init=False, repr=False)
 
-    def _pg_ctl(self, action: commands.PgCtlAction, **kwargs: object) -> str:
-        argv = commands.pg_ctl(self.bindir, action, self.data_dir, log_file=self.log_file,
-                               timeout=self.timeout, **kwargs)  # type: ignore[arg-type]
+    # -- the commands (subclasses change these)
+    def _control(self, action: commands.PgCtlAction, *, wait: bool = True,
+                 mode: commands.StopMode | None = None) -> None:
+        self._run(commands.pg_ctl(self.bindir, action, self.data_dir, log_file=self.log_file,
+                                  timeout=self.timeout, wait=wait, mode=mode),
+                  f"pg_ctl {action} ({self.data_dir})", self.user)
+
+    def _run(self, argv: tuple[str, ...], what: str, user: OsUser | None) -> None:
         try:
-            return self.host.run(argv, user=self.user, timeout=self.timeout + 10,
-                                 what=f"pg_ctl {action} ({self.data_dir})").output
+            self.host.run(argv, user=user, timeout=self.timeout + 10, what=what)
         except CommandFailed as exc:
             tail = self.log_tail()
             if tail:
@@ -49,30 +57,59 @@ class PgCtlService:
                                     output=exc.output) from None
             raise
 
-    def start(self) -> None:
-        """Start and wait until the server accepts connections.
+    @property
+    def watches(self) -> bool:
+        return self.version is not None and self.version.adapter.supports("pidfile_status")
 
-        Where the server reports its state in ``postmaster.pid`` (10+), pgstream starts it
-        with ``pg_ctl start -W`` and watches that file closely, instead of ``pg_ctl -w``'s
-        fixed 100 ms polling; a server that dies while starting fails at once, with its log.
-        """
+    # -- lifecycle
+    def start(self) -> None:
+        """Start and wait until the server accepts connections."""
         self.wait_gone()
-        if self.version is None or not self.version.adapter.supports("pidfile_status"):
-            self._pg_ctl("start")
+        if not self.watches:
+            self._control("start")
             return
-        self._log_start = self._log_size()
-        self._stale_pid = self._pidfile_lines()[0] if self._pidfile_lines() else ""
-        self._pg_ctl("start", wait=False)
+        self._log_start = len(self._log_bytes())
+        lines = self._pidfile_lines()
+        self._stale_pid = lines[0] if lines else ""
+        self._control("start", wait=False)
         wait_for(self._started, timeout=self.timeout,
-                 what=f"the server on {self.data_dir} to accept connections",
+                 what=f"the server on {self.data_dir} ({self.host.name}) to accept connections",
                  detail=lambda: "server log:\n" + self.log_tail(10))
 
+    def stop(self, mode: commands.StopMode = "fast") -> None:
+        """Stop and wait until the postmaster is gone."""
+        if not self.running():
+            return
+        if not self.watches:
+            self._control("stop", mode=mode)
+            return
+        pid = self.pid()
+        self._control("stop", wait=False, mode=mode)
+        wait_for(lambda: not self.host.exists(self.data_dir / "postmaster.pid")
+                 or (pid is not None and not self.host.process_alive(pid)),
+                 timeout=self.timeout, what=f"the server on {self.data_dir} to stop",
+                 detail=lambda: "server log:\n" + self.log_tail(10))
+
+    def restart(self, mode: commands.StopMode = "fast") -> None:
+        if not self.watches:
+            self._control("restart", mode=mode)
+            return
+        self.stop(mode)
+        self.start()
+
+    def reload(self) -> None:
+        self._control("reload")
+
+    def promote(self, wait: bool = True) -> None:
+        self._control("promote", wait=wait)
+
+    # -- state
     def _pidfile_lines(self) -> list[str]:
         try:
-            return [x.strip() for x in
-                    (self.data_dir / "postmaster.pid").read_text().split("\n")]
-        except OSError:
+            text = self.host.read_text(self.data_dir / "postmaster.pid")
+        except (OSError, PgStreamError):
             return []
+        return [x.strip() for x in text.split("\n")]
 
     def _started(self) -> bool:
         lines = self._pidfile_lines()
@@ -80,50 +117,22 @@ class PgCtlService:
             lines = []  # a killed server's file, until the new postmaster replaces it
         if len(lines) > 7 and lines[7] in ("ready", "standby"):
             return True
-        if lines and lines[0].isdigit() and not _alive(int(lines[0])):
+        if lines and lines[0].isdigit() and not self.host.process_alive(int(lines[0])):
             raise CommandFailed(f"the server on {self.data_dir} stopped while starting:\n"
                                 + self.log_tail())
-        if not lines and "FATAL" in self._log_since_start():
+        new_log = self._log_bytes()[self._log_start:].decode("utf-8", "replace")
+        if not lines and "FATAL" in new_log:  # only what this start logged
             raise CommandFailed(f"the server on {self.data_dir} failed to start:\n"
                                 + self.log_tail())
         return False
 
-    def stop(self, mode: commands.StopMode = "fast") -> None:
-        """Stop and wait until the postmaster is gone (watched closely where the version
-        reports its state in postmaster.pid, instead of ``pg_ctl -w``'s 100 ms polling)."""
-        if not self.running():
-            return
-        if self.version is None or not self.version.adapter.supports("pidfile_status"):
-            self._pg_ctl("stop", mode=mode)
-            return
-        pid = self.pid()
-        self._pg_ctl("stop", mode=mode, wait=False)
-        wait_for(lambda: not (self.data_dir / "postmaster.pid").exists()
-                 or (pid is not None and not _alive(pid)), timeout=self.timeout,
-                 what=f"the server on {self.data_dir} to stop",
-                 detail=lambda: "server log:\n" + self.log_tail(10))
-
-    def restart(self, mode: commands.StopMode = "fast") -> None:
-        if self.version is None or not self.version.adapter.supports("pidfile_status"):
-            self._pg_ctl("restart", mode=mode)
-            return
-        self.stop(mode)
-        self.start()
-
-    def reload(self) -> None:
-        self._pg_ctl("reload")
-
-    def promote(self, wait: bool = True) -> None:
-        self._pg_ctl("promote", wait=wait)
-
     def pid(self) -> int | None:
         """The postmaster's pid if one is alive for this data directory (postmaster.pid)."""
-        try:
-            first = (self.data_dir / "postmaster.pid").read_text().split("\n", 1)[0]
-            pid = int(first)
-        except (OSError, ValueError):
+        lines = self._pidfile_lines()
+        if not lines or not lines[0].isdigit():
             return None
-        return pid if _alive(pid) else None
+        pid = int(lines[0])
+        return pid if self.host.process_alive(pid) else None
 
     def running(self) -> bool:
         return self.pid() is not None
@@ -134,61 +143,82 @@ class PgCtlService:
         A killed postmaster stays a zombie until its parent (often init) reaps it, and a new
         postmaster (or pg_rewind's single-user run) refuses to start while that pid exists.
         """
-        try:
-            first = (self.data_dir / "postmaster.pid").read_text().split("\n", 1)[0]
-            pid = int(first)
-        except (OSError, ValueError):
+        lines = self._pidfile_lines()
+        if not lines or not lines[0].isdigit():
             return
-        if _alive(pid):
+        pid = int(lines[0])
+        if self.host.process_alive(pid):
             return  # a live server: the caller decides
-        wait_for(lambda: not Path(f"/proc/{pid}").exists(), timeout=timeout,
+        wait_for(lambda: not self.host.process_exists(pid), timeout=timeout,
                  what=f"the dead postmaster {pid} of {self.data_dir} to be reaped")
 
     def kill(self) -> None:
         """Stop at once (SIGQUIT, immediate shutdown): for cleanup when all else failed."""
         pid = self.pid()
         if pid is not None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, signal.SIGQUIT)
+            with contextlib.suppress(PgStreamError):
+                self.host.run(("kill", f"-{int(signal.SIGQUIT)}", str(pid)), check=False)
 
-    def _log_size(self) -> int:
-        try:
-            return Path(self.log_file).stat().st_size if self.log_file is not None else 0
-        except OSError:
-            return 0
-
-    def _log_since_start(self) -> str:
-        """What the server logged since this start (a previous shutdown's FATAL lines, such
-        as a walreceiver terminated, must not read as a failed start)."""
+    def _log_bytes(self) -> bytes:
         if self.log_file is None:
-            return ""
+            return b""
         try:
-            with open(self.log_file, "rb") as handle:
-                handle.seek(self._log_start)
-                return handle.read().decode("utf-8", "replace")
-        except OSError:
-            return ""
+            return self.host.read_bytes(self.log_file)
+        except (OSError, PgStreamError):
+            return b""
 
     def log_tail(self, lines: int = 20) -> str:
-        if self.log_file is None:
-            return ""
-        try:
-            text = Path(self.log_file).read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            return ""
+        text = self._log_bytes().decode("utf-8", "replace")
         return "\n".join(text.strip().splitlines()[-lines:])
 
 
-def _alive(pid: int) -> bool:
-    """Is ``pid`` a running process (a zombie waiting to be reaped is not)?"""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+@attrs.define
+class DebianClusterService(PgCtlService):
+    """A Debian/Ubuntu cluster: ``pg_ctlcluster MAJOR NAME ACTION`` (postgresql-common).
+
+    Build it with :meth:`for_cluster`, which fills in Debian's paths. Run as root,
+    ``pg_ctlcluster`` switches to the cluster's owner itself.
+    """
+
+    major: str = ""
+    cluster: str = ""
+
+    @classmethod
+    def for_cluster(cls, host: Host, major: str, cluster: str, *,
+                    version: ServerVersion | None = None, timeout: int = 60,
+                    user: OsUser | None = None) -> DebianClusterService:
+        return cls(host=host, bindir=Path(f"/usr/lib/postgresql/{major}/bin"),
+                   data_dir=Path(f"/var/lib/postgresql/{major}/{cluster}"), user=user,
+                   log_file=Path(f"/var/log/postgresql/postgresql-{major}-{cluster}.log"),
+                   timeout=timeout, version=version, major=major, cluster=cluster)
+
+    @property
+    def config_dir(self) -> Path:
+        return Path(f"/etc/postgresql/{self.major}/{self.cluster}")
+
+    def _control(self, action: commands.PgCtlAction, *, wait: bool = True,
+                 mode: commands.StopMode | None = None) -> None:
+        self._run(commands.pg_ctlcluster(self.major, self.cluster, action, mode=mode, wait=wait),
+                  f"pg_ctlcluster {self.major} {self.cluster} {action}", None)
+
+
+@attrs.define
+class SystemdService(PgCtlService):
+    """A systemd unit (``postgresql@15-main`` on Debian). Promotion goes through ``pg_ctl``,
+    as systemd has no verb for it."""
+
+    unit: str = ""
+
+    def _control(self, action: commands.PgCtlAction, *, wait: bool = True,
+                 mode: commands.StopMode | None = None) -> None:
+        if action == "promote":
+            super()._control(action, wait=wait)
+            return
+        self._run(commands.systemctl(action, self.unit), f"systemctl {action} {self.unit}",
+                  None)
+
+
+def local_service(bindir: Path, data_dir: Path, user: OsUser | None = None,
+                  log_file: Path | None = None,
+                  version: ServerVersion | None = None) -> PgCtlService:
+    return PgCtlService(LocalHost(), bindir, data_dir, user, log_file, version=version)

@@ -69,9 +69,10 @@ def standby_clone_steps(
     if client.version.major_num < primary.version.major_num:
         raise InvalidInput(f"pg_basebackup {client.version.major} cannot clone a "
                            f"PostgreSQL {primary.version.major} server")
-    protected = [primary.data_dir] if primary.data_dir is not None else []
+    same_host = primary.host.name == standby.host.name
+    protected = [primary.data_dir] if primary.data_dir is not None and same_host else []
     datadir.check_replaceable(data_dir, replace=replace, protected=protected,
-                              allow_running=replace)
+                              allow_running=replace, host=standby.host)
     if auth.password is not None:
         passfile, named = passfile_for(server.version, data_dir, standby.os_user, passfile)
     else:
@@ -93,18 +94,18 @@ def standby_clone_steps(
 
     # -- 6: stop, prove safe, wipe
     def stop_and_wipe(report: Report) -> StepResult:
-        state = datadir.inspect(data_dir)
+        state = datadir.inspect(data_dir, host)
         if state.running_pid is not None:
             if not replace:
                 raise UnsafeDataDirectory(
                     f"a server (pid {state.running_pid}) is running on {data_dir}: stop it "
                     "first, or pass replace=True")
             service.stop("fast")
-        datadir.check_replaceable(data_dir, replace=replace, protected=protected)
-        if not data_dir.exists():
+        datadir.check_replaceable(data_dir, replace=replace, protected=protected, host=host)
+        if not host.exists(data_dir):
             host.make_dir(data_dir, owner=user)
             return StepResult(True, f"created {data_dir}")
-        if datadir.wipe_contents(data_dir):
+        if datadir.wipe_contents(data_dir, host):
             return StepResult(True, f"wiped {data_dir}")
         return StepResult(False, f"{data_dir} is empty")
 
@@ -142,7 +143,7 @@ def standby_clone_steps(
     def remove_clone() -> None:
         if service.running():
             service.kill()
-        datadir.wipe_contents(data_dir)
+        datadir.wipe_contents(data_dir, host)
 
     step(StepKind.BASE_BACKUP, f"clone {primary.name} with pg_basebackup "
          f"{client.version.major} ({client.bindir})",

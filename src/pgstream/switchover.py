@@ -118,7 +118,7 @@ def switchover_plan(cluster: Cluster, to: Standby | str, *,
                       host=old.host.name))
 
     def received(report: Report) -> StepResult:
-        control = controlfile.read(data_dir)
+        control = controlfile.read(data_dir, host=old.host)
         if not control.clean_shutdown:
             raise PgStreamError(f"{old.name} did not shut down cleanly ({control.state.name})")
         shutdown.append(control.checkpoint)

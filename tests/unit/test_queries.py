@@ -269,8 +269,9 @@ def test_wal_receiver(major: str) -> None:
 def test_promote(major: str) -> None:
     if v(major).at_least(12):
         query, params = queries.promote(v(major), wait_seconds=30)
-        assert render(query) == 'SELECT "pg_promote"(true, %s)'
-        assert params == (30,)
+        assert render(query) == 'SELECT "pg_promote"(%s, %s)'
+        assert params == (True, 30)
+        assert queries.promote(v(major), wait=False)[1] == (False, 60)
     else:
         with pytest.raises(NotAvailable, match=r"introduced in PostgreSQL 12\b"):
             queries.promote(v(major))
