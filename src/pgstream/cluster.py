@@ -436,7 +436,9 @@ class Cluster:
                 write_lsn=Lsn.maybe(row["write_lsn"]) if row else None,
                 flush_lsn=Lsn.maybe(row["flush_lsn"]) if row else None,
                 replay_lsn=Lsn.maybe(row["replay_lsn"]) if row else None,
-                replay_lag_bytes=row["replay_lag_bytes"] if row else None,
+                # Disconnected: what its slot holds back is how far behind it is (and grows).
+                replay_lag_bytes=row["replay_lag_bytes"] if row else (
+                    slot.retained_bytes if slot else None),
                 replay_lag=lag,
                 sync_state=row["sync_state"] if row else None,
                 sync_priority=row["sync_priority"] if row else None,

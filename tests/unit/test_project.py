@@ -38,7 +38,7 @@ def test_layers_only_import_downwards() -> None:
     layers = {
         "errors": 0, "version": 1, "passwords": 1, "capabilities": 1, "lsn": 1, "identifiers": 1,
         "config": 2, "queries": 2, "commands": 2, "sync_spec": 2,
-        "host": 3, "service": 3, "binaries": 3, "datadir": 3, "wait": 3, "controlfile": 3,
+        "host": 3, "service": 3, "binaries": 3, "datadir": 3, "wait": 3, "controlfile": 3, "ssh": 3,
         "node": 4, "slot": 4,
         "plan": 5, "primary_setup": 5, "standby_clone": 5, "sandbox": 5, "status": 5,
         "cluster": 5, "recovery_config": 5, "follow": 5, "switchover": 5, "failover": 5,

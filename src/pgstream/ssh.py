@@ -1,0 +1,186 @@
+"""``SshHost``: another machine, reached with the system's OpenSSH client.
+
+Users' ssh configuration, agents and jump hosts just work, as pgstream runs ``ssh`` itself
+(``BatchMode``: it never prompts). Commands travel as argv quoted with ``shlex`` for the
+remote shell; file contents, passwords included, travel on stdin, never in argv. Commands run
+as another OS user through ``sudo -n -u USER`` (or directly when that user is the login).
+"""
+
+from __future__ import annotations
+
+import base64
+import shlex
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import attrs
+
+from pgstream.errors import CommandFailed, InvalidInput, PgStreamError
+from pgstream.host import Completed, LocalHost, OsUser, OutputCallback
+
+_WRITE = ('set -e; umask 077; tmp=$(mktemp "$1.pgstream.XXXXXX"); '
+          'trap \'rm -f "$tmp"\' EXIT; cat > "$tmp"; chmod "$2" "$tmp"; '
+          'if [ -n "$3" ]; then chown "$3" "$tmp"; fi; mv "$tmp" "$1"; trap - EXIT')
+
+
+class HostUnreachable(PgStreamError):
+    """ssh could not reach or log in to the host."""
+
+
+@attrs.define
+class SshHost:
+    """A machine reached by ``ssh destination``. ``name`` shows in plans and errors."""
+
+    destination: str
+    name: str = ""
+    ssh_config: Path | None = None
+    options: tuple[str, ...] = ()
+    connect_timeout: int = 10
+    login: str | None = None  # the remote login user, if known (sudo is skipped for it)
+    _local: LocalHost = attrs.field(factory=LocalHost, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        if not self.destination or self.destination.startswith("-") or any(
+                c.isspace() for c in self.destination):
+            raise InvalidInput(f"invalid ssh destination {self.destination!r}")
+        if not self.name:
+            self.name = self.destination
+
+    def _ssh(self, remote: str) -> list[str]:
+        argv = ["ssh"]
+        if self.ssh_config is not None:
+            argv += ["-F", str(self.ssh_config)]
+        argv += ["-o", "BatchMode=yes", "-o", f"ConnectTimeout={self.connect_timeout}",
+                 *self.options, self.destination, "--", remote]
+        return argv
+
+    def _remote(self, argv: Sequence[str], user: OsUser | None,
+                env: Mapping[str, str] | None, cwd: Path | None) -> str:
+        words = [str(a) for a in argv]
+        if env:
+            words = ["env", *(f"{k}={v}" for k, v in env.items()), *words]
+        if user is not None and user.name != self.login:
+            words = ["sudo", "-n", "-u", user.name, "--", *words]
+        command = shlex.join(words)
+        if cwd is not None:
+            command = f"cd {shlex.quote(str(cwd))} && {command}"
+        return command
+
+    def run(self, argv: Sequence[str], *, user: OsUser | None = None,
+            env: Mapping[str, str] | None = None, timeout: float = 120.0,
+            cwd: Path | None = None, on_output: OutputCallback | None = None,
+            check: bool = True, what: str | None = None,
+            stdin: str | None = None) -> Completed:
+        shown = what or Path(str(argv[0])).name
+        local = self._ssh(self._remote(argv, user, env, cwd))
+        try:
+            done = self._local.run(local, timeout=timeout, on_output=on_output, check=False,
+                                   what=f"{shown} on {self.name}", stdin=stdin)
+        except CommandFailed as exc:
+            raise CommandFailed(f"{exc} (on {self.name})", argv=tuple(map(str, argv))) from None
+        if done.returncode == 255:
+            raise HostUnreachable(f"cannot reach {self.name} over ssh ({self.destination}): "
+                                  + (done.output.strip().splitlines() or ["no output"])[-1])
+        if check and done.returncode != 0:
+            tail = "\n".join(done.output.strip().splitlines()[-15:])
+            if "sudo" in tail and "password is required" in tail:
+                raise CommandFailed(
+                    f"{shown} on {self.name}: sudo needs a password for {user and user.name}; "
+                    "allow it without one (NOPASSWD) or log in as that user", argv=tuple(argv))
+            raise CommandFailed(f"{shown} failed on {self.name} (exit {done.returncode}):\n"
+                                f"{tail}", argv=tuple(map(str, argv)),
+                                returncode=done.returncode, output=done.output)
+        return Completed(tuple(map(str, argv)), done.returncode, done.output, done.seconds)
+
+    # -- files
+    def read_bytes(self, path: Path) -> bytes:
+        # Markers: ssh may print warnings on the same (merged) output.
+        done = self.run(("sh", "-c", 'printf "<<b64:"; base64 -w0 -- "$1"; printf ":b64>>"',
+                         "sh", str(path)), what=f"read {path}", timeout=60)
+        start, end = done.output.find("<<b64:"), done.output.rfind(":b64>>")
+        if start < 0 or end < start:
+            raise PgStreamError(f"cannot read {path} on {self.name}: unexpected output")
+        return base64.b64decode(done.output[start + 6:end])
+
+    def read_text(self, path: Path) -> str:
+        return self.read_bytes(path).decode("utf-8")
+
+    def write_text(self, path: Path, text: str, *, mode: int = 0o600,
+                   owner: OsUser | None = None) -> None:
+        """Atomically, content on stdin (never in argv), then chmod/chown, then rename."""
+        chown = f"{owner.uid}:{owner.gid}" if owner is not None else ""
+        self.run(("sh", "-c", _WRITE, "sh", str(path), f"{mode:o}", chown), stdin=text,
+                 what=f"write {path}", timeout=60)
+
+    def append_text(self, path: Path, text: str, *, owner: OsUser | None = None) -> None:
+        current = self.read_text(path) if self.exists(path) else ""
+        mode, uid, gid = 0o600, None, None
+        if self.exists(path):
+            out = self.run(("stat", "-c", "%a %u %g", str(path)), what="stat").output.split()
+            mode, uid, gid = int(out[0], 8), int(out[1]), int(out[2])
+        if owner is None and uid is not None and gid is not None:
+            owner = OsUser(str(uid), uid, gid)
+        if current and not current.endswith("\n"):
+            current += "\n"
+        self.write_text(path, current + text, mode=mode, owner=owner)
+
+    def _test(self, flag: str, path: Path) -> bool:
+        return self.run(("test", flag, str(path)), check=False, what="test").returncode == 0
+
+    def exists(self, path: Path) -> bool:
+        return self._test("-e", path)
+
+    def is_dir(self, path: Path) -> bool:
+        return self._test("-d", path)
+
+    def executable(self, path: Path) -> bool:
+        return self._test("-x", path) and self._test("-f", path)
+
+    def make_dir(self, path: Path, *, mode: int = 0o700, owner: OsUser | None = None) -> None:
+        self.run(("mkdir", "-m", f"{mode:o}", "--", str(path)), what=f"mkdir {path}")
+        if owner is not None:
+            self.run(("chown", f"{owner.uid}:{owner.gid}", "--", str(path)), what="chown")
+
+    def list_dir(self, path: Path) -> list[str]:
+        out = self.run(("ls", "-A", "--", str(path)), what=f"ls {path}").output
+        return sorted(line for line in out.splitlines() if line)
+
+    def wipe_contents(self, path: Path) -> bool:
+        if not self.exists(path):
+            return False
+        had = bool(self.list_dir(path))
+        self.run(("find", str(path), "-mindepth", "1", "-delete"), what=f"wipe {path}",
+                 timeout=600)
+        return had
+
+    def process_alive(self, pid: int) -> bool:
+        done = self.run(("sh", "-c", 'kill -0 "$1" 2>/dev/null && '
+                         '! grep -q "^[^)]*) Z" "/proc/$1/stat" 2>/dev/null', "sh", str(pid)),
+                        check=False, what="check process")
+        return done.returncode == 0
+
+    def process_exists(self, pid: int) -> bool:
+        return self._test("-e", Path(f"/proc/{pid}"))
+
+    def lookup_user(self, name: str) -> OsUser:
+        done = self.run(("getent", "passwd", name), check=False, what="getent")
+        fields = done.output.strip().split(":")
+        if done.returncode != 0 or len(fields) < 6:
+            raise InvalidInput(f"no OS user named {name!r} on {self.name}")
+        return OsUser(fields[0], int(fields[2]), int(fields[3]), fields[5])
+
+    def home_dirs(self) -> set[Path]:
+        out = self.run(("getent", "passwd"), what="getent").output
+        homes = set()
+        for line in out.splitlines():
+            fields = line.split(":")
+            if len(fields) >= 6 and fields[5] not in ("", "/", "/nonexistent"):
+                homes.add(Path(fields[5]))
+        return homes
+
+    def ping(self, timeout: float = 10.0) -> float:
+        """Seconds for one round trip (``true``); raises :class:`HostUnreachable`."""
+        started = time.monotonic()
+        self.run(("true",), timeout=timeout, what="ssh check")
+        return time.monotonic() - started

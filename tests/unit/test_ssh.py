@@ -1,0 +1,103 @@
+"""SshHost and the service controllers' argv (no network): quoting, sudo, secrets on stdin."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+import pytest
+
+from pgstream import commands
+from pgstream.errors import InvalidInput
+from pgstream.host import Completed, OsUser
+from pgstream.ssh import SshHost
+
+POSTGRES = OsUser("postgres", 101, 104, "/var/lib/postgresql")
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.calls: list[tuple[list[str], str | None]] = []
+
+    def run(self, argv: list[str], *, stdin: str | None = None, **_: object) -> Completed:
+        self.calls.append((list(argv), stdin))
+        return Completed(tuple(argv), 0, "<<b64:aGk=:b64>>", 0.01)
+
+
+def host(**kwargs: object) -> tuple[SshHost, Recorder]:
+    made = SshHost("db1.example", ssh_config=Path("/cfg"), **kwargs)  # type: ignore[arg-type]
+    recorder = Recorder()
+    made._local = recorder  # type: ignore[assignment]
+    return made, recorder
+
+
+def test_commands_are_quoted_for_the_remote_shell_and_run_as_the_user() -> None:
+    ssh, rec = host()
+    evil = "/srv/pg data/$(rm -rf /); `x`"
+    ssh.run(["pg_ctl", "start", "-D", evil], user=POSTGRES, env={"PGPASSFILE": "/p f"})
+    argv, stdin = rec.calls[0]
+    assert argv[:3] == ["ssh", "-F", "/cfg"]
+    assert "BatchMode=yes" in argv
+    assert argv[-3:-1] == ["db1.example", "--"]
+    assert shlex.split(argv[-1]) == ["sudo", "-n", "-u", "postgres", "--", "env",
+                                     "PGPASSFILE=/p f", "pg_ctl", "start", "-D", evil]
+    assert stdin is None
+
+
+def test_no_sudo_for_the_login_user() -> None:
+    ssh, rec = host(login="postgres")
+    ssh.run(["true"], user=POSTGRES)
+    assert shlex.split(rec.calls[0][0][-1]) == ["true"]
+
+
+def test_file_contents_travel_on_stdin_never_in_argv() -> None:
+    ssh, rec = host()
+    secret = "127.0.0.1:5432:*:replicator:s3cr3t'\"pw"
+    ssh.write_text(Path("/srv/standby.pgpass"), secret, mode=0o600, owner=POSTGRES)
+    argv, stdin = rec.calls[0]
+    assert stdin == secret
+    assert all("s3cr3t" not in word for word in argv)
+    words = shlex.split(argv[-1])
+    assert words[-3:] == ["/srv/standby.pgpass", "600", "101:104"]
+
+
+def test_read_uses_markers() -> None:
+    ssh, _rec = host()
+    assert ssh.read_bytes(Path("/x")) == b"hi"
+
+
+@pytest.mark.parametrize("bad", ["", "-oProxyCommand=x", "a b", "host\n"])
+def test_bad_destinations(bad: str) -> None:
+    with pytest.raises(InvalidInput, match="ssh destination"):
+        SshHost(bad)
+
+
+def test_pg_ctlcluster_and_systemctl_argv() -> None:
+    assert commands.pg_ctlcluster("15", "main", "stop", mode="fast") == (
+        "pg_ctlcluster", "15", "main", "stop", "-m", "fast")
+    assert commands.pg_ctlcluster("15", "main", "start", wait=False) == (
+        "pg_ctlcluster", "15", "main", "start", "--", "-W")
+    assert commands.pg_ctlcluster("9.6", "main", "promote") == (
+        "pg_ctlcluster", "9.6", "main", "promote")
+    assert commands.systemctl("restart", "postgresql@15-main") == (
+        "systemctl", "restart", "postgresql@15-main")
+    with pytest.raises(InvalidInput):
+        commands.systemctl("restart", "x; rm -rf /")
+    with pytest.raises(InvalidInput):
+        commands.systemctl("enable", "postgresql")
+    with pytest.raises(InvalidInput):
+        commands.pg_ctlcluster("15", "ma in", "start")
+
+
+def test_systemd_service_runs_systemctl_and_promotes_with_pg_ctl() -> None:
+    from pgstream.service import SystemdService
+
+    ssh, rec = host()
+    svc = SystemdService(ssh, Path("/usr/lib/postgresql/15/bin"),
+                         Path("/var/lib/postgresql/15/main"), POSTGRES, unit="postgresql@15-main")
+    svc.reload()
+    svc.promote()
+    first, second = (shlex.split(call[0][-1]) for call in rec.calls)
+    assert first == ["systemctl", "reload", "postgresql@15-main"]
+    assert second == ["sudo", "-n", "-u", "postgres", "--", "/usr/lib/postgresql/15/bin/pg_ctl",
+                      "promote", "-D", "/var/lib/postgresql/15/main", "-w", "-t", "60"]
