@@ -31,14 +31,14 @@ from pgstream.errors import (
     WaitTimeout,
 )
 from pgstream.failover import PrimaryStillAlive
-from pgstream.host import LocalHost, OsUser
+from pgstream.host import Host, LocalHost, OsUser
 from pgstream.identifiers import Secret
 from pgstream.lsn import Lsn
 from pgstream.node import Node, Primary, Standby
 from pgstream.plan import Plan, PlanReport, ProgressEvent, Step, StepKind
 from pgstream.primary_setup import ReplicationAuth
 from pgstream.rejoin import RejoinRefused
-from pgstream.service import PgCtlService
+from pgstream.service import DebianClusterService, PgCtlService, SystemdService
 from pgstream.slot import ReplicationSlot, SlotStatus
 from pgstream.slot_hygiene import (
     SlotFinding,
@@ -48,6 +48,7 @@ from pgstream.slot_hygiene import (
     slot_report,
     slot_wal_limit_plan,
 )
+from pgstream.ssh import HostUnreachable, SshHost
 from pgstream.status import ClusterStatus, HistoryEntry, PrimaryStatus, StandbyStatus
 from pgstream.switchover import SwitchoverRefused
 from pgstream.sync_rep import sync_states, synchronous_plan
@@ -62,7 +63,10 @@ __all__ = [
     "ClusterStatus",
     "CommandFailed",
     "ConfigRenderer",
+    "DebianClusterService",
     "HistoryEntry",
+    "Host",
+    "HostUnreachable",
     "InvalidAddress",
     "InvalidInput",
     "InvalidName",
@@ -95,12 +99,14 @@ __all__ = [
     "SlotNotFound",
     "SlotReport",
     "SlotStatus",
+    "SshHost",
     "Standby",
     "StandbyStatus",
     "Step",
     "StepKind",
     "SwitchoverRefused",
     "SyncSpec",
+    "SystemdService",
     "UnsafeDataDirectory",
     "UnsupportedVersion",
     "VersionAdapter",

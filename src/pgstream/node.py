@@ -39,6 +39,13 @@ from pgstream.wait import DEFAULT_TIMEOUT, wait_for
 Params = Sequence[Any] | dict[str, Any] | None
 
 
+@attrs.frozen
+class ServerPaths:
+    data_directory: Path
+    config_file: Path
+    hba_file: Path
+
+
 def masked_conninfo(conninfo: str) -> str:
     """The conninfo with any password replaced by ``********`` (for reprs, logs, errors)."""
     try:
@@ -82,7 +89,14 @@ class Node:
             return self._conn
         self.close()
         try:
-            self._conn = psycopg.connect(self.conninfo, autocommit=True, connect_timeout=10)
+            # client_encoding utf8: a SQL_ASCII database (initdb in a C locale, common on
+            # servers) would otherwise hand back bytes instead of str.
+            # TCP keepalives and tcp_user_timeout: over a cut network a query fails within
+            # seconds instead of hanging (ignored on Unix sockets).
+            self._conn = psycopg.connect(self.conninfo, autocommit=True, connect_timeout=10,
+                                         client_encoding="utf8", keepalives=1,
+                                         keepalives_idle=5, keepalives_interval=2,
+                                         keepalives_count=3, tcp_user_timeout=8000)
         except psycopg.OperationalError as exc:
             raise NodeUnreachable(
                 f"cannot connect to {self.name} ({masked_conninfo(self.conninfo)}): "
@@ -156,6 +170,12 @@ class Node:
         """The timeline: a primary's from its current WAL file; a standby's from its
         walreceiver (else its last restartpoint)."""
         return int(self.value(queries.timeline(self.version, self.in_recovery)))
+
+    def server_paths(self) -> ServerPaths:
+        """Where this server keeps its files, asked of the server itself (SHOW), never assumed
+        to be in the data directory (Debian keeps its configuration in /etc/postgresql)."""
+        return ServerPaths(Path(self.show("data_directory")), Path(self.show("config_file")),
+                           Path(self.show("hba_file")))
 
     def show(self, setting: str) -> str:
         return str(self.query(queries.show(setting))[0][0])

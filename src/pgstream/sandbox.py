@@ -174,8 +174,10 @@ class Sandbox:
         self._initdb(data)
         # Throw-away servers: no fsync; standbys report their position every second (not 10)
         # so the primary's pg_stat_replication catches up quickly in status().
+        # Dynamic shared memory as files in the data directory (not /dev/shm segments): a
+        # server killed with -9 in a test leaves nothing behind once the sandbox is removed.
         own = {**settings, **self.node_settings(name, port), "fsync": "off",
-               "wal_receiver_status_interval": "1"}
+               "wal_receiver_status_interval": "1", "dynamic_shared_memory_type": "mmap"}
         auto = data / "postgresql.auto.conf"
         existing = self.host.read_text(auto) if auto.exists() else ""
         self.host.write_text(auto, merge_settings(existing, own), mode=0o600, owner=self.user)

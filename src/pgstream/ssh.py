@@ -3,7 +3,8 @@
 Users' ssh configuration, agents and jump hosts just work, as pgstream runs ``ssh`` itself
 (``BatchMode``: it never prompts). Commands travel as argv quoted with ``shlex`` for the
 remote shell; file contents, passwords included, travel on stdin, never in argv. Commands run
-as another OS user through ``sudo -n -u USER`` (or directly when that user is the login).
+as another OS user through ``sudo -n -u USER`` (``runuser`` when logged in as root; directly
+when that user is the login).
 """
 
 from __future__ import annotations
@@ -61,7 +62,8 @@ class SshHost:
         if env:
             words = ["env", *(f"{k}={v}" for k, v in env.items()), *words]
         if user is not None and user.name != self.login:
-            words = ["sudo", "-n", "-u", user.name, "--", *words]
+            switch = ["runuser", "-u"] if self.login == "root" else ["sudo", "-n", "-u"]
+            words = [*switch, user.name, "--", *words]
         command = shlex.join(words)
         if cwd is not None:
             command = f"cd {shlex.quote(str(cwd))} && {command}"
@@ -84,6 +86,10 @@ class SshHost:
                                   + (done.output.strip().splitlines() or ["no output"])[-1])
         if check and done.returncode != 0:
             tail = "\n".join(done.output.strip().splitlines()[-15:])
+            if done.returncode == 127 and "sudo" in tail:
+                raise CommandFailed(
+                    f"{shown} on {self.name}: sudo is not installed there; install it, or log "
+                    f"in as {user and user.name} or as root", argv=tuple(map(str, argv)))
             if "sudo" in tail and "password is required" in tail:
                 raise CommandFailed(
                     f"{shown} on {self.name}: sudo needs a password for {user and user.name}; "
@@ -96,7 +102,7 @@ class SshHost:
     # -- files
     def read_bytes(self, path: Path) -> bytes:
         # Markers: ssh may print warnings on the same (merged) output.
-        done = self.run(("sh", "-c", 'printf "<<b64:"; base64 -w0 -- "$1"; printf ":b64>>"',
+        done = self.run(("sh", "-c", 'printf "<<b64:" && base64 -w0 -- "$1" && printf ":b64>>"',
                          "sh", str(path)), what=f"read {path}", timeout=60)
         start, end = done.output.find("<<b64:"), done.output.rfind(":b64>>")
         if start < 0 or end < start:

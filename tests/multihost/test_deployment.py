@@ -1,0 +1,265 @@
+"""The seed's flow across hosts: servers in network namespaces, each a host reached only over
+SSH (pgstream's SshHost) and libpq on its own address. Layouts: pg_ctl, and Debian's
+pg_createcluster / pg_ctlcluster (config in /etc/postgresql). A network cut shows in status.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from psycopg.conninfo import make_conninfo
+
+from pgstream import (
+    Cluster,
+    PlanFailed,
+    Primary,
+    ReplicationAuth,
+    Standby,
+    UnsafeDataDirectory,
+)
+from pgstream.errors import CommandFailed
+from pgstream.host import OsUser
+from pgstream.service import DebianClusterService, PgCtlService
+from pgstream.ssh import HostUnreachable, SshHost
+from pgstream.version import ServerVersion
+from pgstream.wait import wait_for
+
+from .rig import Rig, RigUnavailable, network_rig, unavailable_reason
+
+DEBIAN = Path("/usr/lib/postgresql/15/bin")
+pytestmark = pytest.mark.skipif(
+    unavailable_reason() is not None or not (DEBIAN / "postgres").exists(),
+    reason=f"multi-host rig: {unavailable_reason() or 'needs Debian PostgreSQL 15'}")
+
+
+@pytest.fixture(scope="module")
+def rig() -> Iterator[Rig]:
+    try:
+        with network_rig(["alpha", "beta"]) as made:
+            yield made
+    except RigUnavailable as exc:  # pragma: no cover - the marker above catches it first
+        pytest.skip(str(exc))
+
+
+@pytest.fixture
+def workdir() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="pgstream-mh-"))
+    path.chmod(0o755)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def ssh_host(rig: Rig, name: str) -> SshHost:
+    return SshHost(name, ssh_config=rig.ssh_config, login="root")
+
+
+def postgres_user(host: SshHost) -> OsUser:
+    return host.lookup_user("postgres")
+
+
+def admin_conninfo(address: str, port: int) -> str:
+    return make_conninfo("", host=address, port=port, user="postgres", dbname="postgres",
+                         connect_timeout=5)
+
+
+class PgCtlServers:
+    """Servers made by hand on rig hosts with initdb + pg_ctl, stopped at the end."""
+
+    def __init__(self, rig: Rig, workdir: Path) -> None:
+        self.rig, self.workdir = rig, workdir
+        self.services: list[PgCtlService] = []
+
+    def service(self, name: str) -> PgCtlService:
+        host = ssh_host(self.rig, name)
+        user = postgres_user(host)
+        base = self.workdir / name
+        if not host.exists(base):
+            host.make_dir(base, mode=0o700, owner=user)
+        svc = PgCtlService(host, DEBIAN, base / "data", user, base / "server.log",
+                           version=ServerVersion.parse("15"))
+        self.services.append(svc)
+        return svc
+
+    def primary(self, name: str) -> Primary:
+        svc = self.service(name)
+        host = svc.host
+        address = self.rig.host(name).address
+        host.run((str(DEBIAN / "initdb"), "-D", str(svc.data_dir), "-U", "postgres",
+                  "--auth-local", "trust", "--auth-host", "scram-sha-256", "-N"),
+                 user=svc.user, what="initdb")
+        own = (f"port = 5432\nlisten_addresses = '{address}'\n"
+               f"unix_socket_directories = '{svc.data_dir.parent}'\nfsync = off\n"
+               "wal_sender_timeout = '2s'\nwal_receiver_status_interval = '1s'\n")
+        host.append_text(svc.data_dir / "postgresql.auto.conf", own, owner=svc.user)
+        # The test process (the rig's gateway) administers the servers over TCP.
+        host.append_text(svc.data_dir / "pg_hba.conf",
+                         f"host all postgres {self.rig.gateway}/32 trust\n", owner=svc.user)
+        svc.start()
+        return Primary(name, admin_conninfo(address, 5432), host=host, data_dir=svc.data_dir,
+                       service=svc, os_user=svc.user)
+
+    def standby(self, name: str) -> tuple[Standby, dict[str, str]]:
+        svc = self.service(name)
+        address = self.rig.host(name).address
+        node = Standby(name, admin_conninfo(address, 5432), host=svc.host,
+                       data_dir=svc.data_dir, service=svc, os_user=svc.user)
+        return node, {"listen_addresses": address,
+                      "unix_socket_directories": str(svc.data_dir.parent)}
+
+    def stop(self) -> None:
+        for svc in self.services:
+            try:
+                if svc.running():
+                    svc.stop("immediate")
+            except Exception:  # noqa: BLE001 - cleanup goes on
+                svc.kill()
+
+
+@pytest.fixture
+def servers(rig: Rig, workdir: Path) -> Iterator[PgCtlServers]:
+    made = PgCtlServers(rig, workdir)
+    try:
+        yield made
+    finally:
+        made.stop()
+
+
+def test_seed_flow_across_two_hosts_then_a_network_cut(rig: Rig, servers: PgCtlServers) -> None:
+    primary = servers.primary("alpha")
+    standby, own = servers.standby("beta")
+    beta = rig.host("beta").address
+    cluster = Cluster(primary, [standby], auth=ReplicationAuth("repuser", "s3cret 'pw'"),
+                      primary_address=(rig.host("alpha").address, 5432), hba_addresses=[beta],
+                      node_settings={"beta": own})
+    plan = cluster.setup_plan()
+    text = str(plan)
+    assert f"host    replication    repuser    {beta}/32" in text  # B's real address
+    assert "[alpha@alpha]" in text and "[beta@beta]" in text  # which host each step runs on
+    assert "s3cret" not in text
+    plan.apply()
+    primary.execute("CREATE TABLE seed AS SELECT generate_series(1, 100) AS id")
+    cluster.wait_for_catchup()
+    assert standby.query("SELECT count(*) FROM seed") == [(100,)]
+    assert standby.in_recovery
+    # The passfile on beta is 0600 and holds the password; argv never did.
+    passfile = Path(str(standby.data_dir) + ".pgpass")
+    mode = standby.host.run(("stat", "-c", "%a", str(passfile))).output.strip()
+    assert mode == "600"
+
+    # Cut beta off: the primary loses its walsender, the slot holds WAL that keeps growing.
+    rig.cut("beta")
+    try:
+        wait_for(lambda: cluster.status().standby("beta").state == "disconnected",
+                 timeout=30, what="the primary to notice")
+        first = cluster.status().standby("beta")
+        assert first.reachable is False and first.replay_lag_bytes is not None
+        primary.execute("INSERT INTO seed SELECT generate_series(101, 20000)")
+        later = cluster.status().standby("beta")
+        assert later.replay_lag_bytes is not None
+        assert later.replay_lag_bytes > first.replay_lag_bytes
+    finally:
+        rig.restore("beta")
+    wait_for(lambda: cluster.status().standby("beta").state == "streaming", timeout=60,
+             what="beta to reconnect")
+    cluster.wait_for_catchup(timeout=60)
+    assert standby.query("SELECT count(*) FROM seed") == [(20000,)]
+
+
+def test_debian_layout_clusters(rig: Rig) -> None:
+    """pg_createcluster on each host (the seed's Ubuntu layout: config in /etc/postgresql),
+    the primary's settings by ALTER SYSTEM (its postgresql.conf untouched), the standby's
+    cluster replaced by a clone, everything through pg_ctlcluster."""
+    alpha, beta = ssh_host(rig, "alpha"), ssh_host(rig, "beta")
+    name_a, name_b = f"pga{os.getpid()}", f"pgb{os.getpid()}"
+    made: list[tuple[SshHost, str]] = []
+    try:
+        for host, cluster_name, port in ((alpha, name_a, 5440), (beta, name_b, 5441)):
+            host.run(("pg_createcluster", "15", cluster_name, "--port", str(port), "--",
+                      "-N"), what="pg_createcluster", timeout=120)
+            made.append((host, cluster_name))
+            conf = Path(f"/etc/postgresql/15/{cluster_name}")
+            host.append_text(conf / "pg_hba.conf",
+                             f"host all postgres {rig.gateway}/32 trust\n")
+            host.write_text(conf / "conf.d" / "rig.conf",
+                            f"listen_addresses = '{rig.host(host.name).address}'\n"
+                            "fsync = off\n", mode=0o644)
+            host.run(("pg_ctlcluster", "15", cluster_name, "start"), what="start")
+        version = ServerVersion.parse("15")
+        svc_a = DebianClusterService.for_cluster(alpha, "15", name_a, version=version,
+                                                 user=postgres_user(alpha))
+        svc_b = DebianClusterService.for_cluster(beta, "15", name_b, version=version,
+                                                 user=postgres_user(beta))
+        primary = Primary("alpha", admin_conninfo(rig.host("alpha").address, 5440),
+                          host=alpha, data_dir=svc_a.data_dir, service=svc_a,
+                          os_user=svc_a.user)
+        standby = Standby("beta", admin_conninfo(rig.host("beta").address, 5441), host=beta,
+                          data_dir=svc_b.data_dir, service=svc_b, os_user=svc_b.user)
+        conf_before = alpha.read_text(Path(f"/etc/postgresql/15/{name_a}/postgresql.conf"))
+        paths = primary.server_paths()
+        assert paths.hba_file == Path(f"/etc/postgresql/15/{name_a}/pg_hba.conf")
+        assert paths.config_file == Path(f"/etc/postgresql/15/{name_a}/postgresql.conf")
+        assert paths.data_directory == svc_a.data_dir
+        cluster = Cluster(primary, [standby], auth=ReplicationAuth("repuser", "pw"),
+                          primary_address=(rig.host("alpha").address, 5440),
+                          hba_addresses=[rig.host("beta").address],
+                          settings={"wal_level": "replica", "max_wal_senders": "5",
+                                    "hot_standby": "on"})
+        with pytest.raises(UnsafeDataDirectory, match="replace=True"):
+            cluster.setup_plan()  # beta's cluster holds a data directory: never wiped unasked
+        plan = cluster.setup_plan(replace=True)
+        assert "[beta@beta] wipe" in str(plan)
+        plan.apply()
+        assert alpha.read_text(Path(f"/etc/postgresql/15/{name_a}/postgresql.conf")) \
+            == conf_before
+        primary.execute("CREATE TABLE deb AS SELECT 1 AS x")
+        cluster.wait_for_catchup()
+        assert standby.query("SELECT x FROM deb") == [(1,)]
+        assert standby.show("data_directory") == f"/var/lib/postgresql/15/{name_b}"
+        assert beta.run(("pg_ctlcluster", "15", name_b, "status"), check=False).returncode == 0
+    finally:
+        for host, cluster_name in made:
+            host.run(("pg_dropcluster", "--stop", "15", cluster_name), check=False,
+                     what="pg_dropcluster", timeout=120)
+
+
+def test_bad_hosts_and_paths(rig: Rig, servers: PgCtlServers, tmp_path: Path) -> None:
+    nowhere = SshHost("192.0.2.250", connect_timeout=2, options=(
+        "-o", f"UserKnownHostsFile={tmp_path / 'kh'}", "-o", "StrictHostKeyChecking=no"))
+    with pytest.raises(HostUnreachable, match="cannot reach"):
+        nowhere.run(("true",))
+    wrong_key = SshHost(rig.host("alpha").address, options=(
+        "-o", f"IdentityFile={tmp_path / 'nokey'}", "-o", "IdentitiesOnly=yes",
+        "-o", f"UserKnownHostsFile={tmp_path / 'kh'}", "-o", "StrictHostKeyChecking=no"),
+        connect_timeout=3)
+    with pytest.raises(HostUnreachable):
+        wrong_key.run(("true",))
+    no_sudo = SshHost("alpha", ssh_config=rig.ssh_config)  # login unknown: would need sudo
+    if shutil.which("sudo") is None:
+        with pytest.raises(CommandFailed, match="sudo is not installed"):
+            no_sudo.run(("true",), user=OsUser("postgres", 1, 1))
+    primary = servers.primary("alpha")
+    standby, own = servers.standby("beta")
+    standby.data_dir = Path("/etc")
+    cluster = Cluster(primary, [standby], primary_address=(rig.host("alpha").address, 5432),
+                      hba_addresses=[rig.host("beta").address], node_settings={"beta": own})
+    with pytest.raises(UnsafeDataDirectory, match="system directory"):
+        cluster.setup_plan(replace=True)
+    # A pg_hba.conf that cannot be written (immutable, even for root): the plan stops at
+    # that step and names it and the host.
+    hba = Path(primary.show("hba_file"))
+    primary.host.run(("chattr", "+i", str(hba)))
+    try:
+        standby.data_dir = Path(str(servers.workdir / "beta" / "data"))
+        with pytest.raises(PlanFailed, match=r"\[alpha\] allow replication connections "
+                                             r"\(pg_hba\.conf\)\): .* failed on alpha") as caught:
+            cluster.setup_plan().apply()
+        assert "already done: [alpha] replication settings" in str(caught.value)
+    finally:
+        primary.host.run(("chattr", "-i", str(hba)), check=False)
