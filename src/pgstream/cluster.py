@@ -200,7 +200,8 @@ class Cluster:
         return self._sandbox.passfile if self._sandbox is not None else None
 
     def record_roles(self, *, new_primary: str, rejoined: Iterable[str] = (),
-                     failed: Iterable[str] = (), operation: str, detail: str) -> None:
+                     failed: Iterable[str] = (), operation: str, detail: str,
+                     note: bool = True) -> None:
         """After a promotion: ``new_primary`` is the primary, ``rejoined`` stream from it,
         ``failed`` wait aside until they rejoin; appends to :attr:`history`."""
         everyone = {n.name: n for n in [*self.nodes, *self.failed]}
@@ -220,7 +221,8 @@ class Cluster:
         self.failed += [everyone[name] for name in lost if name in everyone]
         self.primary = head if isinstance(head, Primary) else as_primary(head)
         self.standbys = standbys
-        self._note(operation, detail)
+        if note:
+            self._note(operation, detail)
 
     def _note(self, operation: str, detail: str) -> None:
         timeline = None
@@ -237,8 +239,12 @@ class Cluster:
 
         def record(report: Report) -> StepResult:
             self.standbys = [s for s in self.standbys if s is not target]
-            self._note("promote", f"{target.name} promoted and detached from the cluster "
-                                  f"(its primary {old.name} and other standbys unchanged)")
+            with contextlib.suppress(PgStreamError):  # its slot would hold WAL forever
+                if (slot := old.slot(self.slot_for(target))) is not None and not slot.active:
+                    old.drop_slot(slot.name)
+            self._note("promote", f"{target.name} promoted on timeline {target.timeline()} and "
+                                  f"detached from the cluster (its primary {old.name} and "
+                                  "other standbys unchanged; its slot dropped)")
             return StepResult(True, f"{target.name} accepts writes, apart from this cluster")
 
         return Plan(f"promote {target.name}", [
@@ -258,8 +264,13 @@ class Cluster:
             self, node, target, previous=previous, timeout=timeout, concurrent=False))
 
     def follow(self, standby: Standby | str, upstream: Node | str,
-               progress: ProgressCallback | None = None) -> PlanReport:
-        return self.follow_plan(standby, upstream).apply(progress)
+               progress: ProgressCallback | None = None,
+               timeout: float = DEFAULT_TIMEOUT) -> PlanReport:
+        report = self.follow_plan(standby, upstream, timeout=timeout).apply(progress)
+        name = standby if isinstance(standby, str) else standby.name
+        target = upstream if isinstance(upstream, str) else upstream.name
+        self._note("follow", f"{name} streams from {target}")
+        return report
 
     def switchover_plan(self, to: Standby | str, *,
                         max_lag_bytes: int = DEFAULT_MAX_LAG_BYTES,
@@ -268,8 +279,10 @@ class Cluster:
         return switchover_plan(self, to, max_lag_bytes=max_lag_bytes, timeout=timeout)
 
     def switchover(self, to: Standby | str, *, max_lag_bytes: int = DEFAULT_MAX_LAG_BYTES,
-                   progress: ProgressCallback | None = None) -> PlanReport:
-        return self.switchover_plan(to, max_lag_bytes=max_lag_bytes).apply(progress)
+                   progress: ProgressCallback | None = None,
+                   timeout: float = DEFAULT_TIMEOUT) -> PlanReport:
+        return self.switchover_plan(to, max_lag_bytes=max_lag_bytes,
+                                    timeout=timeout).apply(progress)
 
     def failover_plan(self, candidate: Standby | str | None = None, *, force: bool = False,
                       timeout: float = DEFAULT_TIMEOUT) -> Plan:
@@ -277,8 +290,9 @@ class Cluster:
         return failover_plan(self, candidate, force=force, timeout=timeout)
 
     def failover(self, candidate: Standby | str | None = None, *, force: bool = False,
-                 progress: ProgressCallback | None = None) -> PlanReport:
-        return self.failover_plan(candidate, force=force).apply(progress)
+                 progress: ProgressCallback | None = None,
+                 timeout: float = DEFAULT_TIMEOUT) -> PlanReport:
+        return self.failover_plan(candidate, force=force, timeout=timeout).apply(progress)
 
     def rejoin_plan(self, node: Node | str, *, rewind: bool | None = None,
                     timeout: float = DEFAULT_TIMEOUT) -> Plan:
@@ -291,8 +305,9 @@ class Cluster:
         return rejoin_plan(self, node, rewind=rewind, timeout=timeout)
 
     def rejoin(self, node: Node | str, *, rewind: bool | None = None,
-               progress: ProgressCallback | None = None) -> PlanReport:
-        return self.rejoin_plan(node, rewind=rewind).apply(progress)
+               progress: ProgressCallback | None = None,
+               timeout: float = DEFAULT_TIMEOUT) -> PlanReport:
+        return self.rejoin_plan(node, rewind=rewind, timeout=timeout).apply(progress)
 
     def synchronous_plan(self, spec: SyncSpec, *, synchronous_commit: str | None = None,
                          wait_for: Mapping[str, str] | None = None,
@@ -303,11 +318,13 @@ class Cluster:
 
     def set_synchronous(self, spec: SyncSpec, *, synchronous_commit: str | None = None,
                         wait_for: Mapping[str, str] | None = None,
-                        progress: ProgressCallback | None = None) -> PlanReport:
+                        progress: ProgressCallback | None = None,
+                        timeout: float = DEFAULT_TIMEOUT) -> PlanReport:
         report = self.synchronous_plan(spec, synchronous_commit=synchronous_commit,
-                                       wait_for=wait_for).apply(progress)
-        self._note("synchronous", f"synchronous_standby_names = "
-                                  f"{spec.render(self.primary.version)!r}")
+                                       wait_for=wait_for, timeout=timeout).apply(progress)
+        if report.changed:
+            self._note("synchronous", f"synchronous_standby_names = "
+                                      f"{spec.render(self.primary.version)!r}")
         return report
 
     def add_standby_plan(self, standby: Standby, *, upstream: Node | str | None = None,
@@ -333,6 +350,7 @@ class Cluster:
         def record(report: Report) -> StepResult:
             standby.upstream = None if source is self.primary else source.name
             self.standbys.append(standby)
+            self._note("add standby", f"{standby.name} streams from {source.name}")
             return StepResult(True, f"{standby.name} streams from {source.name}")
 
         steps.append(Step(standby.name, StepKind.RECORD, "record the new standby", "",
@@ -455,7 +473,7 @@ class Cluster:
     # -- lifetime
     def close(self) -> None:
         """Close connections; for a sandbox, stop every server and remove its directory."""
-        for node in self.nodes:
+        for node in [*self.nodes, *self.failed]:
             node.close()
         if self._finalizer is not None:
             self._finalizer()

@@ -96,15 +96,17 @@ def failover_plan(cluster: Cluster, candidate: Standby | str | None = None, *,
     steps.append(Step(target.name, StepKind.CHECK, f"choose {target.name} (most WAL received)",
                       "\n".join(str(c) for c in ranked), action=choose, host=target.host.name))
     steps.append(promote_step(target, timeout))
-    for other in cluster.standbys:
-        if other is not target and (other.upstream or old.name) == old.name:
-            steps += follow_steps(cluster, other, target, previous=None, timeout=timeout)
+    followers = [s for s in cluster.standbys
+                 if s is not target and (s.upstream or old.name) == old.name]
 
     def record(report: Report) -> StepResult:
+        # Recorded at once: if a later step fails, the cluster already names the new primary.
         cluster.record_roles(new_primary=target.name, failed=[old.name], operation="failover",
                              detail=f"{old.name} lost; {target.name} promoted")
         return StepResult(True, f"{target.name} is the primary; {old.name} awaits rejoin()")
 
     steps.append(Step(target.name, StepKind.RECORD, "record the new roles", "", action=record,
                       host=target.host.name))
+    for other in followers:
+        steps += follow_steps(cluster, other, target, previous=None, timeout=timeout)
     return Plan(f"failover {old.name} -> {target.name}", steps)

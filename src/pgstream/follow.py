@@ -59,8 +59,9 @@ def check_same_system(node: Node, upstream: Node) -> None:
 
 
 def promote_step(standby: Standby, timeout: float) -> Step:
-    method = ("SELECT pg_promote(true, ...);" if standby.version.adapter.supports("pg_promote")
-              else "pg_ctl promote")
+    method = ("SELECT pg_promote(false);  -- then until SELECT pg_is_in_recovery() is false"
+              if standby.version.adapter.supports("pg_promote")
+              else "pg_ctl promote -W  -- then until SELECT pg_is_in_recovery() is false")
 
     def action(report: Report) -> StepResult:
         timeline = standby.promote(timeout=timeout)

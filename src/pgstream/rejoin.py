@@ -20,7 +20,7 @@ from psycopg import sql
 
 from pgstream import binaries, controlfile
 from pgstream.config import merge_settings, passfile_line
-from pgstream.controlfile import ControlData
+from pgstream.controlfile import ControlData, DbState
 from pgstream.errors import BinaryNotFound, InvalidInput, PgStreamError
 from pgstream.follow import check_same_system, drop_stale_slots_step, follow_steps, server_version
 from pgstream.lsn import Lsn
@@ -65,6 +65,13 @@ def divergence(node: Node, primary: Node) -> Divergence:
     control = controlfile.read(Path(node.data_dir), version, node.host)
     history = timeline_history(primary)
     point = history.get(control.timeline or 0)
+    current = primary.timeline()
+    if control.state is DbState.SHUTDOWNED_IN_RECOVERY and control.timeline != current:
+        return Divergence(control, point, True, "it stopped as a standby: its last restartpoint "
+                          "does not tell how far it replayed on the old timeline")
+    if point is None and control.timeline not in (None, current):
+        return Divergence(control, point, True, f"its timeline {control.timeline} is not in "
+                          f"{primary.name}'s history: a branch of its own")
     if not control.clean_shutdown:
         return Divergence(control, point, True, f"it did not shut down cleanly "
                           f"({control.state.name}): its WAL may run past the branch point")

@@ -140,6 +140,15 @@ def switchover_plan(cluster: Cluster, to: Standby | str, *,
                       "pg_last_wal_receive_lsn() on the target > C", action=received,
                       host=target.host.name))
     steps.append(promote_step(target, timeout))
+
+    def promoted(report: Report) -> StepResult:
+        # Recorded at once: if a later step fails, the cluster already names the new primary.
+        cluster.record_roles(new_primary=target.name, failed=[old.name],
+                             operation="switchover", detail="", note=False)
+        return StepResult(True, f"{target.name} is the primary")
+
+    steps.append(Step(target.name, StepKind.RECORD, "record the new primary", "",
+                      action=promoted, host=target.host.name))
     for other in others:
         steps += follow_steps(cluster, other, target, previous=None, timeout=timeout)
     steps += follow_steps(cluster, old, target, previous=None, timeout=timeout,
@@ -150,8 +159,8 @@ def switchover_plan(cluster: Cluster, to: Standby | str, *,
     def record(report: Report) -> StepResult:
         cluster.record_roles(new_primary=target.name, rejoined=[old.name],
                              operation="switchover", detail=f"{old.name} -> {target.name}")
-        return StepResult(True, f"{target.name} is the primary; {old.name} a standby")
+        return StepResult(True, f"{old.name} is a standby of {target.name}")
 
-    steps.append(Step(target.name, StepKind.RECORD, "record the new roles", "",
-                      action=record, host=target.host.name))
+    steps.append(Step(old.name, StepKind.RECORD, f"record {old.name} as a standby", "",
+                      action=record, host=old.host.name))
     return Plan(f"switchover {old.name} -> {target.name}", steps)

@@ -255,3 +255,15 @@ def test_forced_failover_fences_a_live_primary(pgstream_sandbox: MakeCluster) ->
     assert cluster.primary.name == "standby1" and not cluster.primary.in_recovery
     assert [n.name for n in cluster.failed] == ["primary"]
     assert cluster.status().history[-1].operation == "failover"
+
+
+def test_promote_alone_detaches_the_standby(pgstream_sandbox: MakeCluster) -> None:
+    cluster = pgstream_sandbox(2)
+    plan = cluster.promote_plan("standby2")
+    assert "pg_is_in_recovery" in str(plan)
+    plan.apply()
+    assert [s.name for s in cluster.standbys] == ["standby1"]
+    assert cluster.primary.slot("standby2") is None  # it would hold WAL forever
+    entry = cluster.status().history[-1]
+    assert entry.operation == "promote" and "timeline 2" in entry.detail
+    assert cluster.status().standby("standby1").state == "streaming"
