@@ -113,21 +113,14 @@ class Sandbox:
         parent = Path(base_dir) if base_dir is not None else default_parent()
         if not parent.is_dir():
             raise InvalidInput(f"base_dir {parent} is not an existing directory")
+        for place, why in ((server.bindir, f"run the PostgreSQL programs in {server.bindir}"),
+                           (parent, f"reach a sandbox in {parent}")):
+            blocked = _first_blocked(place, user)
+            if blocked is not None:  # checked before anything is created
+                raise InvalidInput(
+                    f"the server user {user.name!r} cannot enter {blocked}, so it could not "
+                    f"{why}: choose another place, or allow it (chmod o+x {blocked})")
         path = Path(tempfile.mkdtemp(prefix="pgstream-", dir=parent))
-        programs = _first_blocked(server.bindir, user)
-        if programs is not None:
-            path.rmdir()
-            raise InvalidInput(
-                f"the server user {user.name!r} cannot enter {programs}, so it cannot run the "
-                f"PostgreSQL programs in {server.bindir}: install them where that user can "
-                f"reach them, or allow it (chmod o+x {programs})")
-        blocked = _first_blocked(path.parent, user)
-        if blocked is not None:
-            path.rmdir()
-            raise InvalidInput(
-                f"the server user {user.name!r} cannot enter {blocked}, so it could not reach "
-                f"a sandbox in {path.parent}: choose another base_dir, or allow it "
-                f"(chmod o+x {blocked})")
         if os.geteuid() == 0 and user.uid != 0:
             os.chown(path, user.uid, user.gid)
         box = cls(path, server, user, template=template, wal_segsize_mb=wal_segsize_mb)

@@ -70,7 +70,10 @@ def standby_clone_steps(
         raise InvalidInput(f"pg_basebackup {client.version.major} cannot clone a "
                            f"PostgreSQL {primary.version.major} server")
     same_host = primary.host.name == standby.host.name
-    protected = [primary.data_dir] if primary.data_dir is not None and same_host else []
+    primary_dir = primary.data_dir
+    if primary_dir is None and same_host and primary.ping():
+        primary_dir = primary.server_paths().data_directory  # as the server reports it
+    protected = [primary_dir] if primary_dir is not None and same_host else []
     datadir.check_replaceable(data_dir, replace=replace, protected=protected,
                               allow_running=replace, host=standby.host)
     if auth.password is not None:

@@ -251,6 +251,14 @@ def test_bad_hosts_and_paths(rig: Rig, servers: PgCtlServers, tmp_path: Path) ->
                       hba_addresses=[rig.host("beta").address], node_settings={"beta": own})
     with pytest.raises(UnsafeDataDirectory, match="system directory"):
         cluster.setup_plan(replace=True)
+    # A remote directory that holds something else than a data directory: never wiped.
+    other = servers.workdir / "beta" / "notpg"
+    standby.host.make_dir(other, mode=0o755)
+    standby.host.write_text(other / "keep.txt", "precious", mode=0o644)
+    standby.data_dir = other
+    with pytest.raises(UnsafeDataDirectory, match="not a PostgreSQL data directory"):
+        cluster.setup_plan(replace=True)
+    assert standby.host.read_text(other / "keep.txt") == "precious"
     # A pg_hba.conf that cannot be written (immutable, even for root): the plan stops at
     # that step and names it and the host.
     hba = Path(primary.show("hba_file"))
