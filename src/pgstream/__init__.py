@@ -34,7 +34,7 @@ from pgstream.failover import PrimaryStillAlive
 from pgstream.host import Host, LocalHost, OsUser
 from pgstream.identifiers import Secret
 from pgstream.lsn import Lsn
-from pgstream.node import Node, Primary, Standby
+from pgstream.node import Node, Primary, ServerPaths, Standby
 from pgstream.plan import Plan, PlanReport, ProgressEvent, Step, StepKind
 from pgstream.primary_setup import ReplicationAuth
 from pgstream.rejoin import RejoinRefused
@@ -92,6 +92,7 @@ __all__ = [
     "ReplicationAuth",
     "ReplicationSlot",
     "Secret",
+    "ServerPaths",
     "ServerVersion",
     "SlotError",
     "SlotFinding",

@@ -58,8 +58,7 @@ def check_replaceable(path: Path, *, replace: bool, protected: Iterable[Path] = 
     raw = Path(path)
     if not raw.is_absolute() or ".." in raw.parts:
         raise UnsafeDataDirectory(f"data directory {raw} must be an absolute path without '..'")
-    target = Path(os.path.normpath(raw)).resolve() if isinstance(host, LocalHost) else \
-        Path(os.path.normpath(raw))
+    target = host.resolve(Path(os.path.normpath(raw)))
     if str(target) in _SYSTEM_DIRS or target.parent == target:
         raise UnsafeDataDirectory(f"refusing to use {target} as a data directory: it is a "
                                   "system directory")
@@ -67,7 +66,7 @@ def check_replaceable(path: Path, *, replace: bool, protected: Iterable[Path] = 
         raise UnsafeDataDirectory(f"refusing to use {target} as a data directory: it is a "
                                   "home directory")
     for other in protected:
-        other = Path(other).resolve() if isinstance(host, LocalHost) else Path(other)
+        other = host.resolve(Path(other))
         if target == other or other.is_relative_to(target) or target.is_relative_to(other):
             raise UnsafeDataDirectory(
                 f"refusing to use {target}: it is, contains or lies inside {other}, the "

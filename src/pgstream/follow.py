@@ -144,8 +144,9 @@ def follow_steps(cluster: Cluster, node: Node, upstream: Node, *, previous: Node
                                 "primary_conninfo only at start)")
 
     step(StepKind.RELOAD if reload else StepKind.RESTART,
-         "apply it: reload (13+) or restart", "SELECT pg_reload_conf();" if reload
-         else "pg_ctl restart -m fast", apply_config)
+         "apply it: reload (13+) or restart", "SELECT pg_reload_conf();  -- or, if stopped: "
+         + service.describe("start") if reload else service.describe("restart", "fast"),
+         apply_config)
 
     def check(report: Report) -> StepResult:
         if not start and not service.running():

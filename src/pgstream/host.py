@@ -3,7 +3,7 @@
 ``LocalHost`` is this machine. Commands are argv tuples (never shell strings); they can run as
 another OS user (PostgreSQL refuses to run as root, so a root process runs servers as
 ``postgres``). Files are written atomically with a mode and an owner; anything holding a
-secret is written 0600. An SSH host with the same interface comes later.
+secret is written 0600. :class:`~pgstream.ssh.SshHost` offers the same interface over ssh.
 """
 
 from __future__ import annotations
@@ -114,6 +114,7 @@ class Host(Protocol):
     def process_exists(self, pid: int) -> bool: ...
     def lookup_user(self, name: str) -> OsUser: ...
     def home_dirs(self) -> set[Path]: ...
+    def resolve(self, path: Path) -> Path: ...
 
 
 @attrs.define
@@ -237,6 +238,9 @@ class LocalHost:
 
     def lookup_user(self, name: str) -> OsUser:
         return OsUser.lookup(name)
+
+    def resolve(self, path: Path) -> Path:
+        return Path(path).resolve()
 
     def home_dirs(self) -> set[Path]:
         homes = {Path(os.path.expanduser("~")).resolve()}

@@ -190,7 +190,8 @@ def restart_step(primary: Primary, restart_needed: set[str]) -> Step:
 
     return Step(primary.name, StepKind.RESTART,
                 "restart, only if a changed setting needs it (context 'postmaster')",
-                "pg_ctl restart -m fast (skipped when nothing needs it)",
+                (primary.service.describe("restart", "fast") if primary.service is not None
+                 else "restart the server") + "  (skipped when nothing needs it)",
                 action=action, host=primary.host.name)
 
 

@@ -9,8 +9,7 @@ error, before anything changes, when neither is possible.
 from __future__ import annotations
 
 import contextlib
-import os
-import tempfile
+import secrets
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,6 +22,7 @@ from pgstream.config import merge_settings, passfile_line
 from pgstream.controlfile import ControlData, DbState
 from pgstream.errors import BinaryNotFound, InvalidInput, PgStreamError
 from pgstream.follow import check_same_system, drop_stale_slots_step, follow_steps, server_version
+from pgstream.host import LocalHost
 from pgstream.lsn import Lsn
 from pgstream.node import Node
 from pgstream.plan import Plan, Report, Step, StepKind, StepResult
@@ -137,10 +137,16 @@ def rejoin_plan(cluster: Cluster, node: Node | str, *, rewind: bool | None = Non
 
 def _rewind_step(cluster: Cluster, target: Node, primary: Node, version: ServerVersion,
                  found: Divergence, timeout: float) -> Step:
-    try:
-        tool = binaries.find_client("pg_rewind", version)
-    except BinaryNotFound:
+    assert target.service is not None
+    # pg_rewind runs on the node's own host, from its own installation when it has one.
+    tool: binaries.Installation | None = binaries.probe(target.service.bindir, host=target.host)
+    if tool is None or not tool.has("pg_rewind"):
         tool = None
+        if isinstance(target.host, LocalHost):
+            try:
+                tool = binaries.find_client("pg_rewind", version)
+            except BinaryNotFound:
+                tool = None
     if tool is None or tool.version.major != version.major:
         raise RejoinRefused(
             f"{target.name} needs pg_rewind, and pg_rewind must be of its own major "
@@ -164,10 +170,8 @@ def _rewind_step(cluster: Cluster, target: Node, primary: Node, version: ServerV
     def action(report: Report) -> StepResult:
         env: dict[str, str] = {}
         secret: Path | None = None
-        if password is not None:  # never in argv: a 0600 file for this run only
-            fd, name = tempfile.mkstemp(prefix=".pgstream-rewind-", dir=data_dir.parent)
-            os.close(fd)
-            secret = Path(name)
+        if password is not None:  # never in argv: a 0600 file on that host, for this run only
+            secret = data_dir.parent / f".pgstream-rewind-{secrets.token_hex(8)}"
             target.host.write_text(secret, passfile_line("*", "*", "*", str(password)),
                                    mode=0o600, owner=target.os_user)
             env["PGPASSFILE"] = str(secret)
@@ -182,8 +186,8 @@ def _rewind_step(cluster: Cluster, target: Node, primary: Node, version: ServerV
                                    on_output=lambda line: report(line, None))
         finally:
             if secret is not None:
-                with contextlib.suppress(OSError):
-                    secret.unlink()
+                with contextlib.suppress(OSError, PgStreamError):
+                    target.host.run(("rm", "-f", "--", str(secret)), what="remove passfile")
         if own:  # pg_rewind copied the source's configuration files: restore this node's own
             auto = data_dir / "postgresql.auto.conf"
             text = target.host.read_text(auto) if target.host.exists(auto) else ""

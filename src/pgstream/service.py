@@ -57,6 +57,12 @@ class PgCtlService:
                                     output=exc.output) from None
             raise
 
+    def describe(self, action: commands.PgCtlAction,
+                 mode: commands.StopMode | None = None) -> str:
+        """The command a plan prints for ``action``."""
+        return " ".join(commands.pg_ctl(self.bindir, action, self.data_dir,
+                                        log_file=self.log_file, mode=mode))
+
     @property
     def watches(self) -> bool:
         return self.version is not None and self.version.adapter.supports("pidfile_status")
@@ -192,6 +198,10 @@ class DebianClusterService(PgCtlService):
                    log_file=Path(f"/var/log/postgresql/postgresql-{major}-{cluster}.log"),
                    timeout=timeout, version=version, major=major, cluster=cluster)
 
+    def describe(self, action: commands.PgCtlAction,
+                 mode: commands.StopMode | None = None) -> str:
+        return " ".join(commands.pg_ctlcluster(self.major, self.cluster, action, mode=mode))
+
     @property
     def config_dir(self) -> Path:
         return Path(f"/etc/postgresql/{self.major}/{self.cluster}")
@@ -209,10 +219,16 @@ class SystemdService(PgCtlService):
 
     unit: str = ""
 
+    def describe(self, action: commands.PgCtlAction,
+                 mode: commands.StopMode | None = None) -> str:
+        if action == "promote" or mode == "immediate":
+            return super().describe(action, mode)
+        return " ".join(commands.systemctl(action, self.unit))
+
     def _control(self, action: commands.PgCtlAction, *, wait: bool = True,
                  mode: commands.StopMode | None = None) -> None:
-        if action == "promote":
-            super()._control(action, wait=wait)
+        if action == "promote" or mode == "immediate":  # systemd has no verb for either
+            super()._control(action, wait=wait, mode=mode)
             return
         self._run(commands.systemctl(action, self.unit), f"systemctl {action} {self.unit}",
                   None)

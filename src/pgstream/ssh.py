@@ -56,9 +56,22 @@ class SshHost:
                  *self.options, self.destination, "--", remote]
         return argv
 
+    def whoami(self) -> str:
+        """The remote login user (asked once)."""
+        if self.login is None:
+            self.login = "?"  # while asking: no user switch for this very command
+            try:
+                self.login = self.run(("id", "-un"), what="id").output.strip().splitlines()[-1]
+            except BaseException:
+                self.login = None
+                raise
+        return self.login
+
     def _remote(self, argv: Sequence[str], user: OsUser | None,
                 env: Mapping[str, str] | None, cwd: Path | None) -> str:
         words = [str(a) for a in argv]
+        if user is not None and self.login is None:
+            self.whoami()
         if env:
             words = ["env", *(f"{k}={v}" for k, v in env.items()), *words]
         if user is not None and user.name != self.login:
@@ -81,7 +94,7 @@ class SshHost:
                                    what=f"{shown} on {self.name}", stdin=stdin)
         except CommandFailed as exc:
             raise CommandFailed(f"{exc} (on {self.name})", argv=tuple(map(str, argv))) from None
-        if done.returncode == 255:
+        if done.returncode == 255 and _ssh_failed(done.output):
             raise HostUnreachable(f"cannot reach {self.name} over ssh ({self.destination}): "
                                   + (done.output.strip().splitlines() or ["no output"])[-1])
         if check and done.returncode != 0:
@@ -185,8 +198,23 @@ class SshHost:
                 homes.add(Path(fields[5]))
         return homes
 
+    def resolve(self, path: Path) -> Path:
+        """The path with symlinks resolved on that host (``realpath -m``)."""
+        return Path(self.run(("realpath", "-m", "--", str(path)), what="realpath")
+                    .output.strip().splitlines()[-1])
+
     def ping(self, timeout: float = 10.0) -> float:
         """Seconds for one round trip (``true``); raises :class:`HostUnreachable`."""
         started = time.monotonic()
         self.run(("true",), timeout=timeout, what="ssh check")
         return time.monotonic() - started
+
+
+_SSH_ERRORS = ("ssh:", "Permission denied (", "Host key verification failed",
+               "Could not resolve hostname", "Connection closed by", "Connection timed out",
+               "kex_exchange_identification", "No route to host")
+
+
+def _ssh_failed(output: str) -> bool:
+    """Exit 255 is ssh's own failure, unless the remote command itself exited 255."""
+    return any(marker in output for marker in _SSH_ERRORS)

@@ -173,9 +173,7 @@ def standby_clone_steps(
         if service.running():
             service.stop("immediate")
 
-    step(StepKind.START, "start the standby",
-         " ".join(commands.pg_ctl(service.bindir, "start", data_dir, log_file=service.log_file)),
-         start, stop_again)
+    step(StepKind.START, "start the standby", service.describe("start"), start, stop_again)
 
     steps.append(_check_step(primary, standby, timeout))
     return steps

@@ -31,10 +31,19 @@ from pgstream.wait import wait_for
 
 from .rig import Rig, RigUnavailable, network_rig, unavailable_reason
 
-DEBIAN = Path("/usr/lib/postgresql/15/bin")
+
+def _debian_bindir() -> Path:
+    """The newest Debian-packaged server (postgresql-common layout)."""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/postgres"),
+                   key=lambda p: ServerVersion.parse(p.parent.parent.name).num)
+    return found[-1].parent if found else Path("/usr/lib/postgresql/none/bin")
+
+
+DEBIAN = _debian_bindir()
+MAJOR = DEBIAN.parent.name
 pytestmark = pytest.mark.skipif(
     unavailable_reason() is not None or not (DEBIAN / "postgres").exists(),
-    reason=f"multi-host rig: {unavailable_reason() or 'needs Debian PostgreSQL 15'}")
+    reason=f"multi-host rig: {unavailable_reason() or 'needs a Debian-packaged PostgreSQL'}")
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +92,7 @@ class PgCtlServers:
         if not host.exists(base):
             host.make_dir(base, mode=0o700, owner=user)
         svc = PgCtlService(host, DEBIAN, base / "data", user, base / "server.log",
-                           version=ServerVersion.parse("15"))
+                           version=ServerVersion.parse(MAJOR))
         self.services.append(svc)
         return svc
 
@@ -181,30 +190,30 @@ def test_debian_layout_clusters(rig: Rig) -> None:
     made: list[tuple[SshHost, str]] = []
     try:
         for host, cluster_name, port in ((alpha, name_a, 5440), (beta, name_b, 5441)):
-            host.run(("pg_createcluster", "15", cluster_name, "--port", str(port), "--",
+            host.run(("pg_createcluster", MAJOR, cluster_name, "--port", str(port), "--",
                       "-N"), what="pg_createcluster", timeout=120)
             made.append((host, cluster_name))
-            conf = Path(f"/etc/postgresql/15/{cluster_name}")
+            conf = Path(f"/etc/postgresql/{MAJOR}/{cluster_name}")
             host.append_text(conf / "pg_hba.conf",
                              f"host all postgres {rig.gateway}/32 trust\n")
             host.write_text(conf / "conf.d" / "rig.conf",
                             f"listen_addresses = '{rig.host(host.name).address}'\n"
                             "fsync = off\n", mode=0o644)
-            host.run(("pg_ctlcluster", "15", cluster_name, "start"), what="start")
-        version = ServerVersion.parse("15")
-        svc_a = DebianClusterService.for_cluster(alpha, "15", name_a, version=version,
+            host.run(("pg_ctlcluster", MAJOR, cluster_name, "start"), what="start")
+        version = ServerVersion.parse(MAJOR)
+        svc_a = DebianClusterService.for_cluster(alpha, MAJOR, name_a, version=version,
                                                  user=postgres_user(alpha))
-        svc_b = DebianClusterService.for_cluster(beta, "15", name_b, version=version,
+        svc_b = DebianClusterService.for_cluster(beta, MAJOR, name_b, version=version,
                                                  user=postgres_user(beta))
         primary = Primary("alpha", admin_conninfo(rig.host("alpha").address, 5440),
                           host=alpha, data_dir=svc_a.data_dir, service=svc_a,
                           os_user=svc_a.user)
         standby = Standby("beta", admin_conninfo(rig.host("beta").address, 5441), host=beta,
                           data_dir=svc_b.data_dir, service=svc_b, os_user=svc_b.user)
-        conf_before = alpha.read_text(Path(f"/etc/postgresql/15/{name_a}/postgresql.conf"))
+        conf_before = alpha.read_text(Path(f"/etc/postgresql/{MAJOR}/{name_a}/postgresql.conf"))
         paths = primary.server_paths()
-        assert paths.hba_file == Path(f"/etc/postgresql/15/{name_a}/pg_hba.conf")
-        assert paths.config_file == Path(f"/etc/postgresql/15/{name_a}/postgresql.conf")
+        assert paths.hba_file == Path(f"/etc/postgresql/{MAJOR}/{name_a}/pg_hba.conf")
+        assert paths.config_file == Path(f"/etc/postgresql/{MAJOR}/{name_a}/postgresql.conf")
         assert paths.data_directory == svc_a.data_dir
         cluster = Cluster(primary, [standby], auth=ReplicationAuth("repuser", "pw"),
                           primary_address=(rig.host("alpha").address, 5440),
@@ -216,17 +225,21 @@ def test_debian_layout_clusters(rig: Rig) -> None:
         plan = cluster.setup_plan(replace=True)
         assert "[beta@beta] wipe" in str(plan)
         plan.apply()
-        assert alpha.read_text(Path(f"/etc/postgresql/15/{name_a}/postgresql.conf")) \
+        assert alpha.read_text(Path(f"/etc/postgresql/{MAJOR}/{name_a}/postgresql.conf")) \
             == conf_before
         primary.execute("CREATE TABLE deb AS SELECT 1 AS x")
         cluster.wait_for_catchup()
         assert standby.query("SELECT x FROM deb") == [(1,)]
-        assert standby.show("data_directory") == f"/var/lib/postgresql/15/{name_b}"
-        assert beta.run(("pg_ctlcluster", "15", name_b, "status"), check=False).returncode == 0
+        assert standby.show("data_directory") == f"/var/lib/postgresql/{MAJOR}/{name_b}"
+        assert beta.run(("pg_ctlcluster", MAJOR, name_b, "status"),
+                        check=False).returncode == 0
     finally:
         for host, cluster_name in made:
-            host.run(("pg_dropcluster", "--stop", "15", cluster_name), check=False,
+            host.run(("pg_dropcluster", "--stop", MAJOR, cluster_name), check=False,
                      what="pg_dropcluster", timeout=120)
+            # pg_dropcluster leaves files it did not create: the test's and the passfile.
+            host.run(("rm", "-rf", "--", f"/etc/postgresql/{MAJOR}/{cluster_name}",
+                      f"/var/lib/postgresql/{MAJOR}/{cluster_name}.pgpass"), check=False)
 
 
 def test_bad_hosts_and_paths(rig: Rig, servers: PgCtlServers, tmp_path: Path) -> None:
@@ -240,10 +253,12 @@ def test_bad_hosts_and_paths(rig: Rig, servers: PgCtlServers, tmp_path: Path) ->
         connect_timeout=3)
     with pytest.raises(HostUnreachable):
         wrong_key.run(("true",))
-    no_sudo = SshHost("alpha", ssh_config=rig.ssh_config)  # login unknown: would need sudo
+    # Logged in as a user other than root, switching users takes sudo, missing on the hosts.
+    no_sudo = SshHost("alpha", ssh_config=rig.ssh_config, login="postgres")
     if shutil.which("sudo") is None:
         with pytest.raises(CommandFailed, match="sudo is not installed"):
-            no_sudo.run(("true",), user=OsUser("postgres", 1, 1))
+            no_sudo.run(("true",), user=OsUser("nobody", 65534, 65534))
+    assert SshHost("alpha", ssh_config=rig.ssh_config).whoami() == "root"
     primary = servers.primary("alpha")
     standby, own = servers.standby("beta")
     standby.data_dir = Path("/etc")

@@ -32,7 +32,7 @@ def host(**kwargs: object) -> tuple[SshHost, Recorder]:
 
 
 def test_commands_are_quoted_for_the_remote_shell_and_run_as_the_user() -> None:
-    ssh, rec = host()
+    ssh, rec = host(login="admin")
     evil = "/srv/pg data/$(rm -rf /); `x`"
     ssh.run(["pg_ctl", "start", "-D", evil], user=POSTGRES, env={"PGPASSFILE": "/p f"})
     argv, stdin = rec.calls[0]
@@ -92,7 +92,7 @@ def test_pg_ctlcluster_and_systemctl_argv() -> None:
 def test_systemd_service_runs_systemctl_and_promotes_with_pg_ctl() -> None:
     from pgstream.service import SystemdService
 
-    ssh, rec = host()
+    ssh, rec = host(login="admin")
     svc = SystemdService(ssh, Path("/usr/lib/postgresql/15/bin"),
                          Path("/var/lib/postgresql/15/main"), POSTGRES, unit="postgresql@15-main")
     svc.reload()
@@ -101,3 +101,21 @@ def test_systemd_service_runs_systemctl_and_promotes_with_pg_ctl() -> None:
     assert first == ["systemctl", "reload", "postgresql@15-main"]
     assert second == ["sudo", "-n", "-u", "postgres", "--", "/usr/lib/postgresql/15/bin/pg_ctl",
                       "promote", "-D", "/var/lib/postgresql/15/main", "-w", "-t", "60"]
+
+
+def test_the_login_is_asked_once_and_root_switches_with_runuser() -> None:
+    ssh, rec = host()
+    rec_output = rec.run  # the recorder answers "<<b64:...>>"; make "id -un" answer root
+
+    def run(argv: list[str], *, stdin: str | None = None, **kw: object) -> Completed:
+        done = rec_output(argv, stdin=stdin, **kw)
+        if shlex.split(argv[-1]) == ["id", "-un"]:
+            return Completed(done.argv, 0, "root\n", 0.01)
+        return done
+
+    ssh._local = type("R", (), {"run": staticmethod(run)})()
+    ssh.run(["true"], user=POSTGRES)
+    ssh.run(["true"], user=POSTGRES)
+    commands_run = [shlex.split(call[0][-1]) for call in rec.calls]
+    assert commands_run == [["id", "-un"], ["runuser", "-u", "postgres", "--", "true"],
+                            ["runuser", "-u", "postgres", "--", "true"]]
