@@ -25,13 +25,6 @@ if TYPE_CHECKING:
     from pgstream.cluster import Cluster
 
 
-def streams_from(upstream: Node, name: str) -> bool:
-    """Does ``upstream`` have a walsender for ``name`` in ``streaming`` state?"""
-    rows = upstream.query("SELECT state FROM pg_stat_replication WHERE application_name = %s",
-                          (name,))
-    return any(state == "streaming" for (state,) in rows)
-
-
 def system_identifier(node: Node) -> str:
     """From the running server, else from its pg_control (a stopped server)."""
     if node.ping():
@@ -151,7 +144,7 @@ def follow_steps(cluster: Cluster, node: Node, upstream: Node, *, previous: Node
     def check(report: Report) -> StepResult:
         if not start and not service.running():
             return StepResult(False, "not running")
-        wait_for(lambda: node.in_recovery and streams_from(upstream, node.name),
+        wait_for(lambda: node.in_recovery and upstream.streams_to(node.name),
                  timeout=timeout, what=f"{node.name} to stream from {upstream.name}",
                  detail=lambda: service.log_tail(8))
         if isinstance(node, Standby):
@@ -159,8 +152,8 @@ def follow_steps(cluster: Cluster, node: Node, upstream: Node, *, previous: Node
         return StepResult(True, f"streams from {upstream.name}")
 
     step(StepKind.CHECK, f"{node.name} streams from {upstream.name}",
-         f"SELECT state FROM pg_stat_replication WHERE application_name = '{node.name}';"
-         f"  -- on {upstream.name}: streaming", check)
+         queries.shown(queries.walsender_state(node.name))
+         + f"  -- on {upstream.name}: streaming", check)
 
     if previous is not None and previous.name != upstream.name:
         old = previous

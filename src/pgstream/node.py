@@ -180,6 +180,11 @@ class Node:
     def show(self, setting: str) -> str:
         return str(self.query(queries.show(setting))[0][0])
 
+    def streams_to(self, standby: str) -> bool:
+        """Does this server have a walsender for ``standby`` in ``streaming`` state?"""
+        return any(state == "streaming"
+                   for (state,) in self._run(queries.walsender_state(standby)))
+
     def ping(self) -> bool:
         try:
             self.query("SELECT 1")

@@ -234,3 +234,9 @@ def timeline(version: ServerVersion, in_recovery: bool = False) -> Query:
 def replay_paused(version: ServerVersion) -> Query:
     """On a standby: is WAL replay paused (``pg_is_xlog_replay_paused`` on 9.6)?"""
     return sql.SQL("SELECT {}()").format(_fn(version, "pg_is_wal_replay_paused")), ()
+
+
+def walsender_state(application_name: str) -> Query:
+    """On an upstream: the state of its walsender(s) for that standby."""
+    return sql.SQL(
+        "SELECT state FROM pg_stat_replication WHERE application_name = %s"), (application_name,)

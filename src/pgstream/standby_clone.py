@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from pgstream import commands, datadir
+from pgstream import commands, datadir, queries
 from pgstream.binaries import Installation
 from pgstream.config import passfile_line
 from pgstream.errors import InvalidInput, PgStreamError, UnsafeDataDirectory
@@ -25,12 +25,6 @@ from pgstream.recovery_config import RecoveryConfig, passfile_for, write_passfil
 from pgstream.wait import DEFAULT_TIMEOUT, wait_for
 
 _PERCENT = re.compile(r"\((\d+)%\)")
-
-
-def _streaming(primary: Node, name: str) -> bool:
-    rows = primary.query("SELECT state FROM pg_stat_replication WHERE application_name = %s",
-                         (name,))
-    return any(state == "streaming" for (state,) in rows)
 
 
 def standby_clone_steps(
@@ -187,7 +181,7 @@ def already_streaming(primary: Node, standby: Standby) -> bool:
     try:
         return (standby.in_recovery
                 and standby.system_identifier() == primary.system_identifier()
-                and _streaming(primary, standby.name))
+                and primary.streams_to(standby.name))
     except PgStreamError:
         return False
 
@@ -199,7 +193,7 @@ def _check_step(primary: Node, standby: Standby, timeout: float, title: str = ""
     def check(report: Report) -> StepResult:
         if not standby.in_recovery:
             raise PgStreamError(f"{name} started but is not in recovery: it is not a standby")
-        wait_for(lambda: _streaming(primary, name), timeout=timeout,
+        wait_for(lambda: primary.streams_to(name), timeout=timeout,
                  what=f"{name} to stream from {primary.name}",
                  detail=lambda: service.log_tail(8) if service else "")
         return StepResult(not title, "in recovery and streaming")
@@ -207,6 +201,6 @@ def _check_step(primary: Node, standby: Standby, timeout: float, title: str = ""
     return Step(name, StepKind.CHECK,
                 title or f"{name} is in recovery and {primary.name} streams to it",
                 "SELECT pg_is_in_recovery();  -- on the standby: t\n"
-                f"SELECT state FROM pg_stat_replication WHERE application_name = '{name}';"
-                "  -- on the primary: streaming", action=check, host=standby.host.name,
-                concurrent=True)
+                + queries.shown(queries.walsender_state(name))
+                + f"  -- on {primary.name}: streaming",
+                action=check, host=standby.host.name, concurrent=True)

@@ -17,7 +17,7 @@ import attrs
 
 from pgstream import controlfile, queries
 from pgstream.errors import InvalidInput, PgStreamError
-from pgstream.follow import drop_stale_slots_step, follow_steps, promote_step, streams_from
+from pgstream.follow import drop_stale_slots_step, follow_steps, promote_step
 from pgstream.lsn import Lsn
 from pgstream.node import Standby
 from pgstream.plan import Plan, Report, Step, StepKind, StepResult
@@ -58,7 +58,7 @@ def prechecks(cluster: Cluster, target: Standby, max_lag_bytes: int) -> list[Pre
     recovering = target.in_recovery
     results.append(PreCheck("target is a standby", recovering,
                             "in recovery" if recovering else "not in recovery"))
-    streaming = streams_from(primary, target.name)
+    streaming = primary.streams_to(target.name)
     results.append(PreCheck(f"target streams from {primary.name}", streaming,
                             "streaming" if streaming else "no streaming walsender for it"))
     if recovering:
