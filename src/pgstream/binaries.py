@@ -20,6 +20,7 @@ from pathlib import Path
 
 import attrs
 
+from pgstream import commands
 from pgstream.errors import BinaryNotFound, UnsupportedVersion
 from pgstream.host import Host, LocalHost
 from pgstream.version import ServerVersion
@@ -73,8 +74,8 @@ def _probe(path: Path, source: str) -> Installation:
             raise BinaryNotFound(f"{exe} is not executable: fix its mode (chmod +x) or "
                                  "give another bindir")
         try:
-            out = subprocess.run([str(exe), "--version"], capture_output=True, text=True,
-                                 timeout=20, check=True).stdout
+            out = subprocess.run(commands.postgres_version(path, program), capture_output=True,
+                                 text=True, timeout=20, check=True).stdout
         except (OSError, subprocess.SubprocessError) as exc:
             raise BinaryNotFound(f"{exe} --version failed: {exc}") from None
         text = out.strip().split(")", 1)[-1].strip() if ")" in out else out.strip()
@@ -94,7 +95,8 @@ def _probe_remote(bindir: Path, host: Host) -> Installation:
         exe = bindir / program
         if not host.executable(exe):
             continue
-        out = host.run((str(exe), "--version"), timeout=30, what=f"{exe} --version").output
+        out = host.run(commands.postgres_version(bindir, program), timeout=30,
+                       what=f"{exe} --version").output
         text = out.strip().split(")", 1)[-1].strip() if ")" in out else out.strip()
         try:
             version = ServerVersion.parse(text)

@@ -290,9 +290,6 @@ class LocalHost:
         if owner is not None and os.geteuid() == 0:
             os.chown(path, owner.uid, owner.gid)
 
-    def remove_tree(self, path: Path) -> None:
-        shutil.rmtree(path, ignore_errors=False)
-
     def list_dir(self, path: Path) -> list[str]:
         return sorted(os.listdir(path))
 

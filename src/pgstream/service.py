@@ -20,7 +20,7 @@ import attrs
 
 from pgstream import commands
 from pgstream.errors import CommandFailed, PgStreamError
-from pgstream.host import Host, LocalHost, OsUser
+from pgstream.host import Host, OsUser
 from pgstream.version import ServerVersion
 from pgstream.wait import wait_for
 
@@ -233,8 +233,3 @@ class SystemdService(PgCtlService):
         self._run(commands.systemctl(action, self.unit), f"systemctl {action} {self.unit}",
                   None)
 
-
-def local_service(bindir: Path, data_dir: Path, user: OsUser | None = None,
-                  log_file: Path | None = None,
-                  version: ServerVersion | None = None) -> PgCtlService:
-    return PgCtlService(LocalHost(), bindir, data_dir, user, log_file, version=version)
