@@ -359,7 +359,12 @@ def test_wal_status_goes_reserved_extended_unreserved_lost(
     wait_for(lambda: REMOVED.search(log.read_text(errors="replace")[offset:]), timeout=30,
              what="the standby to report its WAL is gone",
              detail=lambda: standby.service.log_tail(5) if standby.service else "")
-    item = cluster.status().standby("standby1")
-    assert item.state != "streaming" and item.slot_wal_status == "lost"
+    # The standby retries every few seconds; while a retry's walsender is alive, 13-16 report
+    # the removed WAL as "unreserved" (the walsender might have moved on): wait for "lost".
+    item = wait_for(
+        lambda: (s := cluster.status().standby("standby1")).slot_wal_status == "lost" and s,
+        timeout=30, what="the status to report the slot lost",
+        detail=lambda: repr(cluster.status().standby("standby1")))
+    assert item.state != "streaming"
     replayed = standby.replay_lsn()
     assert replayed is not None and replayed < primary.current_lsn()
