@@ -25,6 +25,7 @@ from pgstream import (
     SlotError,
     SlotInUse,
     SlotNotFound,
+    StandbyStatus,
 )
 from pgstream.slot import SlotStatus
 from pgstream.slot_hygiene import (
@@ -361,10 +362,12 @@ def test_wal_status_goes_reserved_extended_unreserved_lost(
              detail=lambda: standby.service.log_tail(5) if standby.service else "")
     # The standby retries every few seconds; while a retry's walsender is alive, 13-16 report
     # the removed WAL as "unreserved" (the walsender might have moved on): wait for "lost".
-    item = wait_for(
-        lambda: (s := cluster.status().standby("standby1")).slot_wal_status == "lost" and s,
-        timeout=30, what="the status to report the slot lost",
-        detail=lambda: repr(cluster.status().standby("standby1")))
+    def lost_status() -> StandbyStatus | None:
+        item = cluster.status().standby("standby1")
+        return item if item.slot_wal_status == "lost" else None
+
+    item = wait_for(lost_status, timeout=30, what="the status to report the slot lost",
+                    detail=lambda: repr(cluster.status().standby("standby1")))
     assert item.state != "streaming"
     replayed = standby.replay_lsn()
     assert replayed is not None and replayed < primary.current_lsn()
