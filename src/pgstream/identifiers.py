@@ -16,6 +16,7 @@ from pgstream.errors import InvalidAddress, InvalidInput, InvalidName
 _SLOT = re.compile(r"^[a-z0-9_]{1,63}$")
 _ROLE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _NODE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+_OS_USER = re.compile(r"^[a-z_][a-z0-9_.-]{0,30}[a-z0-9_$-]?$")
 # Words pg_hba.conf reads as keywords in the user column, and role names PostgreSQL reserves.
 _HBA_KEYWORDS = frozenset({"all", "replication", "sameuser", "samerole", "samegroup"})
 _RESERVED_ROLES = frozenset({"public", "none", "current_user", "session_user", "current_role"})
@@ -46,6 +47,16 @@ def role_name(name: object) -> str:
         raise InvalidName(
             f"invalid role name {name!r}: it is a pg_hba.conf keyword or a name PostgreSQL "
             "reserves (all, replication, public, none, current_user, pg_*, ...)"
+        )
+    return name
+
+
+def os_user_name(name: object) -> str:
+    """An operating-system account name (the portable POSIX form Debian's useradd accepts)."""
+    if not isinstance(name, str) or not _OS_USER.fullmatch(name):
+        raise InvalidName(
+            f"invalid OS user name {name!r}: use a lower-case letter or underscore followed by "
+            "up to 31 lower-case letters, digits, '_', '.' or '-'"
         )
     return name
 

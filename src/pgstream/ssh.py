@@ -4,7 +4,9 @@ Users' ssh configuration, agents and jump hosts just work, as pgstream runs ``ss
 (``BatchMode``: it never prompts). Commands travel as argv quoted with ``shlex`` for the
 remote shell; file contents, passwords included, travel on stdin, never in argv. Commands run
 as another OS user through ``sudo -n -u USER`` (``runuser`` when logged in as root; directly
-when that user is the login).
+when that user is the login). With ``become="root"``, the work that has no user of its own
+(file reads and writes, checks, ``pg_ctlcluster``, ``systemctl``) goes through ``sudo`` too,
+Ansible's *become*: for a login such as ``admin`` or ``ubuntu`` that has passwordless sudo.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import attrs
 
 from pgstream.errors import CommandFailed, InvalidInput, PgStreamError
 from pgstream.host import Completed, LocalHost, OsUser, OutputCallback
+from pgstream.identifiers import os_user_name
 
 _WRITE = ('set -e; umask 077; tmp=$(mktemp "$1.pgstream.XXXXXX"); '
           'trap \'rm -f "$tmp"\' EXIT; cat > "$tmp"; chmod "$2" "$tmp"; '
@@ -39,6 +42,7 @@ class SshHost:
     options: tuple[str, ...] = ()
     connect_timeout: int = 10
     login: str | None = None  # the remote login user, if known (sudo is skipped for it)
+    become: str | None = None  # who does the work that names no user, e.g. "root" via sudo
     _local: LocalHost = attrs.field(factory=LocalHost, repr=False)
 
     def __attrs_post_init__(self) -> None:
@@ -47,6 +51,8 @@ class SshHost:
             raise InvalidInput(f"invalid ssh destination {self.destination!r}")
         if not self.name:
             self.name = self.destination
+        if self.become is not None:
+            os_user_name(self.become)
 
     def _ssh(self, remote: str) -> list[str]:
         argv = ["ssh"]
@@ -67,16 +73,26 @@ class SshHost:
                 raise
         return self.login
 
-    def _remote(self, argv: Sequence[str], user: OsUser | None,
+    def _switch_to(self, user: OsUser | None) -> str | None:
+        """Who the command must run as, if not the login user (asking who that is once)."""
+        target = user.name if user is not None else self.become
+        if target is not None and self.login is None:
+            self.whoami()
+        if target is None or self.login == "?" or target == self.login:
+            return None  # "?": the login is being asked (``id -un`` itself)
+        return target
+
+    def _remote(self, argv: Sequence[str], target: str | None,
                 env: Mapping[str, str] | None, cwd: Path | None) -> str:
         words = [str(a) for a in argv]
-        if user is not None and self.login is None:
-            self.whoami()
         if env:
             words = ["env", *(f"{k}={v}" for k, v in env.items()), *words]
-        if user is not None and user.name != self.login:
+        if target is not None:
+            if cwd is not None:  # change directory as that user, who may be the only one allowed
+                words = ["sh", "-c", 'cd "$1" && shift && exec "$@"', "sh", str(cwd), *words]
+                cwd = None
             switch = ["runuser", "-u"] if self.login == "root" else ["sudo", "-n", "-u"]
-            words = [*switch, user.name, "--", *words]
+            words = [*switch, target, "--", *words]
         command = shlex.join(words)
         if cwd is not None:
             command = f"cd {shlex.quote(str(cwd))} && {command}"
@@ -87,8 +103,12 @@ class SshHost:
             cwd: Path | None = None, on_output: OutputCallback | None = None,
             check: bool = True, what: str | None = None,
             stdin: str | None = None) -> Completed:
+        """Run ``argv`` there. A failed user switch (no sudo, sudo wanting a password) raises
+        even with ``check=False``: the command itself never ran, so its exit code means
+        nothing (a ``test -e`` must not read as "absent")."""
         shown = what or Path(str(argv[0])).name
-        local = self._ssh(self._remote(argv, user, env, cwd))
+        target = self._switch_to(user)
+        local = self._ssh(self._remote(argv, target, env, cwd))
         try:
             done = self._local.run(local, timeout=timeout, on_output=on_output, check=False,
                                    what=f"{shown} on {self.name}", stdin=stdin)
@@ -97,20 +117,36 @@ class SshHost:
         if done.returncode == 255 and _ssh_failed(done.output):
             raise HostUnreachable(f"cannot reach {self.name} over ssh ({self.destination}): "
                                   + (done.output.strip().splitlines() or ["no output"])[-1])
+        if done.returncode != 0 and target is not None:
+            self._check_switch(done, shown, target, argv)
         if check and done.returncode != 0:
             tail = "\n".join(done.output.strip().splitlines()[-15:])
-            if done.returncode == 127 and "sudo" in tail:
-                raise CommandFailed(
-                    f"{shown} on {self.name}: sudo is not installed there; install it, or log "
-                    f"in as {user and user.name} or as root", argv=tuple(map(str, argv)))
-            if "sudo" in tail and "password is required" in tail:
-                raise CommandFailed(
-                    f"{shown} on {self.name}: sudo needs a password for {user and user.name}; "
-                    "allow it without one (NOPASSWD) or log in as that user", argv=tuple(argv))
             raise CommandFailed(f"{shown} failed on {self.name} (exit {done.returncode}):\n"
                                 f"{tail}", argv=tuple(map(str, argv)),
                                 returncode=done.returncode, output=done.output)
         return Completed(tuple(map(str, argv)), done.returncode, done.output, done.seconds)
+
+    def _check_switch(self, done: Completed, shown: str, target: str,
+                      argv: Sequence[str]) -> None:
+        """Raise if the switch to ``target`` failed (its one line comes before any output of
+        the command's own; ssh warnings may come first)."""
+        head = done.output.strip().splitlines()[:3]
+        how = "runuser" if self.login == "root" else "sudo"
+        if done.returncode == 127 and any(f"{how}: not found" in line
+                                          or f"{how}: command not found" in line
+                                          for line in head):
+            raise CommandFailed(
+                f"{shown} on {self.name}: {how} is not installed there; install it, or log "
+                f"in as {target} or as root", argv=tuple(map(str, argv)))
+        if any(line.startswith("sudo: ") and ("password is required" in line
+                                              or "not allowed" in line) for line in head):
+            raise CommandFailed(
+                f"{shown} on {self.name}: sudo asks {self.login} for a password to run as "
+                f"{target}; allow it without one (NOPASSWD) or log in as {target}",
+                argv=tuple(map(str, argv)))
+        if any(line.startswith(("sudo: unknown user", "runuser: user")) for line in head):
+            raise CommandFailed(f"{shown} on {self.name}: no OS user {target} there",
+                                argv=tuple(map(str, argv)))
 
     # -- files
     def read_bytes(self, path: Path) -> bytes:

@@ -361,7 +361,11 @@ def _public_key(private: Path) -> str:
 
 def _write_ssh_files(rig: Rig, client_key: Path, host_dirs: dict[str, Path]) -> None:
     workdir = rig.workdir
+    # sshd reads the keys file as the user logging in: readable by all (a public key) in a
+    # directory others may cross but not list, so that accounts other than root log in too.
     _write_private(workdir / "authorized_keys", _public_key(client_key) + "\n")
+    os.chmod(workdir / "authorized_keys", 0o644)
+    os.chmod(workdir, 0o711)  # noqa: S103 - crossed, not listed; the key files stay 0600
     _write_private(workdir / "known_hosts", "".join(
         f"{host.address} {_public_key(host_dirs[host.name] / 'ssh_host_ed25519_key')}\n"
         for host in rig.hosts.values()))
@@ -406,7 +410,7 @@ PasswordAuthentication no
 KbdInteractiveAuthentication no
 UsePAM no
 # The rig files live under /tmp (world-writable): sshd's path checks would refuse them.
-# The rig directory is 0700 and root's, the files 0600.
+# The rig directory is 0711 and root's, the files 0600 (authorized_keys 0644).
 StrictModes no
 UseDNS no
 PrintMotd no

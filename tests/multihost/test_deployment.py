@@ -29,6 +29,8 @@ from pgstream.ssh import HostUnreachable, SshHost
 from pgstream.version import ServerVersion
 from pgstream.wait import wait_for
 
+from .admin_account import AdminAccount, admin_account
+from .admin_account import unavailable_reason as admin_unavailable
 from .rig import Rig, RigUnavailable, network_rig, unavailable_reason
 
 
@@ -185,7 +187,38 @@ def test_debian_layout_clusters(rig: Rig) -> None:
     """pg_createcluster on each host (the seed's Ubuntu layout: config in /etc/postgresql),
     the primary's settings by ALTER SYSTEM (its postgresql.conf untouched), the standby's
     cluster replaced by a clone, everything through pg_ctlcluster."""
-    alpha, beta = ssh_host(rig, "alpha"), ssh_host(rig, "beta")
+    _debian_layout(rig, ssh_host(rig, "alpha"), ssh_host(rig, "beta"))
+
+
+@pytest.fixture
+def admin(rig: Rig) -> Iterator[AdminAccount]:
+    reason = admin_unavailable()
+    if reason is not None:
+        pytest.skip(reason)
+    with admin_account() as account:
+        try:
+            yield account
+        finally:
+            account.end_sessions([["ssh", "-F", str(rig.ssh_config), "-O", "exit",
+                                   f"{account.name}@{name}"] for name in rig.hosts])
+
+
+def test_debian_layout_through_sudo(rig: Rig, admin: AdminAccount) -> None:
+    """The cloud-image way: log in as an admin account that is neither root nor postgres and
+    become root with sudo (``become="root"``); server commands go through ``sudo -u postgres``."""
+    alpha, beta = (SshHost(f"{admin.name}@{name}", name=name, ssh_config=rig.ssh_config,
+                           become="root") for name in ("alpha", "beta"))
+    assert alpha.whoami() == admin.name
+    # No sudo rule yet: a clear error, even for a mere check, and nothing done.
+    with pytest.raises(CommandFailed, match=f"sudo asks {admin.name} for a password"):
+        alpha.exists(Path("/etc/postgresql"))
+    admin.allow_sudo()
+    assert alpha.run(("id", "-un")).output.strip() == "root"
+    assert alpha.run(("id", "-un"), user=postgres_user(alpha)).output.strip() == "postgres"
+    _debian_layout(rig, alpha, beta)
+
+
+def _debian_layout(rig: Rig, alpha: SshHost, beta: SshHost) -> None:
     name_a, name_b = f"pga{os.getpid()}", f"pgb{os.getpid()}"
     made: list[tuple[SshHost, str]] = []
     try:

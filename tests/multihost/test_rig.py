@@ -138,8 +138,9 @@ def test_remote_argv_is_quoted(rig: Rig) -> None:
 
 
 def test_ssh_files_are_private_and_host_keys_checked(rig: Rig) -> None:
-    assert rig.workdir.stat().st_mode & 0o777 == 0o700
+    assert rig.workdir.stat().st_mode & 0o777 == 0o711  # crossed by sshd as other users
     assert (rig.workdir / "id_ed25519").stat().st_mode & 0o777 == 0o600
+    assert (rig.workdir / "authorized_keys").stat().st_mode & 0o777 == 0o644
     config = rig.ssh_config.read_text()
     for host in rig.hosts.values():
         assert f"Host {host.name}\n    HostName {host.address}\n" in config

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pgstream import commands
-from pgstream.errors import InvalidInput
+from pgstream.errors import CommandFailed, InvalidInput, InvalidName
 from pgstream.host import Completed, OsUser
 from pgstream.ssh import SshHost
 
@@ -119,3 +119,52 @@ def test_the_login_is_asked_once_and_root_switches_with_runuser() -> None:
     commands_run = [shlex.split(call[0][-1]) for call in rec.calls]
     assert commands_run == [["id", "-un"], ["runuser", "-u", "postgres", "--", "true"],
                             ["runuser", "-u", "postgres", "--", "true"]]
+
+
+def test_become_runs_the_userless_work_through_sudo() -> None:
+    ssh, rec = host(login="admin", become="root")
+    secret = "127.0.0.1:5432:*:replicator:s3cr3t"
+    ssh.write_text(Path("/var/lib/postgresql/15/main.pgpass"), secret, owner=POSTGRES)
+    ssh.run(["pg_ctlcluster", "15", "main", "reload"])
+    ssh.run(["pg_basebackup", "-D", "."], user=POSTGRES, cwd=Path("/srv/pg data"))
+    write, reload, clone = (shlex.split(call[0][-1]) for call in rec.calls)
+    assert write[:6] == ["sudo", "-n", "-u", "root", "--", "sh"]
+    assert rec.calls[0][1] == secret and all("s3cr3t" not in w for w in rec.calls[0][0])
+    assert reload == ["sudo", "-n", "-u", "root", "--", "pg_ctlcluster", "15", "main", "reload"]
+    # The directory is entered as the switched user (the login may not be allowed in).
+    assert clone == ["sudo", "-n", "-u", "postgres", "--", "sh", "-c",
+                     'cd "$1" && shift && exec "$@"', "sh", "/srv/pg data",
+                     "pg_basebackup", "-D", "."]
+
+
+def test_become_the_login_itself_switches_nothing() -> None:
+    ssh, rec = host(login="root", become="root")
+    ssh.run(["systemctl", "reload", "postgresql@15-main"])
+    assert shlex.split(rec.calls[0][0][-1]) == ["systemctl", "reload", "postgresql@15-main"]
+
+
+@pytest.mark.parametrize("bad", ["", "-u", "root;id", "Root", "a b", "x" * 40])
+def test_become_must_be_a_user_name(bad: str) -> None:
+    with pytest.raises(InvalidName, match="OS user name"):
+        SshHost("db1.example", become=bad)
+
+
+@pytest.mark.parametrize(("returncode", "output", "message"), [
+    (1, "sudo: a password is required\n", "sudo asks admin for a password to run as root"),
+    (127, "sh: 1: sudo: not found\n", "sudo is not installed there"),
+    (127, "bash: line 1: sudo: command not found\n", "sudo is not installed there"),
+    (1, "sudo: unknown user rooot\n", "no OS user root there"),
+])
+def test_a_failed_switch_raises_even_unchecked(returncode: int, output: str,
+                                               message: str) -> None:
+    """``test -e`` through a sudo that refused must not read as "the path is absent"."""
+    ssh, rec = host(login="admin", become="root")
+    rec.run = lambda argv, **_: Completed(tuple(argv), returncode, output, 0.01)  # type: ignore[method-assign]
+    with pytest.raises(CommandFailed, match=message):
+        ssh.exists(Path("/var/lib/postgresql"))
+
+
+def test_a_command_failing_on_its_own_is_not_a_failed_switch() -> None:
+    ssh, rec = host(login="admin", become="root")
+    rec.run = lambda argv, **_: Completed(tuple(argv), 1, "", 0.01)  # type: ignore[method-assign]
+    assert ssh.exists(Path("/nowhere")) is False
