@@ -17,6 +17,8 @@ import subprocess
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from .rig import pid_alive
+
 PREFIX = "pgsadm"
 SUDOERS = Path("/etc/sudoers.d")
 INSTALL_HINT = "apt-get install sudo"
@@ -91,19 +93,9 @@ def _sweep() -> None:
     """Remove accounts (and rules) of test runs that died without cleaning up."""
     for line in Path("/etc/passwd").read_text().splitlines():
         match = _NAME.fullmatch(line.split(":", 1)[0])
-        if match is None or int(match[1]) == os.getpid() or _alive(int(match[1])):
+        if match is None or int(match[1]) == os.getpid() or pid_alive(int(match[1])):
             continue
         _remove(AdminAccount(match[0]))
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _run(argv: list[str]) -> None:

@@ -53,6 +53,7 @@ __all__ = [
     "RigHost",
     "RigUnavailable",
     "network_rig",
+    "pid_alive",
     "unavailable_reason",
 ]
 
@@ -695,7 +696,7 @@ def _pidns() -> str:
         return "?"
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -721,7 +722,7 @@ def _sweep_stale() -> None:
         match = re.fullmatch(rf"{_ALIAS_TAG} pid=(\d+) pidns=(\S+) dir=(\S+) ctl=(\S+)", alias)
         # Only rigs of our own PID namespace: another container sharing this network namespace
         # has its own PIDs (and its own /run/netns).
-        if match is None or match[2] != _pidns() or _pid_alive(int(match[1])):
+        if match is None or match[2] != _pidns() or pid_alive(int(match[1])):
             continue
         token = dev.name[len(_BRIDGE_PREFIX):]
         log.warning("removing stale rig %s left by dead process %s", dev.name, match[1])
