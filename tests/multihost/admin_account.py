@@ -11,9 +11,12 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import pwd
 import re
 import shutil
+import signal
 import subprocess
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -29,7 +32,7 @@ def unavailable_reason() -> str | None:
     """Why no such account can be made here, or None."""
     if os.geteuid() != 0:
         return "making an OS account needs root"
-    missing = [tool for tool in ("sudo", "visudo", "useradd", "userdel", "pkill")
+    missing = [tool for tool in ("sudo", "visudo", "useradd", "userdel")
                if shutil.which(tool) is None]
     if missing or not SUDOERS.is_dir():
         return f"needs sudo and {SUDOERS} ({INSTALL_HINT}); missing: {', '.join(missing)}"
@@ -61,8 +64,15 @@ class AdminAccount:
         whatever the account still runs, so that ``userdel`` may remove it."""
         for argv in ssh_argv_for:
             subprocess.run(argv, capture_output=True, timeout=10, check=False)
-        subprocess.run(["pkill", "-KILL", "-u", self.name], capture_output=True, timeout=10,
-                       check=False)
+        uid = pwd.getpwnam(self.name).pw_uid
+        for _ in range(50):
+            left = [pid for pid in _pids() if _uid_of(pid) == uid]
+            if not left:
+                return
+            for pid in left:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            time.sleep(0.05)
 
 
 @contextlib.contextmanager
@@ -96,6 +106,22 @@ def _sweep() -> None:
         if match is None or int(match[1]) == os.getpid() or pid_alive(int(match[1])):
             continue
         _remove(AdminAccount(match[0]))
+
+
+def _pids() -> list[int]:
+    return [int(entry.name) for entry in Path("/proc").iterdir() if entry.name.isdigit()]
+
+
+def _uid_of(pid: int) -> int | None:
+    """The real uid of a process (None once it is gone)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    for line in status.splitlines():
+        if line.startswith("Uid:"):
+            return int(line.split()[1])
+    return None
 
 
 def _run(argv: list[str]) -> None:
