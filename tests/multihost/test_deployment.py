@@ -109,9 +109,10 @@ class PgCtlServers:
                f"unix_socket_directories = '{svc.data_dir.parent}'\nfsync = off\n"
                "wal_sender_timeout = '2s'\nwal_receiver_status_interval = '1s'\n")
         host.append_text(svc.data_dir / "postgresql.auto.conf", own, owner=svc.user)
-        # The test process (the rig's gateway) administers the servers over TCP.
+        # The test process (the rig's gateway) administers the servers over TCP, and so does
+        # pg_rewind, run by a rejoin on the other host (pg_hba.conf goes with the clone).
         host.append_text(svc.data_dir / "pg_hba.conf",
-                         f"host all postgres {self.rig.gateway}/32 trust\n", owner=svc.user)
+                         f"host all postgres {self.rig.subnet} trust\n", owner=svc.user)
         svc.start()
         return Primary(name, admin_conninfo(address, 5432), host=host, data_dir=svc.data_dir,
                        service=svc, os_user=svc.user)
@@ -181,6 +182,54 @@ def test_seed_flow_across_two_hosts_then_a_network_cut(rig: Rig, servers: PgCtlS
              what="beta to reconnect")
     cluster.wait_for_catchup(timeout=60)
     assert standby.query("SELECT count(*) FROM seed") == [(20000,)]
+
+
+def test_switchover_failover_and_rejoin_across_hosts(rig: Rig, servers: PgCtlServers) -> None:
+    """The operations after setup, each node on its own host: a switchover to beta, a
+    failover back to alpha after beta dies, and beta, diverged meanwhile, rewound with
+    pg_rewind on its own host (over ssh) and rejoined."""
+    alpha_addr, beta_addr = rig.host("alpha").address, rig.host("beta").address
+    primary = servers.primary("alpha")
+    standby, own = servers.standby("beta")
+    # Either host may become the primary: both addresses may stream (pg_hba is cloned).
+    cluster = Cluster(primary, [standby], auth=ReplicationAuth("repuser", "pw"),
+                      primary_address=(alpha_addr, 5432), hba_addresses=[alpha_addr, beta_addr],
+                      node_settings={"beta": own})
+    cluster.setup_plan().apply()
+    primary.execute("CREATE TABLE ops (id int)")
+    cluster.wait_for_catchup()
+
+    plan = cluster.switchover_plan("beta")
+    assert "[alpha@alpha]" in str(plan) and "[beta@beta]" in str(plan)
+    plan.apply()
+    assert cluster.primary.name == "beta" and not cluster.primary.in_recovery
+    wait_for(lambda: cluster.status().standby("alpha").state == "streaming", timeout=60,
+             what="alpha to stream from beta")
+    cluster.primary.execute("INSERT INTO ops VALUES (1)")
+    cluster.wait_for_catchup()
+    assert cluster.node("alpha").query("SELECT id FROM ops") == [(1,)]
+
+    # beta dies; alpha takes over; beta comes back alone and takes a write: diverged.
+    beta = cluster.primary
+    assert beta.service is not None
+    beta.close()
+    beta.service.stop("immediate")
+    cluster.failover("alpha")
+    assert cluster.primary.name == "alpha" and [n.name for n in cluster.failed] == ["beta"]
+    beta.service.start()
+    beta.execute("INSERT INTO ops VALUES (42)")
+    beta.close()
+    beta.service.stop()
+    plan = cluster.rejoin_plan("beta")
+    assert "pg_rewind" in str(plan) and "[beta@beta]" in str(plan)
+    plan.apply()
+    cluster.primary.execute("INSERT INTO ops VALUES (2)")
+    cluster.wait_for_catchup()
+    assert cluster.standby("beta").query("SELECT id FROM ops ORDER BY id") == [(1,), (2,)]
+    assert cluster.status().standby("beta").state == "streaming"
+    # No temporary passfile is left beside beta's data directory.
+    assert not [name for name in beta.host.list_dir(servers.workdir / "beta")
+                if name.startswith(".pgstream-rewind-")]
 
 
 def test_debian_layout_clusters(rig: Rig) -> None:
