@@ -21,40 +21,11 @@ import os
 import signal
 import statistics
 import sys
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-
-import psycopg
 
 from pgstream import Cluster, PlanReport, ProgressEvent, StepKind, binaries
 from pgstream.wait import wait_for
-
-
-@contextmanager
-def writer(conninfo: str) -> Iterator[list[int]]:
-    acked: list[int] = []
-    stop = threading.Event()
-
-    def run() -> None:
-        try:
-            with psycopg.connect(conninfo, autocommit=True) as conn:
-                number = 0
-                while not stop.is_set():
-                    number += 1
-                    conn.execute("INSERT INTO acked VALUES (%s)", (number,))
-                    acked.append(number)
-        except psycopg.Error:
-            return
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    try:
-        yield acked
-    finally:
-        stop.set()
-        thread.join(timeout=30)
+from pgstream.workload import acked_writer
 
 
 class Clock:
@@ -75,7 +46,7 @@ def prepare(bindir: str | None) -> Cluster:
 
 
 def switchover(bindir: str | None) -> tuple[float, float, int]:
-    with prepare(bindir) as cluster, writer(cluster.primary.conninfo) as acked:
+    with prepare(bindir) as cluster, acked_writer(cluster.primary.conninfo) as acked:
         wait_for(lambda: len(acked) > 100, timeout=30, what="writes")
         clock = Clock()
         report: PlanReport = cluster.switchover_plan("standby1").apply(clock)
@@ -88,7 +59,7 @@ def switchover(bindir: str | None) -> tuple[float, float, int]:
 
 def failover(bindir: str | None, rewind: bool) -> tuple[float, float, float | None]:
     with prepare(bindir) as cluster:
-        with writer(cluster.primary.conninfo) as acked:
+        with acked_writer(cluster.primary.conninfo) as acked:
             wait_for(lambda: len(acked) > 100, timeout=30, what="writes")
             service = cluster.primary.service
             assert service is not None

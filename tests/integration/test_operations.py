@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
 import psycopg
 import pytest
@@ -19,34 +17,9 @@ from pgstream.failover import PrimaryStillAlive
 from pgstream.rejoin import RejoinRefused
 from pgstream.switchover import SwitchoverRefused
 from pgstream.wait import wait_for
+from pgstream.workload import acked_writer
 
 MakeCluster = Callable[..., Cluster]
-
-
-@contextmanager
-def writer(conninfo: str) -> Iterator[list[int]]:
-    """Commit numbered rows until the server goes away; yields the acknowledged numbers."""
-    acked: list[int] = []
-    stop = threading.Event()
-
-    def run() -> None:
-        try:
-            with psycopg.connect(conninfo, autocommit=True) as conn:
-                number = 0
-                while not stop.is_set():
-                    number += 1
-                    conn.execute("INSERT INTO acked VALUES (%s)", (number,))
-                    acked.append(number)  # the commit returned: acknowledged
-        except psycopg.Error:
-            return
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    try:
-        yield acked
-    finally:
-        stop.set()
-        thread.join(timeout=30)
 
 
 def _all_stream_from(cluster: Cluster, primary: str) -> bool:
@@ -59,7 +32,7 @@ def test_switchover_loses_no_acknowledged_commit(pgstream_sandbox: MakeCluster) 
     cluster = pgstream_sandbox(2)
     cluster.primary.execute("CREATE TABLE acked (id int PRIMARY KEY)")
     cluster.wait_for_catchup()
-    with writer(cluster.primary.conninfo) as acked:
+    with acked_writer(cluster.primary.conninfo) as acked:
         wait_for(lambda: len(acked) > 200, timeout=30, what="writes")
         report = cluster.switchover("standby1")
     assert len(acked) > 200
@@ -126,7 +99,7 @@ def test_failover_after_kill_then_rejoin(pgstream_sandbox: MakeCluster) -> None:
     cluster.primary.execute("CREATE TABLE acked (id int PRIMARY KEY)")
     with pytest.raises(PrimaryStillAlive, match="still alive"):
         cluster.failover_plan()
-    with writer(cluster.primary.conninfo) as acked:
+    with acked_writer(cluster.primary.conninfo) as acked:
         wait_for(lambda: len(acked) > 100, timeout=30, what="writes")
         _kill_primary(cluster)
     plan = cluster.failover_plan()

@@ -44,7 +44,7 @@ def test_layers_only_import_downwards() -> None:
         "cluster": 5, "recovery_config": 5, "follow": 5, "switchover": 5, "failover": 5,
         "rejoin": 5, "slot_hygiene": 5,
         "sync_rep": 5,
-        "cli": 6, "pytest_plugin": 6, "__main__": 6, "__init__": 6,
+        "cli": 6, "pytest_plugin": 6, "workload": 6, "__main__": 6, "__init__": 6,
     }
     package = ROOT / "src" / "pgstream"
     found = {p.stem for p in package.glob("*.py")}
