@@ -23,8 +23,9 @@ import statistics
 import sys
 import time
 
-from pgstream import Cluster, PlanReport, ProgressEvent, StepKind, binaries
-from pgstream.wait import wait_for
+from pgstream import Cluster, PlanReport, ProgressEvent, StepKind
+from pgstream.hosts import binaries
+from pgstream.hosts.wait import wait_for
 from pgstream.workload import acked_writer
 
 

@@ -28,9 +28,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from pgstream import Cluster, binaries, commands
-from pgstream.host import LocalHost, server_user
-from pgstream.sandbox import default_parent, free_port
+from pgstream import Cluster
+from pgstream.hosts import binaries
+from pgstream.hosts.host import LocalHost, server_user
+from pgstream.ops.sandbox import default_parent, free_port
+from pgstream.render import commands
 
 
 def _owned_tmp(prefix: str, parent: Path) -> Path:

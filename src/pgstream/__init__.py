@@ -7,9 +7,7 @@
 ...     print(cluster.status())
 """
 
-from pgstream.capabilities import VersionAdapter
 from pgstream.cluster import Cluster
-from pgstream.config import ConfigRenderer
 from pgstream.errors import (
     BinaryNotFound,
     CommandFailed,
@@ -30,17 +28,20 @@ from pgstream.errors import (
     UnsupportedVersion,
     WaitTimeout,
 )
-from pgstream.failover import PrimaryStillAlive
-from pgstream.host import Host, LocalHost, OsUser
-from pgstream.identifiers import Secret
-from pgstream.lsn import Lsn
-from pgstream.node import Node, Primary, ServerPaths, Standby
-from pgstream.plan import Plan, PlanReport, ProgressEvent, Step, StepKind
-from pgstream.primary_setup import ReplicationAuth
-from pgstream.rejoin import RejoinRefused
-from pgstream.service import DebianClusterService, PgCtlService, SystemdService
-from pgstream.slot import ReplicationSlot, SlotStatus
-from pgstream.slot_hygiene import (
+from pgstream.facts.capabilities import VersionAdapter
+from pgstream.facts.identifiers import Secret
+from pgstream.facts.lsn import Lsn
+from pgstream.facts.version import ServerVersion
+from pgstream.hosts.host import Host, LocalHost, OsUser
+from pgstream.hosts.service import DebianClusterService, PgCtlService, SystemdService
+from pgstream.hosts.ssh import HostUnreachable, SshHost
+from pgstream.nodes.node import Node, Primary, ServerPaths, Standby
+from pgstream.nodes.slot import ReplicationSlot, SlotStatus
+from pgstream.ops.failover import PrimaryStillAlive
+from pgstream.ops.plan import Plan, PlanReport, ProgressEvent, Step, StepKind
+from pgstream.ops.rejoin import RejoinRefused
+from pgstream.ops.setup import ReplicationAuth
+from pgstream.ops.slots import (
     SlotFinding,
     SlotReport,
     advance_slot,
@@ -48,12 +49,11 @@ from pgstream.slot_hygiene import (
     slot_report,
     slot_wal_limit_plan,
 )
-from pgstream.ssh import HostUnreachable, SshHost
-from pgstream.status import ClusterStatus, HistoryEntry, PrimaryStatus, StandbyStatus
-from pgstream.switchover import SwitchoverRefused
-from pgstream.sync_rep import sync_states, synchronous_plan
-from pgstream.sync_spec import SyncSpec
-from pgstream.version import ServerVersion
+from pgstream.ops.status import ClusterStatus, HistoryEntry, PrimaryStatus, StandbyStatus
+from pgstream.ops.switchover import SwitchoverRefused
+from pgstream.ops.sync import sync_states, synchronous_plan
+from pgstream.render.config import ConfigRenderer
+from pgstream.render.sync_spec import SyncSpec
 
 __version__ = "0.1.0"
 

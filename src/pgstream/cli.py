@@ -15,11 +15,11 @@ from collections.abc import Sequence
 
 from psycopg.conninfo import conninfo_to_dict
 
-from pgstream import binaries
 from pgstream.cluster import Cluster
 from pgstream.errors import PgStreamError
-from pgstream.plan import ProgressEvent
-from pgstream.sandbox import SUPERUSER, destroy_kept
+from pgstream.hosts import binaries
+from pgstream.ops.plan import ProgressEvent
+from pgstream.ops.sandbox import SUPERUSER, destroy_kept
 
 
 class _Printer:

@@ -21,9 +21,6 @@ from typing import Any
 import attrs
 from psycopg import conninfo as pg_conninfo
 
-from pgstream import binaries, identifiers, queries
-from pgstream.binaries import Installation
-from pgstream.config import ConfigRenderer
 from pgstream.errors import (
     BinaryNotFound,
     InvalidInput,
@@ -32,23 +29,29 @@ from pgstream.errors import (
     PgStreamError,
     QueryError,
 )
-from pgstream.failover import failover_plan
-from pgstream.follow import follow_steps, promote_step
-from pgstream.host import server_user
-from pgstream.identifiers import Secret
-from pgstream.lsn import Lsn
-from pgstream.node import Node, Primary, Standby, as_primary, as_standby
-from pgstream.plan import Plan, PlanReport, ProgressCallback, Report, Step, StepKind, StepResult
-from pgstream.primary_setup import ReplicationAuth, primary_setup_steps, slot_step
-from pgstream.rejoin import rejoin_plan
-from pgstream.sandbox import Sandbox
-from pgstream.slot import SlotStatus
-from pgstream.standby_clone import standby_clone_steps
-from pgstream.status import ClusterStatus, HistoryEntry, PrimaryStatus, StandbyStatus
-from pgstream.switchover import DEFAULT_MAX_LAG_BYTES, switchover_plan
-from pgstream.sync_rep import synchronous_plan
-from pgstream.sync_spec import SyncSpec
-from pgstream.wait import DEFAULT_TIMEOUT
+from pgstream.facts import identifiers
+from pgstream.facts.identifiers import Secret
+from pgstream.facts.lsn import Lsn
+from pgstream.hosts import binaries
+from pgstream.hosts.binaries import Installation
+from pgstream.hosts.host import server_user
+from pgstream.hosts.wait import DEFAULT_TIMEOUT
+from pgstream.nodes.node import Node, Primary, Standby, as_primary, as_standby
+from pgstream.nodes.slot import SlotStatus
+from pgstream.ops.clone import standby_clone_steps
+from pgstream.ops.failover import failover_plan
+from pgstream.ops.follow import follow_steps, promote_step
+from pgstream.ops.plan import Plan, PlanReport, ProgressCallback, Report, Step, StepKind, StepResult
+from pgstream.ops.rejoin import rejoin_plan
+from pgstream.ops.sandbox import Sandbox
+from pgstream.ops.setup import ReplicationAuth, primary_setup_steps, slot_step
+from pgstream.ops.status import ClusterStatus, HistoryEntry, PrimaryStatus, StandbyStatus
+from pgstream.ops.switchover import DEFAULT_MAX_LAG_BYTES, switchover_plan
+from pgstream.ops.sync import synchronous_plan
+from pgstream.ops.view import RoleChange
+from pgstream.render import queries
+from pgstream.render.config import ConfigRenderer
+from pgstream.render.sync_spec import SyncSpec
 
 MAX_SANDBOX_STANDBYS = 16
 
@@ -105,7 +108,7 @@ class Cluster:
         """A local, temporary primary with ``standbys`` streaming standbys (loopback, sockets).
 
         Server programs come from ``bindir``, ``$PGSTREAM_BINDIR`` or discovery (see
-        :mod:`pgstream.binaries`); ``pg_basebackup`` from the same place or a newer one. As
+        :mod:`pgstream.hosts.binaries`); ``pg_basebackup`` from the same place or a newer one. As
         root, servers run as ``run_as`` (default ``postgres``). ``template`` reuses a cached
         initdb result (``~/.cache/pgstream``) to start faster. ``password`` is the replication
         role's (random by default); it reaches the standbys through a 0600 passfile only.
@@ -174,7 +177,7 @@ class Cluster:
         """The sandbox directory (None for a cluster of existing servers)."""
         return self._sandbox.base_dir if self._sandbox is not None else None
 
-    def slot_for(self, standby: Standby) -> str:
+    def slot_for(self, standby: Node) -> str:
         return standby.name
 
     def standby(self, name: str) -> Standby:
@@ -199,17 +202,18 @@ class Cluster:
             return self.passfiles[node.name]
         return self._sandbox.passfile if self._sandbox is not None else None
 
-    def record_roles(self, *, new_primary: str, rejoined: Iterable[str] = (),
-                     failed: Iterable[str] = (), operation: str, detail: str,
-                     note: bool = True) -> None:
-        """After a promotion: ``new_primary`` is the primary, ``rejoined`` stream from it,
-        ``failed`` wait aside until they rejoin; appends to :attr:`history`."""
+    def apply(self, change: RoleChange) -> None:
+        """Rearrange the cluster after a plan step changed roles on the servers (the only
+        place where operations' results change a cluster), and record it in :attr:`history`.
+        """
         everyone = {n.name: n for n in [*self.nodes, *self.failed]}
-        old_primary, lost, back = self.primary.name, set(failed), set(rejoined)
+        old_primary = self.primary.name
+        new_primary = change.new_primary or old_primary
+        lost, back, gone = set(change.failed), set(change.rejoined), set(change.detached)
         head = everyone[new_primary]
         standbys: list[Standby] = []
         for name, node in everyone.items():
-            if name == new_primary or name in lost:
+            if name == new_primary or name in lost or name in gone:
                 continue
             if name in back:
                 standbys.append(as_standby(node, None))
@@ -217,12 +221,27 @@ class Cluster:
                 if node.upstream in (new_primary, old_primary):
                     node.upstream = None  # None: streams from the primary
                 standbys.append(node)
-        self.failed = [n for n in self.failed if n.name not in back and n.name != new_primary]
+        standbys += [s for s in change.added if s.name not in everyone]
+        for name, upstream in change.upstreams:
+            for standby in standbys:
+                if standby.name == name:
+                    standby.upstream = None if upstream == new_primary else upstream
+        self.failed = [n for n in self.failed
+                       if n.name not in back and n.name != new_primary and n.name not in gone]
         self.failed += [everyone[name] for name in lost if name in everyone]
         self.primary = head if isinstance(head, Primary) else as_primary(head)
         self.standbys = standbys
-        if note:
-            self._note(operation, detail)
+        if change.record:
+            self._note(change.operation, change.detail)
+
+    def record_roles(self, *, new_primary: str, rejoined: Iterable[str] = (),
+                     failed: Iterable[str] = (), operation: str, detail: str,
+                     note: bool = True) -> None:
+        """After a promotion done outside pgstream: ``new_primary`` is the primary,
+        ``rejoined`` stream from it, ``failed`` wait aside until they rejoin (a
+        :class:`~pgstream.ops.view.RoleChange` given to :meth:`apply`)."""
+        self.apply(RoleChange(operation, detail, new_primary=new_primary,
+                              rejoined=tuple(rejoined), failed=tuple(failed), record=note))
 
     def _note(self, operation: str, detail: str) -> None:
         timeline = None
@@ -238,13 +257,13 @@ class Cluster:
         old = self.primary
 
         def record(report: Report) -> StepResult:
-            self.standbys = [s for s in self.standbys if s is not target]
             with contextlib.suppress(PgStreamError):  # its slot would hold WAL forever
                 if (slot := old.slot(self.slot_for(target))) is not None and not slot.active:
                     old.drop_slot(slot.name)
-            self._note("promote", f"{target.name} promoted on timeline {target.timeline()} and "
-                                  f"detached from the cluster (its primary {old.name} and "
-                                  "other standbys unchanged; its slot dropped)")
+            self.apply(RoleChange(
+                "promote", f"{target.name} promoted on timeline {target.timeline()} and "
+                           f"detached from the cluster (its primary {old.name} and other "
+                           "standbys unchanged; its slot dropped)", detached=(target.name,)))
             return StepResult(True, f"{target.name} accepts writes, apart from this cluster")
 
         return Plan(f"promote {target.name}", [
@@ -275,7 +294,7 @@ class Cluster:
     def switchover_plan(self, to: Standby | str, *,
                         max_lag_bytes: int = DEFAULT_MAX_LAG_BYTES,
                         timeout: float = DEFAULT_TIMEOUT) -> Plan:
-        """A planned switchover to ``to`` (see :mod:`pgstream.switchover`); print = dry run."""
+        """A planned switchover to ``to`` (see :mod:`pgstream.ops.switchover`); print = dry run."""
         return switchover_plan(self, to, max_lag_bytes=max_lag_bytes, timeout=timeout)
 
     def switchover(self, to: Standby | str, *, max_lag_bytes: int = DEFAULT_MAX_LAG_BYTES,
@@ -286,7 +305,7 @@ class Cluster:
 
     def failover_plan(self, candidate: Standby | str | None = None, *, force: bool = False,
                       timeout: float = DEFAULT_TIMEOUT) -> Plan:
-        """An unplanned failover (see :mod:`pgstream.failover`); print = dry run."""
+        """An unplanned failover (see :mod:`pgstream.ops.failover`); print = dry run."""
         return failover_plan(self, candidate, force=force, timeout=timeout)
 
     def failover(self, candidate: Standby | str | None = None, *, force: bool = False,
@@ -296,7 +315,7 @@ class Cluster:
 
     def rejoin_plan(self, node: Node | str, *, rewind: bool | None = None,
                     timeout: float = DEFAULT_TIMEOUT) -> Plan:
-        """A former primary back as a standby (see :mod:`pgstream.rejoin`)."""
+        """A former primary back as a standby (see :mod:`pgstream.ops.rejoin`)."""
         if isinstance(node, str):
             matches = [n for n in [*self.failed, *self.nodes] if n.name == node]
             if not matches:
@@ -312,7 +331,7 @@ class Cluster:
     def synchronous_plan(self, spec: SyncSpec, *, synchronous_commit: str | None = None,
                          wait_for: Mapping[str, str] | None = None,
                          timeout: float = DEFAULT_TIMEOUT) -> Plan:
-        """Set ``synchronous_standby_names`` from a typed spec (see :mod:`pgstream.sync_rep`)."""
+        """Set ``synchronous_standby_names`` from a typed spec (see :mod:`pgstream.ops.sync`)."""
         return synchronous_plan(self.primary, spec, synchronous_commit=synchronous_commit,
                                 wait_for=wait_for, timeout=timeout)
 
@@ -348,9 +367,8 @@ class Cluster:
             sync=self._sandbox is None, timeout=timeout)
 
         def record(report: Report) -> StepResult:
-            standby.upstream = None if source is self.primary else source.name
-            self.standbys.append(standby)
-            self._note("add standby", f"{standby.name} streams from {source.name}")
+            self.apply(RoleChange("add standby", f"{standby.name} streams from {source.name}",
+                                  added=(standby,), upstreams=((standby.name, source.name),)))
             return StepResult(True, f"{standby.name} streams from {source.name}")
 
         steps.append(Step(standby.name, StepKind.RECORD, "record the new standby", "",

@@ -1,7 +1,7 @@
 """pytest fixtures for code that needs a streaming cluster (installed as a pytest11 plugin).
 
 Fixtures:
-- ``pgstream_server``: the :class:`~pgstream.binaries.Installation` tests run against
+- ``pgstream_server``: the :class:`~pgstream.hosts.binaries.Installation` tests run against
   (``--pgstream-bindir``, ``$PGSTREAM_BINDIR`` or discovery); the report header names it and
   the ``pg_basebackup`` in use.
 - ``pgstream_cluster``: a sandbox primary with one streaming standby, per test module.
@@ -24,10 +24,10 @@ from typing import Any
 
 import pytest
 
-from pgstream import binaries
-from pgstream.binaries import Installation
 from pgstream.cluster import Cluster
-from pgstream.version import major_num
+from pgstream.facts.version import major_num
+from pgstream.hosts import binaries
+from pgstream.hosts.binaries import Installation
 
 _OPS: dict[str, Callable[[int, int], bool]] = {
     ">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt,

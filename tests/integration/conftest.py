@@ -13,13 +13,13 @@ import attrs
 import pytest
 from psycopg.conninfo import make_conninfo
 
-from pgstream import commands
-from pgstream.binaries import Installation
-from pgstream.config import merge_settings
-from pgstream.host import LocalHost, OsUser, server_user
-from pgstream.node import Primary, Standby
-from pgstream.sandbox import free_port
-from pgstream.service import PgCtlService
+from pgstream.hosts.binaries import Installation
+from pgstream.hosts.host import LocalHost, OsUser, server_user
+from pgstream.hosts.service import PgCtlService
+from pgstream.nodes.node import Primary, Standby
+from pgstream.ops.sandbox import free_port
+from pgstream.render import commands
+from pgstream.render.config import merge_settings
 
 
 @attrs.define

@@ -20,7 +20,7 @@ from pgstream import (
     UnsafeDataDirectory,
     UnsupportedVersion,
 )
-from pgstream.host import server_user
+from pgstream.hosts.host import server_user
 
 from .conftest import Rig
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from pgstream import binaries
 from pgstream.cli import main
+from pgstream.hosts import binaries
 
 
 def test_demo_prints_status_and_removes_everything(

@@ -12,11 +12,12 @@ from collections.abc import Callable
 import psycopg
 import pytest
 
-from pgstream import Cluster, InvalidInput, Primary, Standby, binaries
-from pgstream.failover import PrimaryStillAlive
-from pgstream.rejoin import RejoinRefused
-from pgstream.switchover import SwitchoverRefused
-from pgstream.wait import wait_for
+from pgstream import Cluster, InvalidInput, Primary, Standby
+from pgstream.hosts import binaries
+from pgstream.hosts.wait import wait_for
+from pgstream.ops.failover import PrimaryStillAlive
+from pgstream.ops.rejoin import RejoinRefused
+from pgstream.ops.switchover import SwitchoverRefused
 from pgstream.workload import acked_writer
 
 MakeCluster = Callable[..., Cluster]

@@ -23,7 +23,7 @@ from pgstream import (
     StepKind,
 )
 from pgstream.errors import PgStreamError
-from pgstream.wait import wait_for
+from pgstream.hosts.wait import wait_for
 
 MakeCluster = Callable[..., Cluster]
 
@@ -167,7 +167,7 @@ def test_three_standbys_all_stream_and_everything_is_removed(
 
 def test_failure_halfway_cleans_up_and_names_the_step(
         empty_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from pgstream import commands
+    from pgstream.render import commands
 
     real = commands.pg_basebackup
 

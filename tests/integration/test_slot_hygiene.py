@@ -27,14 +27,14 @@ from pgstream import (
     SlotNotFound,
     StandbyStatus,
 )
-from pgstream.slot import SlotStatus
-from pgstream.slot_hygiene import (
+from pgstream.hosts.wait import wait_for
+from pgstream.nodes.slot import SlotStatus
+from pgstream.ops.slots import (
     advance_slot,
     drop_inactive_slots_plan,
     slot_report,
     slot_wal_limit_plan,
 )
-from pgstream.wait import wait_for
 
 MakeCluster = Callable[..., Cluster]
 MB = 1024 * 1024

@@ -17,11 +17,11 @@ import psycopg
 import pytest
 
 from pgstream import Cluster, InvalidInput, Standby
-from pgstream.node import Primary
-from pgstream.queries import alter_system, reload_conf
-from pgstream.sync_rep import sync_states, synchronous_plan
-from pgstream.sync_spec import SyncSpec
-from pgstream.wait import wait_for
+from pgstream.hosts.wait import wait_for
+from pgstream.nodes.node import Primary
+from pgstream.ops.sync import sync_states, synchronous_plan
+from pgstream.render.queries import alter_system, reload_conf
+from pgstream.render.sync_spec import SyncSpec
 
 MakeCluster = Callable[..., Cluster]
 Row = tuple[str, int, str]

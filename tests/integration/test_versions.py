@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
-from pgstream import BinaryNotFound, Cluster, NotAStandby, ServerVersion, binaries
-from pgstream.binaries import Installation
-from pgstream.config import parse_settings
-from pgstream.service import PgCtlService
-from pgstream.wait import wait_for
+from pgstream import BinaryNotFound, Cluster, NotAStandby, ServerVersion
+from pgstream.hosts import binaries
+from pgstream.hosts.binaries import Installation
+from pgstream.hosts.service import PgCtlService
+from pgstream.hosts.wait import wait_for
+from pgstream.render.config import parse_settings
 
 
 def _recovery_settings(cluster: Cluster) -> dict[str, str]:

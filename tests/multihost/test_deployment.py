@@ -23,11 +23,11 @@ from pgstream import (
     UnsafeDataDirectory,
 )
 from pgstream.errors import CommandFailed
-from pgstream.host import OsUser
-from pgstream.service import DebianClusterService, PgCtlService
-from pgstream.ssh import HostUnreachable, SshHost
-from pgstream.version import ServerVersion
-from pgstream.wait import wait_for
+from pgstream.facts.version import ServerVersion
+from pgstream.hosts.host import OsUser
+from pgstream.hosts.service import DebianClusterService, PgCtlService
+from pgstream.hosts.ssh import HostUnreachable, SshHost
+from pgstream.hosts.wait import wait_for
 
 from .admin_account import AdminAccount, admin_account
 from .admin_account import unavailable_reason as admin_unavailable

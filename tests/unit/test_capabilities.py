@@ -1,6 +1,6 @@
 """The version table, checked against /work/shared/reference/versions.md for every major.
 
-The expectations below are written out independently of ``pgstream.capabilities.TABLE``:
+The expectations below are written out independently of ``pgstream.facts.capabilities.TABLE``:
 each fact of the reference is restated as (canonical name, first major, last-major-excl,
 old name, renamed-in) and compared with what :class:`VersionAdapter` answers on 9.6, 10..18.
 """
@@ -11,9 +11,9 @@ import re
 
 import pytest
 
-from pgstream.capabilities import TABLE, Name, VersionAdapter, known_majors
 from pgstream.errors import NotAvailable, PgStreamError
-from pgstream.version import ServerVersion
+from pgstream.facts.capabilities import TABLE, Name, VersionAdapter
+from pgstream.facts.version import ServerVersion, known_majors
 
 MAJORS = ["9.6", "10", "11", "12", "13", "14", "15", "16", "17", "18"]
 NUM = {m: ServerVersion.parse(m).num for m in MAJORS}

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
-from pgstream import commands
 from pgstream.errors import InvalidInput, InvalidName
-from pgstream.version import ServerVersion
+from pgstream.facts.version import ServerVersion
+from pgstream.render import commands
 
 MAJORS = ["9.6", "10", "11", "12", "13", "14", "15", "16", "17", "18"]
 BIN = Path("/usr/lib/postgresql/bin")

@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
-from pgstream.config import (
+from pgstream.errors import InvalidAddress, InvalidInput, InvalidName, NotAvailable
+from pgstream.facts.version import ServerVersion
+from pgstream.render.config import (
     CONNINFO_OPTIONS_SINCE,
     ConfigRenderer,
     merge_settings,
@@ -14,8 +16,6 @@ from pgstream.config import (
     quote_value,
     render_settings,
 )
-from pgstream.errors import InvalidAddress, InvalidInput, InvalidName, NotAvailable
-from pgstream.version import ServerVersion
 
 MAJORS = ["9.6", "10", "11", "12", "13", "14", "15", "16", "17", "18"]
 BEFORE_12 = ["9.6", "10", "11"]

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from pgstream.datadir import check_replaceable, inspect, wipe_contents
 from pgstream.errors import PgStreamError, UnsafeDataDirectory
+from pgstream.hosts.datadir import check_replaceable, inspect, wipe_contents
 
 
 def make_data_dir(path: Path, version: str = "15") -> Path:

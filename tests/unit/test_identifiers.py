@@ -7,9 +7,9 @@ from collections.abc import Callable, Iterable
 
 import pytest
 
-from pgstream import identifiers
 from pgstream.errors import InvalidAddress, InvalidInput, InvalidName, PgStreamError
-from pgstream.identifiers import MASK, Secret, as_secret
+from pgstream.facts import identifiers
+from pgstream.facts.identifiers import MASK, Secret, as_secret
 
 INJECTIONS = [
     "x'); DROP TABLE t; --",

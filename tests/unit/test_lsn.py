@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pgstream.errors import InvalidInput
-from pgstream.lsn import Lsn
+from pgstream.facts.lsn import Lsn
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import pytest
 
 from pgstream.errors import InvalidInput, PgStreamError, PlanFailed
-from pgstream.plan import (
+from pgstream.ops.plan import (
     Plan,
     PlanReport,
     ProgressEvent,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import re
 import tomllib
 from pathlib import Path
@@ -33,24 +34,101 @@ def test_package_ships_py_typed() -> None:
     assert (ROOT / "src" / "pgstream" / "py.typed").exists()
 
 
+# The layers, lowest first (docs/architecture.md). A module may import its own package and the
+# packages of lower layers, never a higher one; the facade (pgstream/__init__.py) only re-exports.
+LAYERS: dict[str, int] = {
+    "pgstream.errors": 0,
+    "pgstream.facts": 1,
+    "pgstream.render": 2,
+    "pgstream.hosts": 3,
+    "pgstream.nodes": 4,
+    "pgstream.ops": 5,
+    "pgstream.workload": 5,
+    "pgstream.cluster": 6,
+    "pgstream.cli": 7,
+    "pgstream.pytest_plugin": 7,
+    "pgstream.__main__": 8,
+    "pgstream": 9,
+}
+
+
+def _modules() -> dict[str, Path]:
+    src = ROOT / "src"
+    found = {}
+    for path in (src / "pgstream").rglob("*.py"):
+        name = ".".join(path.relative_to(src).with_suffix("").parts)
+        found[name.removesuffix(".__init__")] = path
+    return found
+
+
+def _imports(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
+    """Every pgstream module ``name`` imports, in any form: ``import a.b``, ``from a import b``,
+    relative, under ``TYPE_CHECKING`` or inside a function."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        targets: list[str] = []
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*parts, *([node.module] if node.module else [])])
+            targets = [base, *(f"{base}.{alias.name}" for alias in node.names)]
+        for target in targets:
+            while target not in modules and "." in target:
+                target = target.rpartition(".")[0]
+            if target in modules and target != name and target.startswith("pgstream"):
+                found.add(target)
+    return found
+
+
+def _layer_of(module: str) -> tuple[str, int]:
+    for prefix in sorted(LAYERS, key=len, reverse=True):
+        if module == prefix or module.startswith(prefix + "."):
+            return prefix, LAYERS[prefix]
+    raise AssertionError(f"{module} belongs to no layer: add it to LAYERS")
+
+
 def test_layers_only_import_downwards() -> None:
-    """facts < rendering < effects < nodes < orchestration < surfaces (DEVELOPERS.md)."""
-    layers = {
-        "errors": 0, "version": 1, "passwords": 1, "capabilities": 1, "lsn": 1, "identifiers": 1,
-        "config": 2, "queries": 2, "commands": 2, "sync_spec": 2,
-        "host": 3, "service": 3, "binaries": 3, "datadir": 3, "wait": 3, "controlfile": 3, "ssh": 3,
-        "node": 4, "slot": 4,
-        "plan": 5, "primary_setup": 5, "standby_clone": 5, "sandbox": 5, "status": 5,
-        "cluster": 5, "recovery_config": 5, "follow": 5, "switchover": 5, "failover": 5,
-        "rejoin": 5, "slot_hygiene": 5,
-        "sync_rep": 5,
-        "cli": 6, "pytest_plugin": 6, "workload": 6, "__main__": 6, "__init__": 6,
-    }
-    package = ROOT / "src" / "pgstream"
-    found = {p.stem for p in package.glob("*.py")}
-    assert found == set(layers), found ^ set(layers)
-    for path in package.glob("*.py"):
-        level = layers[path.stem]
-        for imported in re.findall(r"^\s*(?:from|import) pgstream\.(\w+)", path.read_text(),
-                                   re.MULTILINE):
-            assert layers[imported] <= level, f"{path.name} imports pgstream.{imported}"
+    """facts < render < hosts < nodes < ops < cluster < cli, pytest plugin < facade."""
+    modules = _modules()
+    for name, path in modules.items():
+        group, level = _layer_of(name)
+        for imported in _imports(name, path, modules):
+            other, other_level = _layer_of(imported)
+            if name == "pgstream":
+                continue  # the facade re-exports from every layer
+            assert imported != "pgstream", f"{name} imports the facade (pgstream): import the " \
+                                           "defining module instead"
+            assert other == group or other_level < level, (
+                f"{name} (layer {group}) imports {imported} (layer {other})")
+
+
+def test_no_import_cycles() -> None:
+    """No cycle of any kind, counting TYPE_CHECKING and function-level imports."""
+    modules = _modules()
+    graph = {name: _imports(name, path, modules) - {"pgstream"} for name, path in modules.items()}
+    state: dict[str, int] = {}
+
+    def visit(name: str, path: list[str]) -> None:
+        state[name] = 1
+        for nxt in sorted(graph[name]):
+            if state.get(nxt) == 1:
+                cycle = [*path[path.index(nxt):], nxt]
+                raise AssertionError("import cycle: " + " -> ".join(cycle))
+            if nxt not in state:
+                visit(nxt, [*path, nxt])
+        state[name] = 2
+
+    for name in sorted(graph):
+        if name not in state:
+            visit(name, [name])
+
+
+def test_modules_stay_small() -> None:
+    """One concept per module: none over 400 lines."""
+    big = {name: n for name, path in _modules().items()
+           if (n := len(path.read_text().splitlines())) > 400}
+    assert not big, big

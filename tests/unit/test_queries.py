@@ -8,9 +8,9 @@ from collections.abc import Callable
 import pytest
 from psycopg import sql
 
-from pgstream import queries
 from pgstream.errors import InvalidName, NotAvailable
-from pgstream.version import ServerVersion
+from pgstream.facts.version import ServerVersion
+from pgstream.render import queries
 
 MAJORS = ["9.6", "10", "11", "12", "13", "14", "15", "16", "17", "18"]
 INJECTION = "x'); DROP TABLE t; --"

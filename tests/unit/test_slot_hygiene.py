@@ -11,10 +11,11 @@ import attrs
 import pytest
 
 from pgstream.errors import InvalidInput, InvalidName, NotAvailable
-from pgstream.lsn import Lsn
-from pgstream.node import Node
-from pgstream.slot import SlotStatus
-from pgstream.slot_hygiene import (
+from pgstream.facts.lsn import Lsn
+from pgstream.facts.version import ServerVersion
+from pgstream.nodes.node import Node
+from pgstream.nodes.slot import SlotStatus
+from pgstream.ops.slots import (
     SlotFinding,
     SlotReport,
     advance_slot,
@@ -23,7 +24,6 @@ from pgstream.slot_hygiene import (
     slot_report,
     slot_wal_limit_plan,
 )
-from pgstream.version import ServerVersion
 
 MB = 1024 * 1024
 NOW = dt.datetime(2025, 1, 2, 12, 0, tzinfo=dt.UTC)

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from pgstream import commands
 from pgstream.errors import CommandFailed, InvalidInput, InvalidName
-from pgstream.host import Completed, OsUser
-from pgstream.ssh import SshHost
+from pgstream.hosts.host import Completed, OsUser
+from pgstream.hosts.ssh import SshHost
+from pgstream.render import commands
 
 POSTGRES = OsUser("postgres", 101, 104, "/var/lib/postgresql")
 
@@ -90,7 +90,7 @@ def test_pg_ctlcluster_and_systemctl_argv() -> None:
 
 
 def test_systemd_service_runs_systemctl_and_promotes_with_pg_ctl() -> None:
-    from pgstream.service import SystemdService
+    from pgstream.hosts.service import SystemdService
 
     ssh, rec = host(login="admin")
     svc = SystemdService(ssh, Path("/usr/lib/postgresql/15/bin"),

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from pgstream.lsn import Lsn
-from pgstream.status import COLUMNS, ClusterStatus, PrimaryStatus, StandbyStatus
+from pgstream.facts.lsn import Lsn
+from pgstream.ops.status import COLUMNS, ClusterStatus, PrimaryStatus, StandbyStatus
 
 TAKEN = dt.datetime(2024, 5, 1, 12, 30, 0, tzinfo=dt.UTC)
 

@@ -7,11 +7,11 @@ import attrs
 import pytest
 
 from pgstream.errors import InvalidInput, InvalidName, NotAvailable
-from pgstream.node import Primary
-from pgstream.plan import StepKind
-from pgstream.sync_rep import synchronous_plan
-from pgstream.sync_spec import SyncSpec
-from pgstream.version import ServerVersion
+from pgstream.facts.version import ServerVersion
+from pgstream.nodes.node import Primary
+from pgstream.ops.plan import StepKind
+from pgstream.ops.sync import synchronous_plan
+from pgstream.render.sync_spec import SyncSpec
 
 MAJORS = ["9.6", "10", "11", "12", "13", "14", "15", "16", "17", "18"]
 FROM_10 = MAJORS[1:]

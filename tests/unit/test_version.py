@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pgstream.errors import PgStreamError, UnsupportedVersion
-from pgstream.version import ServerVersion, major_num
+from pgstream.facts.version import ServerVersion, major_num
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,6 @@ from psycopg import conninfo as pg_conninfo
 from psycopg import errors as pg_errors
 from psycopg import sql
 
-from pgstream import identifiers, queries
 from pgstream.errors import (
     InvalidInput,
     NodeUnreachable,
@@ -29,12 +28,14 @@ from pgstream.errors import (
     SlotInUse,
     SlotNotFound,
 )
-from pgstream.host import Host, LocalHost, OsUser
-from pgstream.lsn import Lsn
-from pgstream.service import PgCtlService
-from pgstream.slot import ReplicationSlot, SlotStatus
-from pgstream.version import ServerVersion
-from pgstream.wait import DEFAULT_TIMEOUT, wait_for
+from pgstream.facts import identifiers
+from pgstream.facts.lsn import Lsn
+from pgstream.facts.version import ServerVersion
+from pgstream.hosts.host import Host, LocalHost, OsUser
+from pgstream.hosts.service import PgCtlService
+from pgstream.hosts.wait import DEFAULT_TIMEOUT, wait_for
+from pgstream.nodes.slot import ReplicationSlot, SlotStatus
+from pgstream.render import queries
 
 Params = Sequence[Any] | dict[str, Any] | None
 

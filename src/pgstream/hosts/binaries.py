@@ -20,10 +20,10 @@ from pathlib import Path
 
 import attrs
 
-from pgstream import commands
 from pgstream.errors import BinaryNotFound, UnsupportedVersion
-from pgstream.host import Host, LocalHost
-from pgstream.version import ServerVersion
+from pgstream.facts.version import ServerVersion
+from pgstream.hosts.host import Host, LocalHost
+from pgstream.render import commands
 
 SERVER_PROGRAMS = ("postgres", "initdb", "pg_ctl")
 

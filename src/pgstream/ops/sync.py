@@ -17,14 +17,15 @@ from typing import Any
 
 from psycopg import sql
 
-from pgstream import identifiers, queries
 from pgstream.errors import InvalidInput, PgStreamError
-from pgstream.node import Primary
-from pgstream.plan import Plan, Report, Step, StepKind, StepResult
-from pgstream.sync_spec import SYNC_STATES, SyncSpec
-from pgstream.version import ServerVersion
-from pgstream.wait import DEFAULT_TIMEOUT
-from pgstream.wait import wait_for as _poll
+from pgstream.facts import identifiers
+from pgstream.facts.version import ServerVersion
+from pgstream.hosts.wait import DEFAULT_TIMEOUT
+from pgstream.hosts.wait import wait_for as _poll
+from pgstream.nodes.node import Primary
+from pgstream.ops.plan import Plan, Report, Step, StepKind, StepResult
+from pgstream.render import queries
+from pgstream.render.sync_spec import SYNC_STATES, SyncSpec
 
 SYNCHRONOUS_COMMIT = ("on", "remote_write", "remote_apply", "local", "off")
 STANDBY_NAMES = "synchronous_standby_names"

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import attrs
 
-from pgstream import commands
 from pgstream.errors import CommandFailed, PgStreamError
-from pgstream.host import Host, OsUser
-from pgstream.version import ServerVersion
-from pgstream.wait import wait_for
+from pgstream.facts.version import ServerVersion
+from pgstream.hosts.host import Host, OsUser
+from pgstream.hosts.wait import wait_for
+from pgstream.render import commands
 
 
 @attrs.define

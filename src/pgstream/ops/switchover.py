@@ -11,20 +11,18 @@ If the old primary was stopped but the target not yet promoted, rollback starts 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import attrs
 
-from pgstream import controlfile, queries
 from pgstream.errors import InvalidInput, PgStreamError
-from pgstream.follow import drop_stale_slots_step, follow_steps, promote_step
-from pgstream.lsn import Lsn
-from pgstream.node import Standby
-from pgstream.plan import Plan, Report, Step, StepKind, StepResult
-from pgstream.wait import wait_for
-
-if TYPE_CHECKING:
-    from pgstream.cluster import Cluster
+from pgstream.facts.lsn import Lsn
+from pgstream.hosts import controlfile
+from pgstream.hosts.wait import wait_for
+from pgstream.nodes.node import Standby
+from pgstream.ops.follow import drop_stale_slots_step, follow_steps, promote_step
+from pgstream.ops.plan import Plan, Report, Step, StepKind, StepResult
+from pgstream.ops.view import ClusterView, RoleChange
+from pgstream.render import queries
 
 DEFAULT_MAX_LAG_BYTES = 16 * 1024 * 1024
 
@@ -43,7 +41,7 @@ class PreCheck:
         return f"[{'ok' if self.ok else 'FAILED'}] {self.name}: {self.detail}"
 
 
-def prechecks(cluster: Cluster, target: Standby, max_lag_bytes: int) -> list[PreCheck]:
+def prechecks(cluster: ClusterView, target: Standby, max_lag_bytes: int) -> list[PreCheck]:
     primary = cluster.primary
     results = []
     up = primary.ping()
@@ -73,7 +71,7 @@ def prechecks(cluster: Cluster, target: Standby, max_lag_bytes: int) -> list[Pre
     return results
 
 
-def switchover_plan(cluster: Cluster, to: Standby | str, *,
+def switchover_plan(cluster: ClusterView, to: Standby | str, *,
                     max_lag_bytes: int = DEFAULT_MAX_LAG_BYTES,
                     timeout: float = 60.0) -> Plan:
     target = cluster.standby(to) if isinstance(to, str) else to
@@ -143,8 +141,8 @@ def switchover_plan(cluster: Cluster, to: Standby | str, *,
 
     def promoted(report: Report) -> StepResult:
         # Recorded at once: if a later step fails, the cluster already names the new primary.
-        cluster.record_roles(new_primary=target.name, failed=[old.name],
-                             operation="switchover", detail="", note=False)
+        cluster.apply(RoleChange("switchover", new_primary=target.name, failed=(old.name,),
+                                 record=False))
         return StepResult(True, f"{target.name} is the primary")
 
     steps.append(Step(target.name, StepKind.RECORD, "record the new primary", "",
@@ -157,8 +155,8 @@ def switchover_plan(cluster: Cluster, to: Standby | str, *,
     steps.append(drop_stale_slots_step(old, keep=set(), names=names))
 
     def record(report: Report) -> StepResult:
-        cluster.record_roles(new_primary=target.name, rejoined=[old.name],
-                             operation="switchover", detail=f"{old.name} -> {target.name}")
+        cluster.apply(RoleChange("switchover", f"{old.name} -> {target.name}",
+                                 new_primary=target.name, rejoined=(old.name,)))
         return StepResult(True, f"{old.name} is a standby of {target.name}")
 
     steps.append(Step(old.name, StepKind.RECORD, f"record {old.name} as a standby", "",

@@ -8,15 +8,12 @@ from __future__ import annotations
 
 import re
 from functools import cached_property
-from typing import TYPE_CHECKING
 
 import attrs
 from packaging.version import InvalidVersion, Version
 
 from pgstream.errors import UnsupportedVersion
-
-if TYPE_CHECKING:
-    from pgstream.capabilities import VersionAdapter
+from pgstream.facts.capabilities import VersionAdapter
 
 OLDEST_SUPPORTED = 90600
 NEWEST_KNOWN_MAJOR = 18
@@ -107,9 +104,7 @@ class ServerVersion:
 
     @cached_property
     def adapter(self) -> VersionAdapter:
-        """Names, files and settings of this major (see :mod:`pgstream.capabilities`)."""
-        from pgstream.capabilities import VersionAdapter
-
+        """Names, files and settings of this major (see :mod:`pgstream.facts.capabilities`)."""
         return VersionAdapter(self)
 
     def __str__(self) -> str:
@@ -174,3 +169,9 @@ def _as_num(value: str | int | ServerVersion) -> int:
 def major_num(value: str | int | ServerVersion) -> int:
     """Public form of the lower bound used by :meth:`ServerVersion.at_least`."""
     return _as_num(value)
+
+
+def known_majors() -> list[ServerVersion]:
+    """The majors the version table describes, oldest first: 9.6, 10, ..., 18."""
+    majors = ("9.6", *map(str, range(10, NEWEST_KNOWN_MAJOR + 1)))
+    return [ServerVersion(major_num(m)) for m in majors]

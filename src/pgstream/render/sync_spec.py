@@ -20,9 +20,9 @@ from typing import Literal, NoReturn
 
 import attrs
 
-from pgstream import identifiers
 from pgstream.errors import InvalidInput, NotAvailable
-from pgstream.version import ServerVersion
+from pgstream.facts import identifiers
+from pgstream.facts.version import ServerVersion
 
 Method = Literal["FIRST", "ANY", "LIST", "OFF"]
 SyncState = Literal["sync", "potential", "quorum", "async"]

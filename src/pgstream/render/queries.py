@@ -1,8 +1,8 @@
 """SQL builders: every statement pgstream sends, composed with ``psycopg.sql`` per version.
 
-Pure: each builder returns a ``(statement, params)`` pair or a ``sql.Composed``; names come
-from :class:`~pgstream.capabilities.VersionAdapter`, values travel as parameters (or, in utility
-statements that take no parameters, as ``sql.Literal``).
+Pure: each builder returns a ``(statement, params)`` pair or a ``sql.Composed``; names
+come from :class:`~pgstream.facts.capabilities.VersionAdapter`, values travel as
+parameters (or, in utility statements that take no parameters, as ``sql.Literal``).
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from collections.abc import Sequence
 
 from psycopg import sql
 
-from pgstream import identifiers
-from pgstream.version import ServerVersion
+from pgstream.facts import identifiers
+from pgstream.facts.version import ServerVersion
 
 Query = tuple[sql.Composable, tuple[object, ...]]
 

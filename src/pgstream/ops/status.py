@@ -13,7 +13,7 @@ import html
 
 import attrs
 
-from pgstream.lsn import Lsn
+from pgstream.facts.lsn import Lsn
 
 
 def _fmt(value: object) -> str:

@@ -20,9 +20,9 @@ from pathlib import Path
 import attrs
 
 from pgstream.errors import PgStreamError
-from pgstream.host import Host, LocalHost
-from pgstream.lsn import Lsn
-from pgstream.version import ServerVersion
+from pgstream.facts.lsn import Lsn
+from pgstream.facts.version import ServerVersion
+from pgstream.hosts.host import Host, LocalHost
 
 _HEAD = struct.Struct("<QIIi4xqQ")
 

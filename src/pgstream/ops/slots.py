@@ -8,7 +8,8 @@
 - :func:`advance_slot` moves a slot forward with ``pg_replication_slot_advance`` (11+).
 - :func:`slot_wal_limit_plan` caps the WAL any slot may hold: ``max_slot_wal_keep_size`` (13+).
 
-Every version-dependent name comes from the node's :class:`~pgstream.capabilities.VersionAdapter`.
+Every version-dependent name comes from the node's
+:class:`~pgstream.facts.capabilities.VersionAdapter`.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import attrs
 from psycopg import errors as pg_errors
 from psycopg import sql
 
-from pgstream import identifiers, queries
 from pgstream.errors import (
     InvalidInput,
     NotAvailable,
@@ -30,11 +30,13 @@ from pgstream.errors import (
     SlotInUse,
     SlotNotFound,
 )
-from pgstream.lsn import Lsn
-from pgstream.node import Node
-from pgstream.plan import Plan, Report, Step, StepKind, StepResult
-from pgstream.slot import SlotStatus
-from pgstream.wait import wait_for
+from pgstream.facts import identifiers
+from pgstream.facts.lsn import Lsn
+from pgstream.hosts.wait import wait_for
+from pgstream.nodes.node import Node
+from pgstream.nodes.slot import SlotStatus
+from pgstream.ops.plan import Plan, Report, Step, StepKind, StepResult
+from pgstream.render import queries
 
 MAX_SETTING_MB = 2**31 - 1  # max_slot_wal_keep_size is an int GUC in MB
 RELOAD_TIMEOUT = 10.0

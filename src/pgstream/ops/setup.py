@@ -16,13 +16,14 @@ from pathlib import Path
 import attrs
 from psycopg import sql
 
-from pgstream import identifiers, queries
-from pgstream.config import ConfigRenderer
 from pgstream.errors import InvalidInput, PgStreamError, SlotError
-from pgstream.identifiers import MASK, Secret
-from pgstream.node import Node, Primary
-from pgstream.passwords import verifier_matches
-from pgstream.plan import Report, Step, StepKind, StepResult
+from pgstream.facts import identifiers
+from pgstream.facts.identifiers import MASK, Secret
+from pgstream.facts.passwords import verifier_matches
+from pgstream.nodes.node import Node, Primary
+from pgstream.ops.plan import Report, Step, StepKind, StepResult
+from pgstream.render import queries
+from pgstream.render.config import ConfigRenderer
 
 
 @attrs.frozen

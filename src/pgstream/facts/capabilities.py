@@ -13,12 +13,11 @@ Source: PostgreSQL's catalogs, system views, GUC tables and tool options, 9.6 to
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Literal
+from typing import Literal, Protocol
 
 import attrs
 
 from pgstream.errors import NotAvailable
-from pgstream.version import ServerVersion, major_num
 
 Kind = Literal["function", "column", "setting", "file", "tool", "option", "conninfo",
                "feature"]
@@ -252,14 +251,27 @@ for _row in TABLE:
 
 
 def _label(num: int) -> str:
-    return ServerVersion(num).major
+    """A version number's major as PostgreSQL names it: 90600 -> "9.6", 150004 -> "15"."""
+    return f"{num // 10000}.{num // 100 % 100}" if num < 100000 else str(num // 10000)
+
+
+class Versioned(Protocol):
+    """What the table needs of a version (``ServerVersion`` is one): its number and major."""
+
+    @property
+    def num(self) -> int:
+        """``server_version_num``."""
+
+    @property
+    def major(self) -> str:
+        """``"9.6"``, ``"15"``."""
 
 
 @attrs.frozen
 class VersionAdapter:
     """Answers "what is this called on N?" for one server version."""
 
-    version: ServerVersion
+    version: Versioned
 
     def _lookup(self, kind: Kind, name: str, scope: str = "") -> Name:
         row = _INDEX.get((kind, scope, name))
@@ -336,11 +348,6 @@ class VersionAdapter:
 
 def _rows(kind: Kind, scope: str = "") -> Iterator[Name]:
     return (row for row in TABLE if row.kind == kind and row.scope == scope)
-
-
-def known_majors() -> list[ServerVersion]:
-    """The majors the table describes, oldest first: 9.6, 10, ..., 18."""
-    return [ServerVersion(major_num(m)) for m in ("9.6", *map(str, range(10, 19)))]
 
 
 def conninfo_options() -> dict[str, int]:

@@ -6,8 +6,8 @@ import datetime as dt
 
 import attrs
 
-from pgstream import identifiers
-from pgstream.lsn import Lsn
+from pgstream.facts import identifiers
+from pgstream.facts.lsn import Lsn
 
 
 @attrs.frozen

@@ -13,9 +13,9 @@ from typing import Literal
 
 from psycopg.conninfo import make_conninfo
 
-from pgstream import identifiers
 from pgstream.errors import InvalidInput
-from pgstream.version import ServerVersion
+from pgstream.facts import identifiers
+from pgstream.facts.version import ServerVersion
 
 PgCtlAction = Literal["start", "stop", "restart", "reload", "promote", "status"]
 StopMode = Literal["smart", "fast", "immediate"]

@@ -11,25 +11,27 @@ from __future__ import annotations
 import contextlib
 import secrets
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import attrs
 from psycopg import conninfo as pg_conninfo
 from psycopg import sql
 
-from pgstream import binaries, controlfile
-from pgstream.config import merge_settings, passfile_line
-from pgstream.controlfile import ControlData, DbState
 from pgstream.errors import BinaryNotFound, InvalidInput, PgStreamError
-from pgstream.follow import check_same_system, drop_stale_slots_step, follow_steps, server_version
-from pgstream.host import LocalHost
-from pgstream.lsn import Lsn
-from pgstream.node import Node
-from pgstream.plan import Plan, Report, Step, StepKind, StepResult
-from pgstream.version import ServerVersion
-
-if TYPE_CHECKING:
-    from pgstream.cluster import Cluster
+from pgstream.facts.lsn import Lsn
+from pgstream.facts.version import ServerVersion
+from pgstream.hosts import binaries, controlfile
+from pgstream.hosts.controlfile import ControlData, DbState
+from pgstream.hosts.host import LocalHost
+from pgstream.nodes.node import Node
+from pgstream.ops.follow import (
+    check_same_system,
+    drop_stale_slots_step,
+    follow_steps,
+    server_version,
+)
+from pgstream.ops.plan import Plan, Report, Step, StepKind, StepResult
+from pgstream.ops.view import ClusterView, RoleChange
+from pgstream.render.config import merge_settings, passfile_line
 
 
 class RejoinRefused(PgStreamError):
@@ -85,7 +87,7 @@ def divergence(node: Node, primary: Node) -> Divergence:
                       f"lies at or past the branch point {point}: it is ahead")
 
 
-def rejoin_plan(cluster: Cluster, node: Node | str, *, rewind: bool | None = None,
+def rejoin_plan(cluster: ClusterView, node: Node | str, *, rewind: bool | None = None,
                 timeout: float = 60.0) -> Plan:
     """``rewind``: None decides from the divergence; False refuses to rewind; True forces."""
     target = cluster.node(node) if isinstance(node, str) else node
@@ -124,10 +126,9 @@ def rejoin_plan(cluster: Cluster, node: Node | str, *, rewind: bool | None = Non
                                        | {n.name for n in cluster.failed}))
 
     def record(report: Report) -> StepResult:
-        cluster.record_roles(new_primary=primary.name, rejoined=[target.name],
-                             operation="rejoin",
-                             detail=f"{target.name} follows {primary.name}"
-                                    + (" after pg_rewind" if use_rewind else ""))
+        cluster.apply(RoleChange("rejoin", f"{target.name} follows {primary.name}"
+                                 + (" after pg_rewind" if use_rewind else ""),
+                                 new_primary=primary.name, rejoined=(target.name,)))
         return StepResult(True, f"{target.name} is a standby of {primary.name}")
 
     steps.append(Step(target.name, StepKind.RECORD, "record the new role", "", action=record,
@@ -135,7 +136,7 @@ def rejoin_plan(cluster: Cluster, node: Node | str, *, rewind: bool | None = Non
     return Plan(f"rejoin {target.name} as a standby of {primary.name}", steps)
 
 
-def _rewind_step(cluster: Cluster, target: Node, primary: Node, version: ServerVersion,
+def _rewind_step(cluster: ClusterView, target: Node, primary: Node, version: ServerVersion,
                  found: Divergence, timeout: float) -> Step:
     assert target.service is not None
     # pg_rewind runs on the node's own host, from its own installation when it has one.

@@ -24,13 +24,14 @@ from pathlib import Path
 import attrs
 from psycopg import conninfo as pg_conninfo
 
-from pgstream import commands, identifiers
-from pgstream.binaries import Installation, probe
-from pgstream.config import ConfigRenderer, merge_settings
 from pgstream.errors import InvalidInput, PgStreamError
-from pgstream.host import LocalHost, OsUser
-from pgstream.node import Primary, Standby
-from pgstream.service import PgCtlService
+from pgstream.facts import identifiers
+from pgstream.hosts.binaries import Installation, probe
+from pgstream.hosts.host import LocalHost, OsUser
+from pgstream.hosts.service import PgCtlService
+from pgstream.nodes.node import Primary, Standby
+from pgstream.render import commands
+from pgstream.render.config import ConfigRenderer, merge_settings
 
 MARKER = "sandbox.json"
 SUPERUSER = "postgres"

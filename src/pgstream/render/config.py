@@ -14,10 +14,10 @@ from collections.abc import Mapping
 import attrs
 from psycopg import conninfo as pg_conninfo
 
-from pgstream import identifiers
-from pgstream.capabilities import conninfo_options
 from pgstream.errors import InvalidInput, NotAvailable
-from pgstream.version import ServerVersion
+from pgstream.facts import identifiers
+from pgstream.facts.capabilities import conninfo_options
+from pgstream.facts.version import ServerVersion
 
 HBA_METHODS = frozenset({"scram-sha-256", "md5", "password", "trust", "reject", "cert", "gss",
                          "sspi", "ldap", "radius", "pam"})

@@ -14,15 +14,16 @@ import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from pgstream import commands, datadir, queries
-from pgstream.binaries import Installation
-from pgstream.config import passfile_line
 from pgstream.errors import InvalidInput, PgStreamError, UnsafeDataDirectory
-from pgstream.node import Node, Standby
-from pgstream.plan import Report, Step, StepKind, StepResult
-from pgstream.primary_setup import ReplicationAuth
-from pgstream.recovery_config import RecoveryConfig, passfile_for, write_passfile
-from pgstream.wait import DEFAULT_TIMEOUT, wait_for
+from pgstream.hosts import datadir
+from pgstream.hosts.binaries import Installation
+from pgstream.hosts.wait import DEFAULT_TIMEOUT, wait_for
+from pgstream.nodes.node import Node, Standby
+from pgstream.ops.plan import Report, Step, StepKind, StepResult
+from pgstream.ops.recovery import RecoveryConfig, passfile_for, write_passfile
+from pgstream.ops.setup import ReplicationAuth
+from pgstream.render import commands, queries
+from pgstream.render.config import passfile_line
 
 _PERCENT = re.compile(r"\((\d+)%\)")
 

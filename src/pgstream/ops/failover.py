@@ -9,19 +9,15 @@ standby follows it. The old primary is kept in ``cluster.failed`` until it rejoi
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import attrs
 
-from pgstream import queries
 from pgstream.errors import InvalidInput, NodeUnreachable, PgStreamError, QueryError
-from pgstream.follow import follow_steps, promote_step
-from pgstream.lsn import Lsn
-from pgstream.node import Standby
-from pgstream.plan import Plan, Report, Step, StepKind, StepResult
-
-if TYPE_CHECKING:
-    from pgstream.cluster import Cluster
+from pgstream.facts.lsn import Lsn
+from pgstream.nodes.node import Standby
+from pgstream.ops.follow import follow_steps, promote_step
+from pgstream.ops.plan import Plan, Report, Step, StepKind, StepResult
+from pgstream.ops.view import ClusterView, RoleChange
+from pgstream.render import queries
 
 
 class PrimaryStillAlive(PgStreamError):
@@ -38,7 +34,7 @@ class Candidate:
         return f"{self.name}: received {self.received}, replayed {self.replayed}"
 
 
-def candidates(cluster: Cluster) -> list[Candidate]:
+def candidates(cluster: ClusterView) -> list[Candidate]:
     """Reachable standbys of the (dead) primary, most WAL first."""
     found = []
     for standby in cluster.standbys:
@@ -55,7 +51,7 @@ def candidates(cluster: Cluster) -> list[Candidate]:
                                         -(c.replayed or Lsn(0)).value, c.name))
 
 
-def failover_plan(cluster: Cluster, candidate: Standby | str | None = None, *,
+def failover_plan(cluster: ClusterView, candidate: Standby | str | None = None, *,
                   force: bool = False, timeout: float = 60.0) -> Plan:
     old = cluster.primary
     alive = old.ping() or (old.service is not None and old.service.running())
@@ -101,8 +97,8 @@ def failover_plan(cluster: Cluster, candidate: Standby | str | None = None, *,
 
     def record(report: Report) -> StepResult:
         # Recorded at once: if a later step fails, the cluster already names the new primary.
-        cluster.record_roles(new_primary=target.name, failed=[old.name], operation="failover",
-                             detail=f"{old.name} lost; {target.name} promoted")
+        cluster.apply(RoleChange("failover", f"{old.name} lost; {target.name} promoted",
+                                 new_primary=target.name, failed=(old.name,)))
         return StepResult(True, f"{target.name} is the primary; {old.name} awaits rejoin()")
 
     steps.append(Step(target.name, StepKind.RECORD, "record the new roles", "", action=record,

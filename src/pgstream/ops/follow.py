@@ -11,18 +11,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from pgstream import binaries, controlfile, queries
 from pgstream.errors import InvalidInput, NodeUnreachable
-from pgstream.node import Node, Standby
-from pgstream.plan import Report, Step, StepKind, StepResult
-from pgstream.recovery_config import RecoveryConfig, passfile_for, write_passfile
-from pgstream.version import ServerVersion
-from pgstream.wait import wait_for
-
-if TYPE_CHECKING:
-    from pgstream.cluster import Cluster
+from pgstream.facts.version import ServerVersion
+from pgstream.hosts import binaries, controlfile
+from pgstream.hosts.wait import wait_for
+from pgstream.nodes.node import Node, Standby
+from pgstream.ops.plan import Report, Step, StepKind, StepResult
+from pgstream.ops.recovery import RecoveryConfig, passfile_for, write_passfile
+from pgstream.ops.view import ClusterView, RoleChange
+from pgstream.render import queries
 
 
 def system_identifier(node: Node) -> str:
@@ -64,7 +62,7 @@ def promote_step(standby: Standby, timeout: float) -> Step:
                 action=action, host=standby.host.name)
 
 
-def follow_steps(cluster: Cluster, node: Node, upstream: Node, *, previous: Node | None,
+def follow_steps(cluster: ClusterView, node: Node, upstream: Node, *, previous: Node | None,
                  timeout: float, start: bool = True, concurrent: bool = True,
                  check_system: bool = True) -> list[Step]:
     """Point ``node`` (a standby, or a stopped former primary) at ``upstream``."""
@@ -147,8 +145,7 @@ def follow_steps(cluster: Cluster, node: Node, upstream: Node, *, previous: Node
         wait_for(lambda: node.in_recovery and upstream.streams_to(node.name),
                  timeout=timeout, what=f"{node.name} to stream from {upstream.name}",
                  detail=lambda: service.log_tail(8))
-        if isinstance(node, Standby):
-            node.upstream = upstream.name
+        cluster.apply(RoleChange("follow", record=False, upstreams=((node.name, upstream.name),)))
         return StepResult(True, f"streams from {upstream.name}")
 
     step(StepKind.CHECK, f"{node.name} streams from {upstream.name}",

@@ -15,7 +15,7 @@ from pathlib import Path
 import attrs
 
 from pgstream.errors import PgStreamError, UnsafeDataDirectory
-from pgstream.host import Host, LocalHost
+from pgstream.hosts.host import Host, LocalHost
 
 _SYSTEM_DIRS = ("/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib64", "/media",
                 "/mnt", "/opt", "/proc", "/root", "/run", "/sbin", "/srv", "/sys", "/tmp",  # noqa: S108

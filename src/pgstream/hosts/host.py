@@ -3,7 +3,7 @@
 ``LocalHost`` is this machine. Commands are argv tuples (never shell strings); they can run as
 another OS user (PostgreSQL refuses to run as root, so a root process runs servers as
 ``postgres``). Files are written atomically with a mode and an owner; anything holding a
-secret is written 0600. :class:`~pgstream.ssh.SshHost` offers the same interface over ssh.
+secret is written 0600. :class:`~pgstream.hosts.ssh.SshHost` offers the same interface over ssh.
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ class Completed:
 
 
 class Host(Protocol):
-    """Where commands run and files live: :class:`LocalHost` or :class:`~pgstream.ssh.SshHost`.
+    """Where commands run and files live: :class:`LocalHost` or :class:`~pgstream.SshHost`.
 
     Commands are argv (never shell strings); secrets travel on stdin or in files written with
     mode 0600, never in argv."""

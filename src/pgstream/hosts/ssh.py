@@ -20,8 +20,8 @@ from pathlib import Path
 import attrs
 
 from pgstream.errors import CommandFailed, InvalidInput, PgStreamError
-from pgstream.host import Completed, LocalHost, OsUser, OutputCallback
-from pgstream.identifiers import os_user_name
+from pgstream.facts.identifiers import os_user_name
+from pgstream.hosts.host import Completed, LocalHost, OsUser, OutputCallback
 
 _WRITE = ('set -e; umask 077; tmp=$(mktemp "$1.pgstream.XXXXXX"); '
           'trap \'rm -f "$tmp"\' EXIT; cat > "$tmp"; chmod "$2" "$tmp"; '

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import attrs
 
-from pgstream.config import ConfigRenderer, merge_settings, passfile_line, render_settings
-from pgstream.host import Host, OsUser
-from pgstream.identifiers import Secret
-from pgstream.version import ServerVersion
+from pgstream.facts.identifiers import Secret
+from pgstream.facts.version import ServerVersion
+from pgstream.hosts.host import Host, OsUser
+from pgstream.render.config import ConfigRenderer, merge_settings, passfile_line, render_settings
 
 
 def merge_passfile(existing: str, line: str) -> str:
