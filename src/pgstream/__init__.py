@@ -11,19 +11,28 @@ from pgstream.cluster import Cluster
 from pgstream.errors import (
     BinaryNotFound,
     CommandFailed,
+    HostUnreachable,
     InvalidAddress,
     InvalidInput,
     InvalidName,
     NodeUnreachable,
     NotAStandby,
     NotAvailable,
+    OperationFailed,
     PgStreamError,
     PlanFailed,
+    PrimaryStillAlive,
     QueryError,
     ReadOnlyNode,
+    Refused,
+    RejoinRefused,
+    ServerMismatch,
+    ServerStateError,
     SlotError,
     SlotInUse,
     SlotNotFound,
+    SwitchoverRefused,
+    Unreachable,
     UnsafeDataDirectory,
     UnsupportedVersion,
     WaitTimeout,
@@ -34,12 +43,10 @@ from pgstream.facts.lsn import Lsn
 from pgstream.facts.version import ServerVersion
 from pgstream.hosts.host import Host, LocalHost, OsUser
 from pgstream.hosts.service import DebianClusterService, PgCtlService, SystemdService
-from pgstream.hosts.ssh import HostUnreachable, SshHost
+from pgstream.hosts.ssh import SshHost
 from pgstream.nodes.node import Node, Primary, ServerPaths, Standby
 from pgstream.nodes.slot import ReplicationSlot, SlotStatus
-from pgstream.ops.failover import PrimaryStillAlive
 from pgstream.ops.plan import Plan, PlanReport, ProgressEvent, Step, StepKind
-from pgstream.ops.rejoin import RejoinRefused
 from pgstream.ops.setup import ReplicationAuth
 from pgstream.ops.slots import (
     SlotFinding,
@@ -50,7 +57,6 @@ from pgstream.ops.slots import (
     slot_wal_limit_plan,
 )
 from pgstream.ops.status import ClusterStatus, HistoryEntry, PrimaryStatus, StandbyStatus
-from pgstream.ops.switchover import SwitchoverRefused
 from pgstream.ops.sync import sync_states, synchronous_plan
 from pgstream.render.config import ConfigRenderer
 from pgstream.render.sync_spec import SyncSpec
@@ -76,6 +82,7 @@ __all__ = [
     "NodeUnreachable",
     "NotAStandby",
     "NotAvailable",
+    "OperationFailed",
     "OsUser",
     "PgCtlService",
     "PgStreamError",
@@ -88,11 +95,14 @@ __all__ = [
     "ProgressEvent",
     "QueryError",
     "ReadOnlyNode",
+    "Refused",
     "RejoinRefused",
     "ReplicationAuth",
     "ReplicationSlot",
     "Secret",
+    "ServerMismatch",
     "ServerPaths",
+    "ServerStateError",
     "ServerVersion",
     "SlotError",
     "SlotFinding",
@@ -108,6 +118,7 @@ __all__ = [
     "SwitchoverRefused",
     "SyncSpec",
     "SystemdService",
+    "Unreachable",
     "UnsafeDataDirectory",
     "UnsupportedVersion",
     "VersionAdapter",

@@ -1,8 +1,19 @@
-"""Every error pgstream raises: one base class, one subclass per kind of failure.
+"""Every error pgstream raises, in one tree.
 
-Catch :class:`PgStreamError` to handle them all. Messages are written for the
-person running the command: they say what was wrong and what to do, and they
-never contain a password.
+Catch :class:`PgStreamError` to handle them all, or a category by what it means:
+
+- :class:`InvalidInput`: a caller's argument, name, value, address, path or file was refused
+  before anything changed;
+- :class:`Refused`: an operation's pre-check refused to act (nothing changed): a switchover
+  that could lose commits, a failover while the primary lives, a rejoin that needs a rewind;
+- :class:`Unreachable`: a node or host could not be reached;
+- :class:`ServerStateError`: a server is not in the state the operation needs or the caller
+  declared (a mismatch between what was said and what the server reports);
+- :class:`OperationFailed`: something was tried and failed (a command, a statement, a wait,
+  a plan).
+
+Messages are written for the person running the command: they say what was wrong and what
+to do, and they never contain a password.
 """
 
 from __future__ import annotations
@@ -12,8 +23,30 @@ class PgStreamError(Exception):
     """Base class of every error raised by pgstream."""
 
 
+# -- categories
+
+
 class InvalidInput(PgStreamError, ValueError):
     """An argument was rejected before anything was changed."""
+
+
+class Refused(PgStreamError):
+    """An operation refused to act after checking the servers: nothing was changed."""
+
+
+class Unreachable(PgStreamError):
+    """A node or host could not be reached."""
+
+
+class ServerStateError(PgStreamError):
+    """A server is not in the state the operation needs, or not what the caller declared."""
+
+
+class OperationFailed(PgStreamError):
+    """Something pgstream tried failed: a program, a statement, a wait or a plan."""
+
+
+# -- bad input
 
 
 class InvalidName(InvalidInput):
@@ -24,11 +57,11 @@ class InvalidAddress(InvalidInput):
     """A host address or CIDR that is not one."""
 
 
-class UnsupportedVersion(PgStreamError):
+class UnsupportedVersion(InvalidInput):
     """A PostgreSQL version pgstream cannot work with (below 9.6, or unparsable)."""
 
 
-class NotAvailable(PgStreamError):
+class NotAvailable(InvalidInput):
     """A function, column, setting or feature that the server's version does not have."""
 
     def __init__(self, message: str, *, name: str = "", since: str | None = None) -> None:
@@ -37,11 +70,76 @@ class NotAvailable(PgStreamError):
         self.since = since
 
 
-class BinaryNotFound(PgStreamError):
+class BinaryNotFound(InvalidInput):
     """No usable PostgreSQL server or client program was found."""
 
 
-class CommandFailed(PgStreamError):
+class UnsafeDataDirectory(InvalidInput):
+    """A data directory pgstream refused to wipe or write, because that could lose data."""
+
+
+# -- refusals
+
+
+class SwitchoverRefused(Refused):
+    """A switchover pre-check failed: nothing was changed."""
+
+
+class PrimaryStillAlive(Refused):
+    """A failover was asked (or a fence could not be proven) while the primary still runs."""
+
+
+class RejoinRefused(Refused):
+    """The node cannot rejoin as it is (running, another system, diverged without pg_rewind)."""
+
+
+class SlotError(Refused):
+    """A replication slot operation was refused (active slot, missing slot, ...)."""
+
+
+class SlotInUse(SlotError):
+    """The slot is active: a walsender is using it."""
+
+
+class SlotNotFound(SlotError):
+    """No slot of that name exists."""
+
+
+# -- unreachable
+
+
+class NodeUnreachable(Unreachable):
+    """A server could not be connected to."""
+
+
+class HostUnreachable(Unreachable):
+    """ssh could not reach or log in to the host."""
+
+
+# -- server state
+
+
+class NotAStandby(ServerStateError):
+    """An operation for standbys (promote, ...) was asked of a server not in recovery."""
+
+
+class ServerMismatch(ServerStateError):
+    """What the caller declared (data directory, port, role, system) is not what the server
+    reports; ``declared`` and ``reported`` name both values."""
+
+    def __init__(self, message: str, *, node: str = "", field: str = "",
+                 declared: object = None, reported: object = None) -> None:
+        super().__init__(message)
+        self.node = node
+        self.field = field
+        self.declared = declared
+        self.reported = reported
+
+
+# -- failures
+
+
+class CommandFailed(OperationFailed):
     """An external program (initdb, pg_ctl, pg_basebackup, ...) failed."""
 
     def __init__(self, message: str, *, argv: tuple[str, ...] = (), returncode: int | None = None,
@@ -52,7 +150,7 @@ class CommandFailed(PgStreamError):
         self.output = output
 
 
-class QueryError(PgStreamError):
+class QueryError(OperationFailed):
     """A statement failed on the server; ``sqlstate`` says why, ``__cause__`` is psycopg's error."""
 
     def __init__(self, message: str, *, node: str = "", sqlstate: str | None = None) -> None:
@@ -65,40 +163,23 @@ class ReadOnlyNode(QueryError):
     """A write was sent to a server in recovery (a standby)."""
 
 
-class NotAStandby(PgStreamError):
-    """An operation for standbys (promote, ...) was asked of a server not in recovery."""
-
-
-class NodeUnreachable(PgStreamError):
-    """A server could not be connected to."""
-
-
-class UnsafeDataDirectory(PgStreamError):
-    """A data directory pgstream refused to wipe or write, because that could lose data."""
-
-
-class SlotError(PgStreamError):
-    """A replication slot operation was refused (active slot, missing slot, ...)."""
-
-
-class SlotInUse(SlotError):
-    """The slot is active: a walsender is using it."""
-
-
-class SlotNotFound(SlotError):
-    """No slot of that name exists."""
-
-
-class WaitTimeout(PgStreamError, TimeoutError):
+class WaitTimeout(OperationFailed, TimeoutError):
     """A wait (for catch-up, for streaming, for a server to start) ran out of time."""
 
 
-class PlanFailed(PgStreamError):
-    """A plan stopped at a failing step; says which one and what was already done."""
+class PlanFailed(OperationFailed):
+    """A plan stopped at a failing step; says which one, what was done and what was undone.
+
+    ``cause`` is the error the step raised (also ``__cause__``); ``undo_failed`` lists the undos
+    that failed, each with its error: what they leave behind needs a person's attention.
+    """
 
     def __init__(self, message: str, *, step: object = None, done: tuple[object, ...] = (),
-                 undone: tuple[object, ...] = ()) -> None:
+                 undone: tuple[object, ...] = (), cause: BaseException | None = None,
+                 undo_failed: tuple[tuple[object, BaseException], ...] = ()) -> None:
         super().__init__(message)
         self.step = step
         self.done = done
         self.undone = undone
+        self.cause = cause
+        self.undo_failed = undo_failed

@@ -13,11 +13,9 @@ import psycopg
 import pytest
 
 from pgstream import Cluster, InvalidInput, Primary, Standby
+from pgstream.errors import PrimaryStillAlive, RejoinRefused, SwitchoverRefused
 from pgstream.hosts import binaries
 from pgstream.hosts.wait import wait_for
-from pgstream.ops.failover import PrimaryStillAlive
-from pgstream.ops.rejoin import RejoinRefused
-from pgstream.ops.switchover import SwitchoverRefused
 from pgstream.workload import acked_writer
 
 MakeCluster = Callable[..., Cluster]

@@ -22,11 +22,11 @@ from pgstream import (
     Standby,
     UnsafeDataDirectory,
 )
-from pgstream.errors import CommandFailed
+from pgstream.errors import CommandFailed, HostUnreachable
 from pgstream.facts.version import ServerVersion
 from pgstream.hosts.host import OsUser
 from pgstream.hosts.service import DebianClusterService, PgCtlService
-from pgstream.hosts.ssh import HostUnreachable, SshHost
+from pgstream.hosts.ssh import SshHost
 from pgstream.hosts.wait import wait_for
 
 from .admin_account import AdminAccount, admin_account

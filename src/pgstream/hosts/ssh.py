@@ -19,17 +19,13 @@ from pathlib import Path
 
 import attrs
 
-from pgstream.errors import CommandFailed, InvalidInput, PgStreamError
+from pgstream.errors import CommandFailed, HostUnreachable, InvalidInput, PgStreamError
 from pgstream.facts.identifiers import os_user_name
 from pgstream.hosts.host import Completed, LocalHost, OsUser, OutputCallback
 
 _WRITE = ('set -e; umask 077; tmp=$(mktemp "$1.pgstream.XXXXXX"); '
           'trap \'rm -f "$tmp"\' EXIT; cat > "$tmp"; chmod "$2" "$tmp"; '
           'if [ -n "$3" ]; then chown "$3" "$tmp"; fi; mv "$tmp" "$1"; trap - EXIT')
-
-
-class HostUnreachable(PgStreamError):
-    """ssh could not reach or log in to the host."""
 
 
 @attrs.define

@@ -11,17 +11,19 @@ from __future__ import annotations
 
 import attrs
 
-from pgstream.errors import InvalidInput, NodeUnreachable, PgStreamError, QueryError
+from pgstream.errors import (
+    InvalidInput,
+    NodeUnreachable,
+    PgStreamError,
+    PrimaryStillAlive,
+    QueryError,
+)
 from pgstream.facts.lsn import Lsn
 from pgstream.nodes.node import Standby
 from pgstream.ops.follow import follow_steps, promote_step
 from pgstream.ops.plan import Plan, Report, Step, StepKind, StepResult
 from pgstream.ops.view import ClusterView, RoleChange
 from pgstream.render import queries
-
-
-class PrimaryStillAlive(PgStreamError):
-    """failover() was asked while the primary still runs."""
 
 
 @attrs.frozen

@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import attrs
 
-from pgstream.errors import PlanFailed
+from pgstream.errors import PlanFailed, Refused
 
 
 class StepKind(enum.Enum):
@@ -157,6 +157,11 @@ class Plan:
         except _StepError as failure:
             undone = runner.rollback() if rollback else ()
             done = tuple(a.step for a in runner.applied)
+            if isinstance(failure.cause, Refused) and not any(
+                    a.result.changed for a in runner.applied):
+                # A pre-check refused before anything changed: the same error as from the
+                # plan's builder, not a failed plan.
+                raise failure.cause
             lines = [f"plan {self.title!r} failed at step {failure.number} "
                      f"([{failure.step.node}] {failure.step.title}): {failure.cause}"]
             if done:

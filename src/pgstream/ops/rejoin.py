@@ -16,7 +16,7 @@ import attrs
 from psycopg import conninfo as pg_conninfo
 from psycopg import sql
 
-from pgstream.errors import BinaryNotFound, InvalidInput, PgStreamError
+from pgstream.errors import BinaryNotFound, InvalidInput, PgStreamError, RejoinRefused
 from pgstream.facts.lsn import Lsn
 from pgstream.facts.version import ServerVersion
 from pgstream.hosts import binaries, controlfile
@@ -32,10 +32,6 @@ from pgstream.ops.follow import (
 from pgstream.ops.plan import Plan, Report, Step, StepKind, StepResult
 from pgstream.ops.view import ClusterView, RoleChange
 from pgstream.render.config import merge_settings, passfile_line
-
-
-class RejoinRefused(PgStreamError):
-    """The node cannot rejoin as it is (running, another system, diverged without pg_rewind)."""
 
 
 @attrs.frozen

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import attrs
 
-from pgstream.errors import InvalidInput, PgStreamError
+from pgstream.errors import InvalidInput, PgStreamError, SwitchoverRefused
 from pgstream.facts.lsn import Lsn
 from pgstream.hosts import controlfile
 from pgstream.hosts.wait import wait_for
@@ -25,10 +25,6 @@ from pgstream.ops.view import ClusterView, RoleChange
 from pgstream.render import queries
 
 DEFAULT_MAX_LAG_BYTES = 16 * 1024 * 1024
-
-
-class SwitchoverRefused(PgStreamError):
-    """A pre-check failed: nothing was changed."""
 
 
 @attrs.frozen
