@@ -48,14 +48,8 @@ from pgstream.nodes.node import Node, Primary, ServerPaths, Standby
 from pgstream.nodes.slot import ReplicationSlot, SlotStatus
 from pgstream.ops.plan import Plan, PlanReport, ProgressEvent, Step, StepKind
 from pgstream.ops.setup import ReplicationAuth
-from pgstream.ops.slots import (
-    SlotFinding,
-    SlotReport,
-    advance_slot,
-    drop_inactive_slots_plan,
-    slot_report,
-    slot_wal_limit_plan,
-)
+from pgstream.ops.slot_report import SlotFinding, SlotReport, slot_report
+from pgstream.ops.slots import advance_slot, drop_inactive_slots_plan, slot_wal_limit_plan
 from pgstream.ops.status import ClusterStatus, HistoryEntry, PrimaryStatus, StandbyStatus
 from pgstream.ops.sync import sync_states, synchronous_plan
 from pgstream.render.config import ConfigRenderer

@@ -29,12 +29,8 @@ from pgstream import (
 )
 from pgstream.hosts.wait import wait_for
 from pgstream.nodes.slot import SlotStatus
-from pgstream.ops.slots import (
-    advance_slot,
-    drop_inactive_slots_plan,
-    slot_report,
-    slot_wal_limit_plan,
-)
+from pgstream.ops.slot_report import slot_report
+from pgstream.ops.slots import advance_slot, drop_inactive_slots_plan, slot_wal_limit_plan
 
 MakeCluster = Callable[..., Cluster]
 MB = 1024 * 1024

@@ -15,15 +15,9 @@ from pgstream.facts.lsn import Lsn
 from pgstream.facts.version import ServerVersion
 from pgstream.nodes.node import Node
 from pgstream.nodes.slot import SlotStatus
-from pgstream.ops.slots import (
-    SlotFinding,
-    SlotReport,
-    advance_slot,
-    pretty_bytes,
-    pretty_duration,
-    slot_report,
-    slot_wal_limit_plan,
-)
+from pgstream.ops.slot_report import SlotFinding, SlotReport, slot_report
+from pgstream.ops.slots import advance_slot, slot_wal_limit_plan
+from pgstream.render.units import pretty_bytes, pretty_duration
 
 MB = 1024 * 1024
 NOW = dt.datetime(2025, 1, 2, 12, 0, tzinfo=dt.UTC)

@@ -161,7 +161,7 @@ class Plan:
                     a.result.changed for a in runner.applied):
                 # A pre-check refused before anything changed: the same error as from the
                 # plan's builder, not a failed plan.
-                raise failure.cause
+                raise failure.cause from None
             lines = [f"plan {self.title!r} failed at step {failure.number} "
                      f"([{failure.step.node}] {failure.step.title}): {failure.cause}"]
             if done:
