@@ -1,7 +1,7 @@
 """Make ``.venv`` beside this repository and install packages into it: the README's commands.
 
-    python3 tools/venv.py '.[server]'      # then .venv/bin/pgstream demo
-    python3 tools/venv.py nox              # then .venv/bin/nox
+    python3 tools/bootstrap.py '.[server]'      # then .venv/bin/pgstream demo
+    python3 tools/bootstrap.py nox              # then .venv/bin/nox
 
 Debian and Ubuntu mark their own Python "externally managed" (PEP 668): ``pip install`` into
 it is refused, so everything goes into a virtual environment. Their ``python3`` also comes
@@ -38,9 +38,9 @@ def _install_venv_support() -> None:
     package = _venv_package()
     if os.geteuid() != 0 or shutil.which("apt-get") is None:
         raise SystemExit(
-            f"tools/venv.py: this Python has no ensurepip, so it cannot make a virtual "
+            f"tools/bootstrap.py: this Python has no ensurepip, so it cannot make a virtual "
             f"environment. An administrator must run: apt-get install {package}")
-    print(f"tools/venv.py: installing {package} (ensurepip) with apt-get", flush=True)
+    print(f"tools/bootstrap.py: installing {package} (ensurepip) with apt-get", flush=True)
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
     subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", package],
@@ -59,8 +59,8 @@ def ensure_venv() -> Path:
         if check.returncode == 0:
             return _python()
         shutil.rmtree(VENV)  # a half-made one (an earlier run without ensurepip)
-    if sys.version_info < (3, 11):
-        raise SystemExit(f"tools/venv.py: pgstream needs Python 3.11 or newer, not "
+    if sys.version_info < (3, 11):  # noqa: UP036 - says so on an older Python
+        raise SystemExit(f"tools/bootstrap.py: pgstream needs Python 3.11 or newer, not "
                          f"{sys.version.split()[0]}")
     if not _has_ensurepip():
         _install_venv_support()
