@@ -8,7 +8,7 @@ import time
 
 import nox
 
-nox.options.sessions = ["lint", "tests", "matrix"]
+nox.options.sessions = ["lint", "docs", "tests", "matrix"]
 MAJORS = [str(m) for m in range(10, 19)]
 nox.options.default_venv_backend = "venv"
 
@@ -19,6 +19,14 @@ def lint(session: nox.Session) -> None:
     session.install("-e", ".[test,server]", "nox")
     session.run("ruff", "check", ".")
     session.run("mypy", "--strict")
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """The documentation site (mkdocs, API reference from the docstrings by mkdocstrings),
+    built with every warning an error: broken links and anchors, unknown objects."""
+    session.install("-e", ".[docs]")
+    session.run("mkdocs", "build", "--strict", "--quiet")
 
 
 @nox.session

@@ -1,3 +1,4 @@
+"""``python -m pgstream``: the command line (see :mod:`pgstream.cli`)."""
 import sys
 
 from pgstream.cli import main

@@ -43,9 +43,11 @@ class Name:
     note: str = ""
 
     def exists(self, num: int) -> bool:
+        """Does a server of ``num`` (``server_version_num``) have it, under any name?"""
         return num >= self.since and (self.until is None or num < self.until)
 
     def name_on(self, num: int) -> str:
+        """What a server of ``num`` calls it."""
         if self.old is not None and self.renamed is not None and num < self.renamed:
             return self.old
         return self.canonical
@@ -305,12 +307,19 @@ class VersionAdapter:
         return self._lookup("column", name, view).name_on(self.version.num)
 
     def setting(self, name: str) -> str:
+        """This version's name of a setting: ``setting("wal_keep_size")`` is ``wal_keep_segments``
+        before 13 (a different unit: see the config renderer).
+        """
         return self._lookup("setting", name).name_on(self.version.num)
 
     def file(self, name: str) -> str:
+        """This version's name of a data-directory file: ``standby.signal`` from 12,
+        ``recovery.conf`` before.
+        """
         return self._lookup("file", name).name_on(self.version.num)
 
     def tool(self, name: str) -> str:
+        """This version's name of a program."""
         return self._lookup("tool", name).name_on(self.version.num)
 
     def option(self, name: str, program: str = "") -> str:

@@ -89,6 +89,7 @@ def hba_address(address: object) -> str:
 
 
 def port(value: object) -> int:
+    """A TCP port, 1 to 65535, from an int or digits; raises :class:`InvalidInput` otherwise."""
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
         raise InvalidInput(f"invalid port {value!r}: give an integer from 1 to 65535")
     return value
@@ -108,6 +109,9 @@ class Secret:
             raise InvalidInput("a password cannot contain a NUL character")
 
     def reveal(self) -> str:
+        """The secret itself, for the one place that must send it (stdin, a 0600 file, a SCRAM
+        verifier).
+        """
         return self._value
 
     def __repr__(self) -> str:
@@ -121,6 +125,7 @@ MASK = "********"
 
 
 def as_secret(value: str | Secret | None) -> Secret | None:
+    """``value`` as a :class:`Secret` (a Secret is returned as it is)."""
     if value is None or isinstance(value, Secret):
         return value
     return Secret(value)

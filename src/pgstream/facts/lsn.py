@@ -19,6 +19,8 @@ class Lsn:
 
     @classmethod
     def parse(cls, text: str | Lsn) -> Lsn:
+        """``"0/3000060"`` (or an int, or an Lsn) as an :class:`Lsn`; raises :class:`InvalidInput`.
+        """
         if isinstance(text, Lsn):
             return text
         match = _LSN.match(text.strip()) if isinstance(text, str) else None
@@ -28,6 +30,7 @@ class Lsn:
 
     @classmethod
     def maybe(cls, text: str | None) -> Lsn | None:
+        """Like :meth:`parse`, with None for None (a column that is NULL)."""
         return None if text is None else cls.parse(text)
 
     def __sub__(self, other: Lsn) -> int:

@@ -96,6 +96,7 @@ class ServerVersion:
 
     @property
     def minor(self) -> int:
+        """The minor release: 24 for 9.6.24, 4 for 15.4."""
         return self.num % 100 if self.num < 100000 else self.num % 10000
 
     def at_least(self, other: str | int | ServerVersion) -> bool:

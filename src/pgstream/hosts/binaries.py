@@ -39,6 +39,7 @@ class Installation:
     """None: this machine."""
 
     def has(self, program: str) -> bool:
+        """Does the bin directory hold ``program``?"""
         path = self.bindir / program
         if self.host is not None:
             return self.host.executable(path)
@@ -46,9 +47,11 @@ class Installation:
 
     @property
     def has_server(self) -> bool:
+        """Does it hold a server: ``postgres``, ``initdb`` and ``pg_ctl``?"""
         return all(self.has(p) for p in SERVER_PROGRAMS)
 
     def program(self, name: str) -> Path:
+        """The path of ``program`` in this installation (not checked)."""
         if not self.has(name):
             raise BinaryNotFound(f"{self.bindir} has no executable {name}")
         return self.bindir / name

@@ -28,6 +28,7 @@ _HEAD = struct.Struct("<QIIi4xqQ")
 
 
 class DbState(enum.IntEnum):
+    """The cluster state ``pg_controldata`` reports ("shut down", "in production", ...)."""
     STARTUP = 0
     SHUTDOWNED = 1
     SHUTDOWNED_IN_RECOVERY = 2
@@ -39,6 +40,9 @@ class DbState(enum.IntEnum):
 
 @attrs.frozen
 class ControlData:
+    """What pgstream reads from ``pg_control`` of a stopped server: state, checkpoints, timeline,
+    system identifier.
+    """
     system_identifier: str
     pg_control_version: int
     state: DbState

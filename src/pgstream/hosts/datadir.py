@@ -24,6 +24,9 @@ _SYSTEM_DIRS = ("/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib64",
 
 @attrs.frozen
 class DataDirState:
+    """What a directory is, for the wipe and clone checks: missing, empty, a data directory
+    (running or not), or something else.
+    """
     path: Path
     exists: bool
     empty: bool
@@ -33,6 +36,7 @@ class DataDirState:
 
 
 def inspect(path: Path, host: Host | None = None) -> DataDirState:
+    """What ``path`` on ``host`` is (see :class:`DataDirState`); reads, changes nothing."""
     host = host or LocalHost()
     path = Path(path)
     exists = host.exists(path)

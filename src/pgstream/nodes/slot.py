@@ -41,9 +41,11 @@ class SlotStatus:
 
     @property
     def slot(self) -> ReplicationSlot:
+        """The slot as a :class:`ReplicationSlot` handle."""
         return ReplicationSlot(self.name)
 
     def to_dict(self) -> dict[str, object]:
+        """A JSON-ready dict of every field."""
         data = attrs.asdict(self)
         data["restart_lsn"] = None if self.restart_lsn is None else str(self.restart_lsn)
         if self.inactive_since is not None:

@@ -60,6 +60,9 @@ class RecoveryConfig:
     def build(cls, version: ServerVersion, *, upstream: tuple[str, int], user: str,
               application_name: str, slot: str | None, passfile: Path | None,
               own_settings: Mapping[str, str] | None = None) -> RecoveryConfig:
+        """The recovery configuration of a standby of ``version``: files and settings, without
+        writing anything.
+        """
         conninfo = ConfigRenderer(version).primary_conninfo(
             host=upstream[0], port=upstream[1], user=user,
             passfile=str(passfile) if passfile is not None else None,
@@ -68,9 +71,15 @@ class RecoveryConfig:
 
     @property
     def files(self) -> dict[str, str]:
+        """The files this configuration writes into the data directory (``standby.signal`` and
+        ``postgresql.auto.conf``, or ``recovery.conf``).
+        """
         return ConfigRenderer(self.version).standby_files(self.conninfo, self.slot)
 
     def describe(self) -> str:
+        """The dry-run text: every file and setting written (the password never: it is in the
+        passfile).
+        """
         shown = "".join(
             f"{name}:\n" + ("".join(f"  {x}\n" for x in content.splitlines()) or "  (empty)\n")
             for name, content in self.files.items())

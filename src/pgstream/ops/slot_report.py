@@ -81,10 +81,12 @@ class SlotFinding:
 
     @property
     def name(self) -> str:
+        """The slot's name."""
         return self.status.name
 
     @property
     def flagged(self) -> bool:
+        """Was it flagged (inactive and past a threshold)?"""
         return bool(self.reasons)
 
     def __str__(self) -> str:
@@ -105,6 +107,7 @@ class SlotFinding:
         return text
 
     def to_dict(self) -> dict[str, object]:
+        """A JSON-ready dict."""
         data = self.status.to_dict()
         data["inactive_for_seconds"] = (None if self.inactive_for is None
                                         else self.inactive_for.total_seconds())
@@ -130,9 +133,11 @@ class SlotReport:
 
     @property
     def flagged(self) -> tuple[SlotFinding, ...]:
+        """The flagged findings."""
         return tuple(f for f in self.findings if f.flagged)
 
     def finding(self, name: str) -> SlotFinding:
+        """The finding of slot ``name`` (raises :class:`SlotNotFound`)."""
         for item in self.findings:
             if item.name == name:
                 return item
@@ -145,6 +150,7 @@ class SlotReport:
         return len(self.findings)
 
     def rows(self) -> list[list[str]]:
+        """The text table's rows, one per slot."""
         return [[f.name, "t" if f.status.active else "f", pretty_bytes(f.status.retained_bytes),
                  f.status.wal_status or "-", pretty_bytes(f.status.safe_wal_size),
                  pretty_duration(f.inactive_for), "yes" if f.flagged else ""]
@@ -173,6 +179,7 @@ class SlotReport:
         return "\n".join(out)
 
     def to_dict(self) -> dict[str, object]:
+        """A JSON-ready dict."""
         return {
             "node": self.node,
             "version": self.version,

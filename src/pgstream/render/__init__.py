@@ -1,0 +1,3 @@
+"""Rendering, pure: configuration text, every SQL statement, every argv, synchronous_standby_names,
+units.
+"""

@@ -44,6 +44,9 @@ def initdb(bindir: Path, data_dir: Path, *, superuser: str, auth_local: str = "t
 
 def pg_ctl(bindir: Path, action: PgCtlAction, data_dir: Path, *, log_file: Path | None = None,
            mode: StopMode | None = None, timeout: int = 60, wait: bool = True) -> tuple[str, ...]:
+    """``pg_ctl ACTION -D DATADIR`` with the options that action takes (``-w``/``-W``, ``-m MODE``,
+    ``-l LOG``, ``-t SECONDS``).
+    """
     argv = [str(bindir / "pg_ctl"), action, "-D", str(data_dir)]
     if action in ("start", "restart") and log_file is not None:
         argv += ["-l", str(log_file)]
@@ -90,10 +93,12 @@ def pg_basebackup(bindir: Path, client: ServerVersion, data_dir: Path, *, host: 
 
 
 def postgres_version(bindir: Path, program: str = "postgres") -> tuple[str, ...]:
+    """``postgres --version``."""
     return (str(bindir / program), "--version")
 
 
 def pg_controldata(bindir: Path, data_dir: Path) -> tuple[str, ...]:
+    """``pg_controldata DATADIR`` (a stopped or running server's ``pg_control``)."""
     return (str(bindir / "pg_controldata"), "-D", str(data_dir))
 
 

@@ -133,6 +133,7 @@ class SyncSpec:
     # -- facts
     @property
     def is_off(self) -> bool:
+        """Is this the spec that turns synchronous replication off (an empty list)?"""
         return self.method == "OFF"
 
     @property
