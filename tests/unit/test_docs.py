@@ -13,9 +13,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _tree(cls: type, prefix: str = "") -> list[str]:
     order = list(vars(errors))
-    children: list[type] = sorted(
-        (c for c in cls.__subclasses__() if c.__module__ == errors.__name__),
-        key=lambda c: order.index(c.__name__))
+    subclasses: list[type] = [c for c in cls.__subclasses__() if c.__module__ == errors.__name__]
+    children = sorted(subclasses, key=lambda c: order.index(c.__name__))
     lines = []
     for n, child in enumerate(children):
         last = n == len(children) - 1
