@@ -11,9 +11,9 @@ from pgstream import errors
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _tree(cls: type, prefix: str = "") -> list[str]:
+def _tree(cls: type[BaseException], prefix: str = "") -> list[str]:
     order = list(vars(errors))
-    subclasses: list[type] = [c for c in cls.__subclasses__() if c.__module__ == errors.__name__]
+    subclasses = [c for c in cls.__subclasses__() if c.__module__ == errors.__name__]
     children = sorted(subclasses, key=lambda c: order.index(c.__name__))
     lines = []
     for n, child in enumerate(children):
