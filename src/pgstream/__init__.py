@@ -7,7 +7,9 @@
 ...     print(cluster.status())
 """
 
-from pgstream.cluster import Cluster
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from pgstream.errors import (
     BinaryNotFound,
     CommandFailed,
@@ -37,23 +39,85 @@ from pgstream.errors import (
     UnsupportedVersion,
     WaitTimeout,
 )
-from pgstream.facts.capabilities import VersionAdapter
-from pgstream.facts.identifiers import Secret
-from pgstream.facts.lsn import Lsn
-from pgstream.facts.version import ServerVersion
-from pgstream.hosts.host import Host, LocalHost, OsUser
-from pgstream.hosts.service import DebianClusterService, PgCtlService, SystemdService
-from pgstream.hosts.ssh import SshHost
-from pgstream.nodes.node import Node, Primary, ServerPaths, Standby
-from pgstream.nodes.slot import ReplicationSlot, SlotStatus
-from pgstream.ops.plan import Plan, PlanReport, ProgressEvent, Step, StepKind
-from pgstream.ops.setup import ReplicationAuth
-from pgstream.ops.slot_report import SlotFinding, SlotReport, slot_report
-from pgstream.ops.slots import advance_slot, drop_inactive_slots_plan, slot_wal_limit_plan
-from pgstream.ops.status import ClusterStatus, HistoryEntry, PrimaryStatus, StandbyStatus
-from pgstream.ops.sync import sync_states, synchronous_plan
-from pgstream.render.config import ConfigRenderer
-from pgstream.render.sync_spec import SyncSpec
+
+if TYPE_CHECKING:  # what the names below are, for type checkers; imported when first used
+    from pgstream.cluster import Cluster
+    from pgstream.facts.capabilities import VersionAdapter
+    from pgstream.facts.identifiers import Secret
+    from pgstream.facts.lsn import Lsn
+    from pgstream.facts.version import ServerVersion
+    from pgstream.hosts.host import Host, LocalHost, OsUser
+    from pgstream.hosts.service import DebianClusterService, PgCtlService, SystemdService
+    from pgstream.hosts.ssh import SshHost
+    from pgstream.nodes.node import Node, Primary, ServerPaths, Standby
+    from pgstream.nodes.slot import ReplicationSlot, SlotStatus
+    from pgstream.ops.plan import Plan, PlanReport, ProgressEvent, Step, StepKind
+    from pgstream.ops.setup import ReplicationAuth
+    from pgstream.ops.slot_report import SlotFinding, SlotReport, slot_report
+    from pgstream.ops.slots import advance_slot, drop_inactive_slots_plan, slot_wal_limit_plan
+    from pgstream.ops.status import ClusterStatus, HistoryEntry, PrimaryStatus, StandbyStatus
+    from pgstream.ops.sync import sync_states, synchronous_plan
+    from pgstream.render.config import ConfigRenderer
+    from pgstream.render.sync_spec import SyncSpec
+
+# Everything but the errors is imported on first use, so that ``import pgstream`` (and every
+# command-line call) does not pay for psycopg and the operations it does not need.
+_LAZY: dict[str, str] = {
+    "Cluster": "pgstream.cluster",
+    "ClusterStatus": "pgstream.ops.status",
+    "ConfigRenderer": "pgstream.render.config",
+    "DebianClusterService": "pgstream.hosts.service",
+    "HistoryEntry": "pgstream.ops.status",
+    "Host": "pgstream.hosts.host",
+    "LocalHost": "pgstream.hosts.host",
+    "Lsn": "pgstream.facts.lsn",
+    "Node": "pgstream.nodes.node",
+    "OsUser": "pgstream.hosts.host",
+    "PgCtlService": "pgstream.hosts.service",
+    "Plan": "pgstream.ops.plan",
+    "PlanReport": "pgstream.ops.plan",
+    "Primary": "pgstream.nodes.node",
+    "PrimaryStatus": "pgstream.ops.status",
+    "ProgressEvent": "pgstream.ops.plan",
+    "ReplicationAuth": "pgstream.ops.setup",
+    "ReplicationSlot": "pgstream.nodes.slot",
+    "Secret": "pgstream.facts.identifiers",
+    "ServerPaths": "pgstream.nodes.node",
+    "ServerVersion": "pgstream.facts.version",
+    "SlotFinding": "pgstream.ops.slot_report",
+    "SlotReport": "pgstream.ops.slot_report",
+    "SlotStatus": "pgstream.nodes.slot",
+    "SshHost": "pgstream.hosts.ssh",
+    "Standby": "pgstream.nodes.node",
+    "StandbyStatus": "pgstream.ops.status",
+    "Step": "pgstream.ops.plan",
+    "StepKind": "pgstream.ops.plan",
+    "SyncSpec": "pgstream.render.sync_spec",
+    "SystemdService": "pgstream.hosts.service",
+    "VersionAdapter": "pgstream.facts.capabilities",
+    "advance_slot": "pgstream.ops.slots",
+    "drop_inactive_slots_plan": "pgstream.ops.slots",
+    "slot_report": "pgstream.ops.slot_report",
+    "slot_wal_limit_plan": "pgstream.ops.slots",
+    "sync_states": "pgstream.ops.sync",
+    "synchronous_plan": "pgstream.ops.sync",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import an exported name from its module on first use (PEP 562)."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'pgstream' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    """The exported names (``__all__``) and the module's own."""
+    return sorted(set(globals()) | set(__all__))
+
 
 __version__ = "0.1.0"
 

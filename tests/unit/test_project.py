@@ -132,3 +132,30 @@ def test_modules_stay_small() -> None:
     big = {name: n for name, path in _modules().items()
            if (n := len(path.read_text().splitlines())) > 400}
     assert not big, big
+
+
+def test_facade_is_lazy_and_consistent() -> None:
+    """``import pgstream`` loads no psycopg; every exported name resolves, and the names the
+    type checker sees (``TYPE_CHECKING`` imports) are the ones imported on first use."""
+    import subprocess
+    import sys
+
+    probe = subprocess.run(
+        [sys.executable, "-c", "import sys, pgstream; print('psycopg' in sys.modules)"],
+        capture_output=True, text=True, check=True)
+    assert probe.stdout.strip() == "False"
+    import pgstream
+
+    for name in pgstream.__all__:
+        assert getattr(pgstream, name) is not None, name
+    tree = ast.parse((ROOT / "src" / "pgstream" / "__init__.py").read_text())
+    checked: dict[str, str] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and getattr(node.test, "id", "") == "TYPE_CHECKING":
+            for item in node.body:
+                assert isinstance(item, ast.ImportFrom) and item.module
+                checked.update({alias.name: item.module for alias in item.names})
+    assert checked == pgstream._LAZY
+    assert set(pgstream.__all__) - set(checked) == {
+        name for name in pgstream.__all__ if getattr(pgstream, name).__module__ ==
+        "pgstream.errors"}
