@@ -47,6 +47,7 @@ def standby_lsns(version: ServerVersion) -> Query:
 
 
 def replay_lsn(version: ServerVersion) -> Query:
+    """On a standby: the last replayed LSN (``pg_last_xlog_replay_location`` on 9.6)."""
     return sql.SQL("SELECT {}()::text").format(_fn(version, "pg_last_wal_replay_lsn")), ()
 
 
@@ -147,6 +148,8 @@ def drop_slot(version: ServerVersion, name: str) -> Query:
 
 
 def role_state(name: str) -> Query:
+    """The role's attributes and stored verifier, to decide whether setup must create or alter it.
+    """
     identifiers.role_name(name)
     # pg_authid (superuser) holds the verifier, so a re-apply can tell whether the password
     # already matches instead of resetting it every time.
@@ -169,6 +172,9 @@ def create_role(name: str, verifier: str | None) -> sql.Composed:
 
 
 def alter_role(name: str, verifier: str | None = None) -> sql.Composed:
+    """``ALTER ROLE name WITH LOGIN REPLICATION PASSWORD 'verifier'`` (the SCRAM verifier, never
+    the password).
+    """
     identifiers.role_name(name)
     query = sql.SQL("ALTER ROLE {} WITH LOGIN REPLICATION").format(sql.Identifier(name))
     if verifier is not None:
@@ -184,22 +190,27 @@ def settings_values(names: Sequence[str]) -> Query:
 
 
 def alter_system(name: str, value: str) -> sql.Composed:
+    """``ALTER SYSTEM SET name = value`` (utility statement: the value is a literal)."""
     return sql.SQL("ALTER SYSTEM SET {} = {}").format(sql.Identifier(name), sql.Literal(value))
 
 
 def pending_restart() -> Query:
+    """The settings whose new value waits for a restart (``pg_settings.pending_restart``)."""
     return sql.SQL("SELECT name FROM pg_settings WHERE pending_restart ORDER BY name"), ()
 
 
 def reload_conf() -> Query:
+    """``SELECT pg_reload_conf()``."""
     return sql.SQL("SELECT pg_reload_conf()"), ()
 
 
 def system_identifier() -> Query:
+    """The system identifier of the running server (``pg_control_system()``)."""
     return sql.SQL("SELECT system_identifier::text FROM pg_control_system()"), ()
 
 
 def show(setting: str) -> sql.Composed:
+    """``SHOW name`` for one setting (name validated as an identifier)."""
     return sql.SQL("SHOW {}").format(sql.Identifier(setting))
 
 
@@ -212,6 +223,7 @@ def wal_receiver(version: ServerVersion) -> Query:
 
 
 def promote(version: ServerVersion, wait: bool = True, wait_seconds: int = 60) -> Query:
+    """``SELECT pg_promote(wait, seconds)`` (12+)."""
     return sql.SQL("SELECT {}(%s, %s)").format(_fn(version, "pg_promote")), (wait, wait_seconds)
 
 
