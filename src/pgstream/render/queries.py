@@ -148,8 +148,7 @@ def drop_slot(version: ServerVersion, name: str) -> Query:
 
 
 def role_state(name: str) -> Query:
-    """The role's attributes and stored verifier, to decide whether setup must create or alter it.
-    """
+    """The role's attributes and stored verifier: whether setup must create or alter it."""
     identifiers.role_name(name)
     # pg_authid (superuser) holds the verifier, so a re-apply can tell whether the password
     # already matches instead of resetting it every time.
@@ -172,9 +171,8 @@ def create_role(name: str, verifier: str | None) -> sql.Composed:
 
 
 def alter_role(name: str, verifier: str | None = None) -> sql.Composed:
-    """``ALTER ROLE name WITH LOGIN REPLICATION PASSWORD 'verifier'`` (the SCRAM verifier, never
-    the password).
-    """
+    """``ALTER ROLE name WITH LOGIN REPLICATION [PASSWORD verifier]``: the verifier is computed
+    on the client, never the password itself."""
     identifiers.role_name(name)
     query = sql.SQL("ALTER ROLE {} WITH LOGIN REPLICATION").format(sql.Identifier(name))
     if verifier is not None:
@@ -210,7 +208,7 @@ def system_identifier() -> Query:
 
 
 def show(setting: str) -> sql.Composed:
-    """``SHOW name`` for one setting (name validated as an identifier)."""
+    """``SHOW name`` for one setting (the name quoted as an identifier)."""
     return sql.SQL("SHOW {}").format(sql.Identifier(setting))
 
 
