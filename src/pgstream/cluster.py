@@ -36,13 +36,14 @@ from pgstream.hosts import binaries
 from pgstream.hosts.binaries import Installation
 from pgstream.hosts.host import server_user
 from pgstream.hosts.wait import DEFAULT_TIMEOUT
-from pgstream.nodes.node import Node, Primary, Standby, as_primary, as_standby
+from pgstream.nodes.node import Node, Primary, Standby
 from pgstream.nodes.slot import SlotStatus
 from pgstream.ops.clone import standby_clone_steps
 from pgstream.ops.failover import failover_plan
 from pgstream.ops.follow import follow_steps, promote_step
 from pgstream.ops.plan import Plan, PlanReport, ProgressCallback, Report, Step, StepKind, StepResult
 from pgstream.ops.rejoin import rejoin_plan
+from pgstream.ops.roles import rearrange
 from pgstream.ops.sandbox import Sandbox
 from pgstream.ops.setup import ReplicationAuth, primary_setup_steps, slot_step
 from pgstream.ops.status import ClusterStatus, HistoryEntry, PrimaryStatus, StandbyStatus
@@ -204,33 +205,10 @@ class Cluster:
 
     def apply(self, change: RoleChange) -> None:
         """Rearrange the cluster after a plan step changed roles on the servers (the only
-        place where operations' results change a cluster), and record it in :attr:`history`.
-        """
-        everyone = {n.name: n for n in [*self.nodes, *self.failed]}
-        old_primary = self.primary.name
-        new_primary = change.new_primary or old_primary
-        lost, back, gone = set(change.failed), set(change.rejoined), set(change.detached)
-        head = everyone[new_primary]
-        standbys: list[Standby] = []
-        for name, node in everyone.items():
-            if name == new_primary or name in lost or name in gone:
-                continue
-            if name in back:
-                standbys.append(as_standby(node, None))
-            elif isinstance(node, Standby):
-                if node.upstream in (new_primary, old_primary):
-                    node.upstream = None  # None: streams from the primary
-                standbys.append(node)
-        standbys += [s for s in change.added if s.name not in everyone]
-        for name, upstream in change.upstreams:
-            for standby in standbys:
-                if standby.name == name:
-                    standby.upstream = None if upstream == new_primary else upstream
-        self.failed = [n for n in self.failed
-                       if n.name not in back and n.name != new_primary and n.name not in gone]
-        self.failed += [everyone[name] for name in lost if name in everyone]
-        self.primary = head if isinstance(head, Primary) else as_primary(head)
-        self.standbys = standbys
+        place where operations' results change a cluster; see :func:`pgstream.ops.roles.
+        rearrange`), and record it in :attr:`history`."""
+        self.primary, self.standbys, self.failed = rearrange(
+            self.primary, self.standbys, self.failed, change)
         if change.record:
             self._note(change.operation, change.detail)
 
