@@ -7,6 +7,8 @@
 ...     print(cluster.status())
 """
 
+import logging
+
 from pgstream.cluster import Cluster
 from pgstream.errors import (
     BinaryNotFound,
@@ -60,6 +62,8 @@ from pgstream.ops.status import ClusterStatus, HistoryEntry, PrimaryStatus, Stan
 from pgstream.ops.sync import sync_states, synchronous_plan
 from pgstream.render.config import ConfigRenderer
 from pgstream.render.sync_spec import SyncSpec
+
+logging.getLogger("pgstream").addHandler(logging.NullHandler())  # the application decides
 
 __version__ = "0.1.0"
 
