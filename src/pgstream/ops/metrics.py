@@ -52,12 +52,15 @@ class Scraper:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pgstream-scrape")
         self._pending: Future[str] | None = None
         self._lock = threading.Lock()
+        self.succeeded = False
+        """Whether the last scrape read the cluster."""
 
     def scrape(self) -> str:
         """One exposition: the cluster read now, or ``pgstream_scrape_success 0`` and why."""
         started = time.monotonic()
         deadline = started + self.timeout
         with self._lock:
+            self.succeeded = False
             try:
                 if self._pending is not None and not self._pending.done():
                     self._pending.exception(timeout=max(0.0, deadline - time.monotonic()))
@@ -72,6 +75,7 @@ class Scraper:
             except Exception as exc:  # noqa: BLE001 - a scrape reports, the listener lives on
                 _log.warning("metrics: reading the cluster failed: %s", exc)
                 return prometheus.failure("error", time.monotonic() - started)
+            self.succeeded = True
         return prometheus.scraped(text, time.monotonic() - started)
 
     def close(self) -> None:
@@ -162,7 +166,7 @@ def run(read: Callable[[], str], *, listen: str | None = None,
         finally:
             scraper.close()
         out(text.rstrip("\n"))
-        return 0 if "pgstream_scrape_success 1" in text else 1
+        return 0 if scraper.succeeded else 1
     host, port = parse_listen(listen)
     with MetricsServer(read, host, port, timeout=timeout) as server:
         out(f"serving http://{server.address[0]}:{server.address[1]}/metrics "

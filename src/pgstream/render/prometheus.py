@@ -155,12 +155,14 @@ def render(status: StatusLike, findings: Iterable[Finding] | None = None) -> str
     return out.text()
 
 
+_SUCCESS_HELP = "whether the cluster was read (1) within the time allowed or not (0)"
+
+
 def failure(reason: str, seconds: float) -> str:
     """What a scrape serves when reading the cluster failed or took too long: ``reason`` is
     a short category (``timeout``, ``unreachable``, ``error``), the details go to the log."""
     out = Exposition()
-    out.add("pgstream_scrape_success", "1 when the cluster was read within the time allowed",
-            0)
+    out.add("pgstream_scrape_success", _SUCCESS_HELP, 0)
     out.add("pgstream_scrape_duration_seconds", "time spent reading the cluster", seconds)
     out.add("pgstream_scrape_error", "why the last scrape failed", 1, {"reason": reason})
     return out.text()
@@ -169,7 +171,6 @@ def failure(reason: str, seconds: float) -> str:
 def scraped(text: str, seconds: float) -> str:
     """A successful scrape: ``text`` plus the scrape's own success and duration gauges."""
     out = Exposition()
-    out.add("pgstream_scrape_success", "1 when the cluster was read within the time allowed",
-            1)
+    out.add("pgstream_scrape_success", _SUCCESS_HELP, 1)
     out.add("pgstream_scrape_duration_seconds", "time spent reading the cluster", seconds)
     return out.text() + text
