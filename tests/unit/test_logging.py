@@ -115,8 +115,12 @@ def test_cli_verbosity_sets_the_level_for_the_run_only(
     from pgstream.hosts import binaries
 
     seen: list[int] = []
-    monkeypatch.setattr(binaries, "discover",
-                        lambda: seen.append(logging.getLogger("pgstream").level) or [])
+
+    def discover() -> list[object]:
+        seen.append(logging.getLogger("pgstream").level)
+        return []
+
+    monkeypatch.setattr(binaries, "discover", discover)
     log = logging.getLogger("pgstream")
     before = (log.level, list(log.handlers))
     for argv, level in ((["binaries"], logging.WARNING), (["-v", "binaries"], logging.INFO),

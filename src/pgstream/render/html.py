@@ -250,7 +250,7 @@ def status_html(status: StatusLike, findings: Iterable[Finding] | None = None) -
         out.append(_table(["standby", "upstream", "state", "lag", "lag time", "sync", "slot",
                            "slot wal", "slot holds", "recovery", "health"], rows, wrap=(10,)))
     else:
-        out.append("<p><i>no standbys</i></p>")
+        out.append('<p style="font-style:italic">no standbys</p>')
     if status.failed:
         out.append(f'<p style="color:{GREY[0]}">failed, awaiting rejoin: '
                    f"{_e(', '.join(status.failed))}</p>")
