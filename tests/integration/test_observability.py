@@ -18,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from pgstream.cli import main
 from pgstream.cluster import Cluster
 from pgstream.errors import PlanFailed
+from pgstream.hosts.wait import wait_for
 from pgstream.ops import metrics
 from pgstream.ops.sandbox import free_port
 
@@ -60,6 +61,13 @@ def test_log_of_a_failed_setup_steps_commands_sql_rollback_and_no_password(
     assert list(empty_dir.iterdir()) == []
 
 
+def _reported(cluster: Cluster) -> None:
+    """Wait until the primary knows the standby's replay position (its first status reply)."""
+    cluster.wait_for_catchup()
+    wait_for(lambda: cluster.status().standby("standby1").replay_lag_bytes is not None,
+             timeout=30, what="the primary to see standby1's replay position")
+
+
 def _families(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     return {(s.name, tuple(sorted(s.labels.items()))): s.value
             for family in text_string_to_metric_families(text) for s in family.samples}
@@ -84,7 +92,7 @@ def _check_streaming(text: str, cluster: Cluster) -> None:
 def test_metrics_scraped_over_loopback_read_afresh(
         pgstream_shared_cluster: Cluster) -> None:
     cluster = pgstream_shared_cluster
-    cluster.wait_for_catchup()
+    _reported(cluster)
     with metrics.MetricsServer(lambda: cluster.status().to_prometheus(), "127.0.0.1", 0) \
             as server:
         url = f"http://127.0.0.1:{server.address[1]}/metrics"
@@ -104,6 +112,7 @@ def test_metrics_scraped_over_loopback_read_afresh(
 def test_cli_metrics_prints_and_serves(pgstream_shared_cluster: Cluster,
                                        capsys: pytest.CaptureFixture[str]) -> None:
     cluster = pgstream_shared_cluster
+    _reported(cluster)
     args = ["--primary", "primary", cluster.primary.conninfo,
             "--standby", "standby1", cluster.standbys[0].conninfo]
     assert main(["metrics", *args]) == 0
