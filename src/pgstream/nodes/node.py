@@ -152,7 +152,11 @@ class Node:
         """The statement at DEBUG, secrets masked; parameter values never (only how many)."""
         if not _log.isEnabledFor(logging.DEBUG):
             return
-        text = statement.as_string(conn) if isinstance(statement, sql.Composable) else statement
+        try:
+            text = statement.as_string(conn) if isinstance(statement, sql.Composable) \
+                else statement
+        except Exception:  # noqa: BLE001 - a log line never fails the query
+            text = "<statement that could not be rendered>"
         count = f" [{len(params)} parameter(s)]" if params else ""
         _log.debug("sql on %s: %s%s", self.name, redact.text(text), count)
 
