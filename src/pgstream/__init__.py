@@ -8,6 +8,7 @@
 """
 
 import importlib
+import logging
 from typing import TYPE_CHECKING, Any
 
 from pgstream.errors import (
@@ -118,6 +119,8 @@ def __dir__() -> list[str]:
     """The exported names (``__all__``) and the module's own."""
     return sorted(set(globals()) | set(__all__))
 
+
+logging.getLogger("pgstream").addHandler(logging.NullHandler())  # the application decides
 
 __version__ = "0.1.0"
 

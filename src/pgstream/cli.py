@@ -1,4 +1,4 @@
-"""The ``pgstream`` command: ``demo``, ``sandbox-stop``, ``binaries``.
+"""The ``pgstream`` command: ``demo``, ``sandbox-stop``, ``binaries``, ``metrics``.
 
 ``pgstream demo`` is the main job: a local primary with streaming standbys, some writes, a wait
 for catch-up, the status table printed, everything stopped and removed (``--keep`` leaves it
@@ -8,6 +8,7 @@ running and prints how to connect and how to stop it).
 from __future__ import annotations
 
 import argparse
+import logging
 import shlex
 import sys
 import time
@@ -18,6 +19,8 @@ from psycopg.conninfo import conninfo_to_dict
 from pgstream.cluster import Cluster
 from pgstream.errors import PgStreamError
 from pgstream.hosts import binaries
+from pgstream.nodes.node import Primary, Standby
+from pgstream.ops import metrics as metrics_ops
 from pgstream.ops.plan import ProgressEvent
 from pgstream.ops.sandbox import SUPERUSER, destroy_kept
 
@@ -101,10 +104,25 @@ def list_binaries(_args: argparse.Namespace) -> int:
     return 0
 
 
+def metrics(args: argparse.Namespace) -> int:
+    """``pgstream metrics``: the cluster named by --primary/--standby, as Prometheus metrics."""
+    cluster = Cluster(Primary(*args.primary), [Standby(*pair) for pair in args.standby])
+    try:
+        return metrics_ops.run(lambda: cluster.status().to_prometheus(), listen=args.listen,
+                               timeout=args.scrape_timeout)
+    finally:
+        cluster.close()
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
         prog="pgstream", description="Set up, check and operate PostgreSQL streaming "
-                                     "replication: demo, sandbox-stop, binaries.")
+                                     "replication: demo, sandbox-stop, binaries, "
+                                     "metrics.")
+    top.add_argument("-v", "--verbose", action="count", default=0,
+                     help="log to stderr: -v each plan step, -vv also commands and SQL")
+    top.add_argument("-q", "--quiet-log", dest="log_quiet", action="store_true",
+                     help="log errors only")
     sub = top.add_subparsers(dest="command", required=True)
     d = sub.add_parser("demo", help="a local primary with streaming standbys, status printed")
     d.add_argument("--standbys", type=int, default=2)
@@ -123,11 +141,27 @@ def parser() -> argparse.ArgumentParser:
     s.set_defaults(func=sandbox_stop)
     b = sub.add_parser("binaries", help="list the PostgreSQL installations pgstream finds")
     b.set_defaults(func=list_binaries)
+    m = sub.add_parser("metrics", help="Prometheus metrics of a cluster: printed, or served "
+                                       "on /metrics with --listen")
+    m.add_argument("--primary", nargs=2, metavar=("NAME", "CONNINFO"), required=True)
+    m.add_argument("--standby", nargs=2, metavar=("NAME", "CONNINFO"), action="append",
+                   default=[], help="repeat for each standby")
+    m.add_argument("--listen", metavar="HOST:PORT", help="serve /metrics there, e.g. "
+                                                         "127.0.0.1:9187")
+    m.add_argument("--scrape-timeout", type=float, default=metrics_ops.DEFAULT_TIMEOUT,
+                   help="seconds a scrape may take (default %(default)s)")
+    m.set_defaults(func=metrics)
     return top
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    log = logging.getLogger("pgstream")  # -v/-vv/-q: pgstream's log on stderr, this run only
+    handler, level = logging.StreamHandler(), log.level
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.ERROR if args.log_quiet else
+                 {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG))
     try:
         return int(args.func(args))
     except PgStreamError as exc:
@@ -136,6 +170,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("pgstream: interrupted; servers stopped and files removed", file=sys.stderr)
         return 130
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(level)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -7,6 +7,12 @@ Fixtures:
 - ``pgstream_cluster``: a sandbox primary with one streaming standby, per test module.
 - ``pgstream_sandbox``: a factory, ``pgstream_sandbox(standbys=3)``; every cluster it made is
   removed when the test ends, whatever happened.
+- ``pgstream_db``: a fresh database for each test (like pytest-postgresql's ``postgresql``) on
+  ``pgstream_shared_cluster``, one primary + standby for the whole session: created, on the
+  standby before the test body runs, dropped after the test.
+- ``pgstream_cache_dir``: where initdb templates are kept, between runs by default
+  (``~/.cache/pgstream``, ``$PGSTREAM_CACHE_DIR``), so a one-test run does not pay initdb;
+  ``--pgstream-fresh-cache`` keeps them for the session only.
 
 Marker: ``@pytest.mark.pg(">= 13")`` skips a test on servers the spec does not match
 (the ``pg`` marker of psycopg's own suite), instead of ``if`` branches inside tests.
@@ -14,6 +20,7 @@ Marker: ``@pytest.mark.pg(">= 13")`` skips a test on servers the spec does not m
 
 from __future__ import annotations
 
+import itertools
 import operator
 import os
 import re
@@ -22,12 +29,20 @@ import tempfile
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import attrs
 import pytest
+from psycopg import conninfo as pg_conninfo
+from psycopg import errors as pg_errors
 
 from pgstream.cluster import Cluster
+from pgstream.errors import QueryError
+from pgstream.facts.lsn import Lsn
 from pgstream.facts.version import major_num
 from pgstream.hosts import binaries
 from pgstream.hosts.binaries import Installation
+from pgstream.nodes.node import Primary, Standby
+from pgstream.ops.sandbox import cache_dir
+from pgstream.render import queries
 
 _OPS: dict[str, Callable[[int, int], bool]] = {
     ">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt,
@@ -52,6 +67,9 @@ def version_matches(spec: str, server_num: int) -> bool:
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--pgstream-bindir", default=None,
                      help="PostgreSQL bin directory for pgstream's fixtures")
+    parser.addoption("--pgstream-fresh-cache", action="store_true", default=False,
+                     help="keep initdb templates for this session only (in a temporary "
+                          "directory removed at its end), not in ~/.cache/pgstream")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -93,11 +111,14 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 
 @pytest.fixture(scope="session")
-def pgstream_cache_dir() -> Iterator[str]:
-    """initdb templates kept for this test session only (``$PGSTREAM_CACHE_DIR``), removed at
-    its end, so tests leave nothing behind; an existing ``$PGSTREAM_CACHE_DIR`` is used as is."""
-    if "PGSTREAM_CACHE_DIR" in os.environ:
-        yield os.environ["PGSTREAM_CACHE_DIR"]
+def pgstream_cache_dir(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Where sandboxes keep their initdb templates: ``$PGSTREAM_CACHE_DIR`` if set, else
+    ``~/.cache/pgstream`` (``$XDG_CACHE_HOME``), outside any repository and kept between runs
+    (templates are keyed by binaries, version, user and initdb options; made under a lock).
+    With ``--pgstream-fresh-cache``: a temporary directory, removed when the session ends."""
+    if "PGSTREAM_CACHE_DIR" in os.environ or not request.config.getoption(
+            "--pgstream-fresh-cache"):
+        yield str(cache_dir())
         return
     cache = tempfile.mkdtemp(prefix="pgstream-test-cache-")
     os.environ["PGSTREAM_CACHE_DIR"] = cache
@@ -133,3 +154,80 @@ def pgstream_cluster(pgstream_server: Installation) -> Iterator[Cluster]:
     with Cluster.sandbox(standbys=1, bindir=pgstream_server.bindir) as cluster:
         yield cluster
 
+
+
+@pytest.fixture(scope="session")
+def pgstream_shared_cluster(pgstream_server: Installation) -> Iterator[Cluster]:
+    """One sandbox primary + streaming standby for the whole session, behind ``pgstream_db``.
+    Tests must leave it as they found it (use ``pgstream_sandbox`` to break servers)."""
+    with Cluster.sandbox(standbys=1, bindir=pgstream_server.bindir) as cluster:
+        yield cluster
+
+
+@attrs.frozen
+class PgStreamDatabase:
+    """A database of one test's own on the shared primary, replicated to its standby.
+
+    ``primary`` and ``standby`` are nodes connected to this database (the standby's is
+    read-only); ``conninfo`` / ``standby_conninfo`` are their connection strings.
+    """
+
+    name: str
+    cluster: Cluster
+    primary: Primary
+    standby: Standby
+
+    @property
+    def conninfo(self) -> str:
+        """Connection string of this database on the primary."""
+        return self.primary.conninfo
+
+    @property
+    def standby_conninfo(self) -> str:
+        """Connection string of this database on the standby (read-only)."""
+        return self.standby.conninfo
+
+    def wait_for_catchup(self, timeout: float = 30.0) -> Lsn:
+        """Wait until the standby has replayed everything written so far."""
+        return self.cluster.wait_for_catchup(timeout=timeout)
+
+
+_numbers = itertools.count(1)
+
+
+def _database_name(test_name: str) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "_", test_name.lower()).strip("_")
+    return f"t{next(_numbers)}_{slug}"[:63].rstrip("_")
+
+
+def _drop_database(primary: Primary, name: str) -> None:
+    for attempt in range(5):
+        primary.query(*queries.terminate_sessions(name))
+        try:
+            primary.execute(queries.drop_database(name))
+            return
+        except QueryError as exc:  # a session connected again in between: end it, retry
+            if exc.sqlstate != pg_errors.ObjectInUse.sqlstate or attempt == 4:
+                raise
+
+
+@pytest.fixture
+def pgstream_db(pgstream_shared_cluster: Cluster,
+                request: pytest.FixtureRequest) -> Iterator[PgStreamDatabase]:
+    """A fresh database for this test on the session's primary + standby: created, replayed
+    by the standby before the test body runs, dropped (its sessions ended) afterwards."""
+    cluster = pgstream_shared_cluster
+    name = _database_name(request.node.name)
+    cluster.primary.execute(queries.create_database(name))
+    primary = Primary(cluster.primary.name,
+                      pg_conninfo.make_conninfo(cluster.primary.conninfo, dbname=name))
+    standby = cluster.standbys[0]
+    replica = Standby(standby.name, pg_conninfo.make_conninfo(standby.conninfo, dbname=name),
+                      upstream=standby.upstream)
+    try:
+        cluster.wait_for_catchup()
+        yield PgStreamDatabase(name, cluster, primary, replica)
+    finally:
+        primary.close()
+        replica.close()
+        _drop_database(cluster.primary, name)

@@ -94,7 +94,7 @@ def test_status_before_and_after_catchup(pgstream_cluster: Cluster) -> None:
     assert "standby1" in text and "streaming" in text
     data = json.loads(json.dumps(status.to_dict()))
     assert data["standbys"][0]["state"] == "streaming"
-    assert "<table>" in status._repr_html_()
+    assert "<table" in status._repr_html_() and "<svg" in status._repr_html_()
 
 
 def test_slots_create_list_drop_and_refuse_active(pgstream_cluster: Cluster) -> None:

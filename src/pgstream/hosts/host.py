@@ -9,6 +9,7 @@ secret is written 0600. :class:`~pgstream.hosts.ssh.SshHost` offers the same int
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import pwd
 import re
@@ -24,6 +25,9 @@ from typing import Protocol
 import attrs
 
 from pgstream.errors import CommandFailed, InvalidInput
+from pgstream.facts import redact
+
+_log = logging.getLogger(__name__)
 
 OutputCallback = Callable[[str], None]
 
@@ -154,6 +158,9 @@ class LocalHost:
         """
         argv = tuple(str(a) for a in argv)
         target = self._switch_to(user)
+        if _log.isEnabledFor(logging.DEBUG):
+            _log.debug("run%s: %s%s", f" as {target.name}" if target else "",
+                       redact.command(argv, env), f" (stdin: {len(stdin)} chars)" if stdin else "")
         started = time.monotonic()
         kwargs: dict[str, object] = {}
         if target is not None:
@@ -183,6 +190,7 @@ class LocalHost:
                 f"{what or Path(argv[0]).name} did not finish within {timeout:g} s "
                 f"and was stopped", argv=argv)
         done = Completed(argv, proc.returncode, output, seconds)
+        _log.debug("exit %d after %.3f s: %s", proc.returncode, seconds, Path(argv[0]).name)
         if check and proc.returncode != 0:
             tail = "\n".join(output.strip().splitlines()[-15:])
             raise CommandFailed(

@@ -12,6 +12,7 @@ Ansible's *become*: for a login such as ``admin`` or ``ubuntu`` that has passwor
 from __future__ import annotations
 
 import base64
+import logging
 import shlex
 import time
 from collections.abc import Mapping, Sequence
@@ -20,8 +21,11 @@ from pathlib import Path
 import attrs
 
 from pgstream.errors import CommandFailed, HostUnreachable, InvalidInput, PgStreamError
+from pgstream.facts import redact
 from pgstream.facts.identifiers import os_user_name
 from pgstream.hosts.host import Completed, LocalHost, OsUser, OutputCallback
+
+_log = logging.getLogger(__name__)
 
 _WRITE = ('set -e; umask 077; tmp=$(mktemp "$1.pgstream.XXXXXX"); '
           'trap \'rm -f "$tmp"\' EXIT; cat > "$tmp"; chmod "$2" "$tmp"; '
@@ -104,6 +108,9 @@ class SshHost:
         nothing (a ``test -e`` must not read as "absent")."""
         shown = what or Path(str(argv[0])).name
         target = self._switch_to(user)
+        if _log.isEnabledFor(logging.DEBUG):
+            _log.debug("run on %s%s: %s%s", self.name, f" as {target}" if target else "",
+                       redact.command(argv, env), f" (stdin: {len(stdin)} chars)" if stdin else "")
         local = self._ssh(self._remote(argv, target, env, cwd))
         try:
             done = self._local.run(local, timeout=timeout, on_output=on_output, check=False,

@@ -8,6 +8,7 @@ with parameters; errors come back as :class:`~pgstream.errors.PgStreamError` sub
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ from pgstream.errors import (
     SlotInUse,
     SlotNotFound,
 )
-from pgstream.facts import identifiers
+from pgstream.facts import identifiers, redact
 from pgstream.facts.lsn import Lsn
 from pgstream.facts.version import ServerVersion
 from pgstream.hosts.host import Host, LocalHost, OsUser
@@ -38,6 +39,7 @@ from pgstream.nodes.slot import ReplicationSlot, SlotStatus
 from pgstream.render import queries
 
 Params = Sequence[Any] | dict[str, Any] | None
+_log = logging.getLogger(__name__)
 
 
 @attrs.frozen
@@ -131,6 +133,7 @@ class Node:
     def execute(self, statement: sql.Composable | str, params: Params = None) -> int:
         """Run one statement; returns the affected row count (-1 when none applies)."""
         conn = self.connect()
+        self._log_sql(conn, statement, params)
         with self._errors(statement), conn.cursor() as cur:
             cur.execute(_as_query(statement), params)
             return cur.rowcount
@@ -139,9 +142,23 @@ class Node:
               params: Params = None) -> list[tuple[Any, ...]]:
         """Run one statement and return its rows as tuples."""
         conn = self.connect()
+        self._log_sql(conn, statement, params)
         with self._errors(statement), conn.cursor() as cur:
             cur.execute(_as_query(statement), params)
             return cur.fetchall() if cur.description is not None else []
+
+    def _log_sql(self, conn: psycopg.Connection[tuple[Any, ...]],
+                 statement: sql.Composable | str, params: Params) -> None:
+        """The statement at DEBUG, secrets masked; parameter values never (only how many)."""
+        if not _log.isEnabledFor(logging.DEBUG):
+            return
+        try:
+            text = statement.as_string(conn) if isinstance(statement, sql.Composable) \
+                else statement
+        except Exception:  # noqa: BLE001 - a log line never fails the query
+            text = "<statement that could not be rendered>"
+        count = f" [{len(params)} parameter(s)]" if params else ""
+        _log.debug("sql on %s: %s%s", self.name, redact.text(text), count)
 
     def _run(self, built: queries.Query) -> list[tuple[Any, ...]]:
         statement, params = built

@@ -11,6 +11,7 @@ what was rolled back (a slot it created, a half-made standby it cloned).
 from __future__ import annotations
 
 import enum
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -19,6 +20,9 @@ from concurrent.futures import ThreadPoolExecutor
 import attrs
 
 from pgstream.errors import PlanFailed, Refused
+from pgstream.render import html as render_html
+
+_log = logging.getLogger(__name__)
 
 
 class StepKind(enum.Enum):
@@ -114,6 +118,9 @@ class PlanReport:
                          f" ({item.seconds:.2f} s){note}")
         return "\n".join(lines)
 
+    def _repr_html_(self) -> str:
+        return render_html.plan_report_html(self)
+
 
 def _as_steps(steps: Iterable[Step]) -> tuple[Step, ...]:
     return tuple(steps)
@@ -131,6 +138,9 @@ class Plan:
         lines = [f"Plan: {self.title} ({count} step{'' if count == 1 else 's'})"]
         lines += [step.describe(n) for n, step in enumerate(self.steps, 1)]
         return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        return render_html.plan_html(self)
 
     def __add__(self, other: Plan) -> Plan:
         return Plan(f"{self.title}; {other.title}", self.steps + other.steps)
@@ -219,6 +229,8 @@ class _Runner:
 
     def run_one(self, number: int, step: Step) -> None:
         self.emit(number, step, "start", step.title)
+        _log.info("step %d/%d [%s@%s] %s: %s: started", number, len(self.plan.steps),
+                  step.node, step.host, step.kind.value, step.title)
         started = time.monotonic()
 
         def report(message: str, percent: float | None = None) -> None:
@@ -228,13 +240,20 @@ class _Runner:
         try:
             result = step.action(report) or StepResult()
         except Exception as exc:
+            _log.warning("step %d/%d [%s@%s] %s: failed: %s", number, len(self.plan.steps),
+                         step.node, step.host, step.title, exc)
             self.emit(number, step, "failed", str(exc))
             raise _StepError(number, step, exc) from exc
         except BaseException as exc:  # KeyboardInterrupt too: roll back, then re-raise it
+            _log.warning("step %d/%d [%s@%s] %s: interrupted (%r)", number,
+                         len(self.plan.steps), step.node, step.host, step.title, exc)
             self.emit(number, step, "failed", repr(exc))
             raise _Interrupted(number, step, exc) from exc
         with self.lock:
             self.applied.append(AppliedStep(step, result, time.monotonic() - started))
+        _log.info("step %d/%d [%s@%s] %s: done: %s (%.2f s)", number, len(self.plan.steps),
+                  step.node, step.host, step.title, result.message or
+                  ("changed" if result.changed else "unchanged"), time.monotonic() - started)
         self.emit(number, step, "done", result.message or
                   ("changed" if result.changed else "unchanged"))
 
@@ -262,9 +281,13 @@ class _Runner:
         for item in reversed(self.applied):
             if item.step.undo is None:
                 continue
+            _log.warning("rolling back [%s@%s] %s", item.step.node, item.step.host,
+                         item.step.title)
             try:
                 item.step.undo()
             except Exception as exc:  # noqa: BLE001 - report it, keep undoing the rest
+                _log.warning("could not undo [%s@%s] %s: %s", item.step.node, item.step.host,
+                             item.step.title, exc)
                 self.emit(0, item.step, "failed", f"could not undo: {exc}")
                 continue
             undone.append(item.step)

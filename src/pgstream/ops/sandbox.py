@@ -11,6 +11,7 @@ A ``sandbox.json`` marker lets ``pgstream sandbox-stop DIR`` clean up a kept san
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import grp
 import hashlib
 import json
@@ -19,6 +20,7 @@ import shutil
 import socket
 import stat
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import attrs
@@ -202,6 +204,14 @@ class Sandbox:
         if (cached / "PG_VERSION").is_file():
             self.host.copy_tree(cached, data)
             return
+        with _template_lock(cached):  # another run making the same template: wait for it
+            if (cached / "PG_VERSION").is_file():
+                self.host.copy_tree(cached, data)
+                return
+            self._initdb_and_keep(argv, data, cached, key)
+
+    def _initdb_and_keep(self, argv: tuple[str, ...], data: Path, cached: Path,
+                         key: str) -> None:
         self.host.run(argv, user=self.user, what="initdb")
         with contextlib.suppress(OSError, PgStreamError):
             cached.parent.mkdir(parents=True, exist_ok=True)
@@ -231,6 +241,21 @@ class Sandbox:
                 svc.kill()
         shutil.rmtree(self.base_dir, ignore_errors=True)
         return problems
+
+
+@contextlib.contextmanager
+def _template_lock(cached: Path) -> Iterator[None]:
+    """An exclusive lock (``flock``) on ``.KEY.lock`` beside the template, so parallel runs
+    make each template once; without a writable cache, no lock (and no template kept)."""
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(cached.parent / f".{cached.name}.lock", "a")  # noqa: SIM115
+    except OSError:
+        yield
+        return
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
 
 
 def destroy_kept(path: str | Path) -> list[str]:

@@ -9,11 +9,14 @@ table; ``to_dict()`` is JSON-ready; notebooks get an HTML table.
 from __future__ import annotations
 
 import datetime as dt
-import html
+from collections.abc import Iterable
 
 import attrs
 
 from pgstream.facts.lsn import Lsn
+from pgstream.render import html as render_html
+from pgstream.render import prometheus
+from pgstream.render.shapes import Finding
 
 
 def _fmt(value: object) -> str:
@@ -156,11 +159,9 @@ class ClusterStatus:
         out += [f"history: {entry}" for entry in self.history[-5:]]
         return "\n".join(out)
 
+    def to_prometheus(self, findings: Iterable[Finding] | None = None) -> str:
+        """Prometheus text exposition (``findings``: ``(code, severity, node)`` or objects)."""
+        return prometheus.render(self, findings)
+
     def _repr_html_(self) -> str:
-        head = "".join(f"<th>{html.escape(t)}</th>" for t, _ in COLUMNS)
-        body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>"
-                       for r in self.rows())
-        return (f"<p>primary <b>{html.escape(self.primary.name)}</b> "
-                f"(PostgreSQL {html.escape(self.primary.version)}) at "
-                f"<code>{self.primary.lsn}</code></p>"
-                f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+        return render_html.status_html(self)

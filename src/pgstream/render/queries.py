@@ -212,6 +212,26 @@ def show(setting: str) -> sql.Composed:
     return sql.SQL("SHOW {}").format(sql.Identifier(setting))
 
 
+def create_database(name: str) -> sql.Composed:
+    """``CREATE DATABASE name`` (a copy of template1), for the pytest plugin's ``pgstream_db``."""
+    return sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+
+
+def drop_database(name: str) -> sql.Composed:
+    return sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name))
+
+
+def terminate_sessions(dbname: str) -> Query:
+    """End every other session connected to ``dbname`` (so that it can be dropped)."""
+    return sql.SQL(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+        "WHERE datname = %s AND pid <> pg_backend_pid()"), (dbname,)
+
+
+def database_exists(dbname: str) -> Query:
+    return sql.SQL("SELECT count(*) > 0 FROM pg_database WHERE datname = %s"), (dbname,)
+
+
 def wal_receiver(version: ServerVersion) -> Query:
     """On a standby: the walreceiver's status, sender and flushed LSN (received_lsn before 13)."""
     adapter = version.adapter
