@@ -1,4 +1,4 @@
-"""The ``pgstream`` command: ``demo``, ``sandbox-stop``, ``binaries``.
+"""The ``pgstream`` command: ``demo``, ``sandbox-stop``, ``binaries``, ``check``.
 
 ``pgstream demo`` is the main job: a local primary with streaming standbys, some writes, a wait
 for catch-up, the status table printed, everything stopped and removed (``--keep`` leaves it
@@ -8,6 +8,7 @@ running and prints how to connect and how to stop it).
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import sys
 import time
@@ -18,8 +19,10 @@ from psycopg.conninfo import conninfo_to_dict
 from pgstream.cluster import Cluster
 from pgstream.errors import PgStreamError
 from pgstream.hosts import binaries
+from pgstream.nodes.node import Primary, Standby
 from pgstream.ops.plan import ProgressEvent
 from pgstream.ops.sandbox import SUPERUSER, destroy_kept
+from pgstream.ops.setup import ReplicationAuth
 
 
 class _Printer:
@@ -101,10 +104,31 @@ def list_binaries(_args: argparse.Namespace) -> int:
     return 0
 
 
+def check(args: argparse.Namespace) -> int:
+    """``pgstream check``: the findings of ``cluster.check()``; exit 1 when one is an error."""
+    standbys = []
+    for item in args.standby:
+        name, sep, conninfo = item.partition("=")
+        if not sep or not conninfo:
+            print(f"pgstream: error: --standby wants NAME=CONNINFO, not {item!r}",
+                  file=sys.stderr)
+            return 2
+        upstream = dict(u.partition("=")[::2] for u in args.upstream).get(name) or None
+        standbys.append(Standby(name, conninfo, upstream=upstream))
+    cluster = Cluster(Primary(args.primary_name, args.primary), standbys,
+                      auth=ReplicationAuth(args.replication_user))
+    try:
+        report = cluster.check(timeout=args.timeout)
+    finally:
+        cluster.close()
+    print(json.dumps(report.to_dict(), indent=1) if args.json else report)
+    return 1 if report.errors else 0
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
         prog="pgstream", description="Set up, check and operate PostgreSQL streaming "
-                                     "replication: demo, sandbox-stop, binaries.")
+                                     "replication: demo, sandbox-stop, binaries, check.")
     sub = top.add_subparsers(dest="command", required=True)
     d = sub.add_parser("demo", help="a local primary with streaming standbys, status printed")
     d.add_argument("--standbys", type=int, default=2)
@@ -123,6 +147,18 @@ def parser() -> argparse.ArgumentParser:
     s.set_defaults(func=sandbox_stop)
     b = sub.add_parser("binaries", help="list the PostgreSQL installations pgstream finds")
     b.set_defaults(func=list_binaries)
+    c = sub.add_parser("check", help="why standbys do not stream: findings, evidence, fixes "
+                                     "(exit 1 when an error is found)")
+    c.add_argument("--primary", required=True, help="the primary's conninfo")
+    c.add_argument("--primary-name", default="primary")
+    c.add_argument("--standby", action="append", default=[], metavar="NAME=CONNINFO",
+                   help="a standby (repeat for each)")
+    c.add_argument("--upstream", action="append", default=[], metavar="NAME=UPSTREAM",
+                   help="a cascading standby's upstream node (default: the primary)")
+    c.add_argument("--replication-user", default="replicator")
+    c.add_argument("--timeout", type=float, default=10.0, help="seconds per node")
+    c.add_argument("--json", action="store_true", help="the report as JSON")
+    c.set_defaults(func=check)
     return top
 
 

@@ -14,6 +14,7 @@ import html
 import attrs
 
 from pgstream.facts.lsn import Lsn
+from pgstream.render.findings import human_bytes, human_seconds
 
 
 def _fmt(value: object) -> str:
@@ -22,8 +23,22 @@ def _fmt(value: object) -> str:
     if isinstance(value, bool):
         return "t" if value else "f"
     if isinstance(value, dt.timedelta):
-        return f"{value.total_seconds():.3f}s"
+        return human_seconds(value.total_seconds())
     return str(value)
+
+
+def _cell(item: StandbyStatus, attr: str) -> str:
+    """A table cell: lag in kB/MB/GB, times in ms/s, problems marked with ``!``."""
+    value = getattr(item, attr)
+    if attr == "replay_lag_bytes":
+        return human_bytes(value)
+    if attr == "name" and item.problem is not None:
+        return f"!{value}"
+    if attr == "state" and item.replay_paused:
+        return f"{value}, replay paused"
+    if attr == "problem":
+        return value or ""
+    return _fmt(value)
 
 
 def _jsonable(value: object) -> object:
@@ -92,6 +107,9 @@ class StandbyStatus:
     in_recovery: bool | None = None
     reachable: bool = True
     upstream: str | None = None
+    problem: str | None = None
+    """The code of this standby's most severe finding (see ``cluster.check()``), or None."""
+    replay_paused: bool | None = None
 
     @property
     def streaming(self) -> bool:
@@ -104,7 +122,7 @@ class StandbyStatus:
 COLUMNS = (("name", "name"), ("upstream", "upstream"), ("state", "state"), ("sent", "sent_lsn"),
            ("replay", "replay_lsn"), ("lag bytes", "replay_lag_bytes"), ("lag", "replay_lag"),
            ("sync", "sync_state"), ("slot", "slot_name"), ("slot wal", "slot_wal_status"),
-           ("recovery", "in_recovery"))
+           ("recovery", "in_recovery"), ("problem", "problem"))
 
 
 @attrs.frozen
@@ -135,7 +153,7 @@ class ClusterStatus:
                 "failed": list(self.failed)}
 
     def rows(self) -> list[list[str]]:
-        return [[_fmt(getattr(s, attr)) for _, attr in COLUMNS] for s in self.standbys]
+        return [[_cell(s, attr) for _, attr in COLUMNS] for s in self.standbys]
 
     def __str__(self) -> str:
         tl = f", timeline {self.primary.timeline}" if self.primary.timeline is not None else ""
