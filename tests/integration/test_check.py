@@ -21,12 +21,14 @@ from pathlib import Path
 import pytest
 from psycopg import pq, sql
 from psycopg.conninfo import make_conninfo
+from psycopg.pq.abc import PGconn
 
 from pgstream.cli import main
 from pgstream.cluster import Cluster
 from pgstream.hosts.binaries import Installation
 from pgstream.nodes.node import Node, Primary, Standby
 from pgstream.ops.check import CheckReport, Finding, Thresholds
+from pgstream.ops.check.fixes import has_rewind
 from pgstream.ops.recovery import RecoveryConfig, passfile_for
 from pgstream.ops.sandbox import free_port
 from pgstream.render.config import merge_settings
@@ -44,10 +46,10 @@ def cluster(pgstream_server: Installation) -> Iterator[Cluster]:
 
 
 def _until(cluster: Cluster, want: Callable[[CheckReport], bool], what: str,
-           timeout: float = 30.0, **kwargs: object) -> CheckReport:
+           timeout: float = 30.0, thresholds: Thresholds | None = None) -> CheckReport:
     deadline = time.monotonic() + timeout
     while True:
-        report = cluster.check(**kwargs)  # type: ignore[arg-type]
+        report = cluster.check(thresholds=thresholds)
         if want(report):
             return report
         if time.monotonic() > deadline:
@@ -55,9 +57,8 @@ def _until(cluster: Cluster, want: Callable[[CheckReport], bool], what: str,
         time.sleep(0.2)
 
 
-def _finding(cluster: Cluster, code: str, node: str, **kwargs: object) -> Finding:
-    report = _until(cluster, lambda r: r.first(code, node) is not None, f"{code} on {node}",
-                    **kwargs)
+def _finding(cluster: Cluster, code: str, node: str) -> Finding:
+    report = _until(cluster, lambda r: r.first(code, node) is not None, f"{code} on {node}")
     found = report.first(code, node)
     assert found is not None
     return found
@@ -265,7 +266,7 @@ def test_slot_missing_and_no_room_for_it(cluster: Cluster) -> None:
     _healthy(cluster)
 
 
-def _replication_connection(cluster: Cluster) -> pq.PGconn:
+def _replication_connection(cluster: Cluster) -> PGconn:
     host, port = cluster.address_of(cluster.primary)
     password = cluster.auth.password
     assert password is not None
@@ -280,7 +281,7 @@ def test_max_wal_senders_exhausted(cluster: Cluster) -> None:
     assert standby.service is not None
     standby.close()
     standby.service.stop()
-    held: list[pq.PGconn] = []
+    held: list[PGconn] = []
     try:
         for _ in range(int(cluster.primary.show("max_wal_senders")) + 1):
             conn = _replication_connection(cluster)
@@ -449,7 +450,9 @@ def test_promoted_standby_then_timeline_diverged_rejoined_by_its_plan(cluster: C
     _point_at(cluster, standby, cluster.address_of(cluster.primary))
     diverged = _finding(cluster, "timeline_diverged", "standby2")
     assert "timeline" in diverged.evidence
-    assert diverged.plan is not None and "pg_rewind" in str(diverged.plan)
+    # pg_rewind of the standby's major where there is one, else a new clone
+    assert diverged.plan is not None
+    assert ("pg_rewind" if has_rewind(standby) else "pg_basebackup") in str(diverged.plan)
     diverged.plan.apply()
     _healthy(cluster)
 

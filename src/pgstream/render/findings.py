@@ -16,6 +16,8 @@ from collections.abc import Iterable, Sequence
 
 import attrs
 
+from pgstream.errors import InvalidInput
+
 
 class Severity(enum.Enum):
     """How bad a finding is: an ``error`` breaks replication (or a promise), a ``warning``
@@ -111,8 +113,12 @@ CODES: dict[str, CodeInfo] = {c.code: c for c in (
 
 
 def info(code: str) -> CodeInfo:
-    """The table row of ``code`` (KeyError for a code pgstream does not know)."""
-    return CODES[code]
+    """The table row of ``code`` (:class:`InvalidInput` for a code pgstream does not know)."""
+    try:
+        return CODES[code]
+    except KeyError:
+        raise InvalidInput(f"unknown finding code {code!r}: one of "
+                           f"{', '.join(sorted(CODES))}") from None
 
 
 # -- log lines ---------------------------------------------------------------------------------

@@ -7,7 +7,8 @@ the cluster's password (setup's role step), and for ``auth_failed`` the standby'
 rewritten. ``slot_inactive_retaining``: drop the inactive slot (slot hygiene's drop plan).
 ``replay_paused``: resume replay. ``wal_removed`` / ``slot_wal_lost``: re-clone the standby
 (a lost slot dropped and created anew, then the clone steps with ``replace=True``).
-``timeline_diverged``: stop the standby, then the rejoin plan with ``pg_rewind``. Where a plan
+``timeline_diverged``: stop the standby, then the rejoin plan with ``pg_rewind`` (a re-clone
+where no ``pg_rewind`` of its major is found). Where a plan
 cannot be built (no service, no password known, ...), the finding keeps its fix in words.
 """
 
@@ -18,8 +19,9 @@ from collections.abc import Callable
 
 import attrs
 
-from pgstream.errors import InvalidInput, PgStreamError
+from pgstream.errors import BinaryNotFound, InvalidInput, PgStreamError
 from pgstream.hosts import binaries
+from pgstream.hosts.host import LocalHost
 from pgstream.nodes.node import Node, Primary, Standby
 from pgstream.ops.check.report import Finding
 from pgstream.ops.clone import standby_clone_steps
@@ -132,11 +134,31 @@ def _reclone_plan(view: ClusterView, finding: Finding) -> Plan | None:
     return Plan(f"re-clone {node.name} from {upstream.name}", steps)
 
 
+def has_rewind(node: Node) -> bool:
+    """Is there a ``pg_rewind`` of ``node``'s own major where it runs (its installation, or
+    one pgstream finds on this machine for a local node)?"""
+    if node.service is None:
+        return False
+    tool = binaries.probe(node.service.bindir, host=node.host)
+    if tool is not None and tool.has("pg_rewind"):
+        return True
+    if not isinstance(node.host, LocalHost):
+        return False
+    try:
+        found = binaries.find_client("pg_rewind", node.version)
+    except BinaryNotFound:
+        return False
+    return found.version.major == node.version.major
+
+
 def _rejoin_plan(view: ClusterView, finding: Finding) -> Plan | None:
     node = view.node(finding.node)
     service = node.service
     if service is None or node.data_dir is None:
         return None
+    if not has_rewind(node):  # without pg_rewind of its major: a new clone
+        return _reclone_plan(view, attrs.evolve(finding, upstream=finding.upstream
+                                                or view.primary.name))
 
     def stop(report: Report) -> StepResult:
         node.close()
