@@ -46,6 +46,7 @@ from pgstream.hosts.service import DebianClusterService, PgCtlService, SystemdSe
 from pgstream.hosts.ssh import SshHost
 from pgstream.nodes.node import Node, Primary, ServerPaths, Standby
 from pgstream.nodes.slot import ReplicationSlot, SlotStatus
+from pgstream.ops.check import CheckReport, Finding, Severity, Thresholds
 from pgstream.ops.plan import Plan, PlanReport, ProgressEvent, Step, StepKind
 from pgstream.ops.setup import ReplicationAuth
 from pgstream.ops.slots import (
@@ -65,11 +66,13 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BinaryNotFound",
+    "CheckReport",
     "Cluster",
     "ClusterStatus",
     "CommandFailed",
     "ConfigRenderer",
     "DebianClusterService",
+    "Finding",
     "HistoryEntry",
     "Host",
     "HostUnreachable",
@@ -104,6 +107,7 @@ __all__ = [
     "ServerPaths",
     "ServerStateError",
     "ServerVersion",
+    "Severity",
     "SlotError",
     "SlotFinding",
     "SlotInUse",
@@ -118,6 +122,7 @@ __all__ = [
     "SwitchoverRefused",
     "SyncSpec",
     "SystemdService",
+    "Thresholds",
     "Unreachable",
     "UnsafeDataDirectory",
     "UnsupportedVersion",

@@ -88,6 +88,10 @@ class StandbyStatus:
     when the primary has no walsender for it. ``replay_lag_bytes`` is the primary's current LSN
     minus ``replay_lsn`` (``pg_wal_lsn_diff``); ``replay_lag`` the time lag (``replay_lag`` from
     10, ``now() - pg_last_xact_replay_timestamp()`` on the standby for 9.6), None when unknown.
+    ``problem`` is the code of the standby's most severe finding (``cluster.check()``; set
+    when it does not stream or its replay is paused) and ``replay_paused`` whether replay is
+    paused (None when it cannot be asked). The table shows lag in kB/MB/GB and ms/s and marks
+    a standby with a problem with ``!``; ``to_dict()`` keeps the raw numbers.
     """
 
     name: str

@@ -121,6 +121,14 @@ def _lsn(value: object) -> Lsn | None:
     return Lsn.maybe(value) if isinstance(value, str) else None
 
 
+def _slot(row: tuple[Any, ...]) -> SlotStatus:
+    name, active, pid, restart, retained, wal_status, safe, inactive, temporary, reason = row
+    return SlotStatus(name=name, active=bool(active), active_pid=pid,
+                      restart_lsn=_lsn(restart), retained_bytes=retained,
+                      wal_status=wal_status, safe_wal_size=safe, inactive_since=inactive,
+                      temporary=temporary, invalidation_reason=reason)
+
+
 def _receiver(node: Node, version: ServerVersion) -> Receiver | None:
     rows = node.query(*queries.wal_receiver_detail(version))
     if not rows:
@@ -217,7 +225,8 @@ def probe(node: Node, *, role_user: str | None = None, timeout: float = 10.0) ->
         statement, params, names = queries.replication_status(version, bool(recovering))
         walsenders = tuple(dict(zip(names, row, strict=True))
                            for row in node.query(statement, params))
-        slots = tuple(node.slots())
+        slots = tuple(_slot(row) for row in node.query(
+            *queries.slot_status(version, bool(recovering))))
         facts: dict[str, Any] = {}
         if recovering:
             receiver = _receiver(node, version)
