@@ -52,6 +52,7 @@ if TYPE_CHECKING:  # what the names below are, for type checkers; imported when 
     from pgstream.hosts.ssh import SshHost
     from pgstream.nodes.node import Node, Primary, ServerPaths, Standby
     from pgstream.nodes.slot import ReplicationSlot, SlotStatus
+    from pgstream.ops.check import CheckReport, Finding, Severity, Thresholds
     from pgstream.ops.plan import Plan, PlanReport, ProgressEvent, Step, StepKind
     from pgstream.ops.setup import ReplicationAuth
     from pgstream.ops.slot_report import SlotFinding, SlotReport, slot_report
@@ -65,10 +66,12 @@ if TYPE_CHECKING:  # what the names below are, for type checkers; imported when 
 # command-line call) does not pay for psycopg and the operations it does not need.
 _LAZY: dict[str, str] = {
     "Cluster": "pgstream.cluster",
+    "CheckReport": "pgstream.ops.check",
     "ClusterStatus": "pgstream.ops.status",
     "ConfigRenderer": "pgstream.render.config",
     "DebianClusterService": "pgstream.hosts.service",
     "HistoryEntry": "pgstream.ops.status",
+    "Finding": "pgstream.ops.check",
     "Host": "pgstream.hosts.host",
     "LocalHost": "pgstream.hosts.host",
     "Lsn": "pgstream.facts.lsn",
@@ -85,6 +88,7 @@ _LAZY: dict[str, str] = {
     "Secret": "pgstream.facts.identifiers",
     "ServerPaths": "pgstream.nodes.node",
     "ServerVersion": "pgstream.facts.version",
+    "Severity": "pgstream.ops.check",
     "SlotFinding": "pgstream.ops.slot_report",
     "SlotReport": "pgstream.ops.slot_report",
     "SlotStatus": "pgstream.nodes.slot",
@@ -93,6 +97,7 @@ _LAZY: dict[str, str] = {
     "StandbyStatus": "pgstream.ops.status",
     "Step": "pgstream.ops.plan",
     "StepKind": "pgstream.ops.plan",
+    "Thresholds": "pgstream.ops.check",
     "SyncSpec": "pgstream.render.sync_spec",
     "SystemdService": "pgstream.hosts.service",
     "VersionAdapter": "pgstream.facts.capabilities",
@@ -126,11 +131,13 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BinaryNotFound",
+    "CheckReport",
     "Cluster",
     "ClusterStatus",
     "CommandFailed",
     "ConfigRenderer",
     "DebianClusterService",
+    "Finding",
     "HistoryEntry",
     "Host",
     "HostUnreachable",
@@ -165,6 +172,7 @@ __all__ = [
     "ServerPaths",
     "ServerStateError",
     "ServerVersion",
+    "Severity",
     "SlotError",
     "SlotFinding",
     "SlotInUse",
@@ -179,6 +187,7 @@ __all__ = [
     "SwitchoverRefused",
     "SyncSpec",
     "SystemdService",
+    "Thresholds",
     "Unreachable",
     "UnsafeDataDirectory",
     "UnsupportedVersion",

@@ -1,4 +1,4 @@
-"""The ``pgstream`` command: ``demo``, ``sandbox-stop``, ``binaries``, ``metrics``.
+"""The ``pgstream`` command: ``demo``, ``sandbox-stop``, ``binaries``, ``metrics``, ``check``.
 
 ``pgstream demo`` is the main job: a local primary with streaming standbys, some writes, a wait
 for catch-up, the status table printed, everything stopped and removed (``--keep`` leaves it
@@ -8,6 +8,7 @@ running and prints how to connect and how to stop it).
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import shlex
 import sys
@@ -23,6 +24,7 @@ from pgstream.nodes.node import Primary, Standby
 from pgstream.ops import metrics as metrics_ops
 from pgstream.ops.plan import ProgressEvent
 from pgstream.ops.sandbox import SUPERUSER, destroy_kept
+from pgstream.ops.setup import ReplicationAuth
 
 
 class _Printer:
@@ -112,13 +114,32 @@ def metrics(args: argparse.Namespace) -> int:
                                timeout=args.scrape_timeout)
     finally:
         cluster.close()
+def check(args: argparse.Namespace) -> int:
+    """``pgstream check``: the findings of ``cluster.check()``; exit 1 when one is an error."""
+    standbys = []
+    for item in args.standby:
+        name, sep, conninfo = item.partition("=")
+        if not sep or not conninfo:
+            print(f"pgstream: error: --standby wants NAME=CONNINFO, not {item!r}",
+                  file=sys.stderr)
+            return 2
+        upstream = dict(u.partition("=")[::2] for u in args.upstream).get(name) or None
+        standbys.append(Standby(name, conninfo, upstream=upstream))
+    cluster = Cluster(Primary(args.primary_name, args.primary), standbys,
+                      auth=ReplicationAuth(args.replication_user))
+    try:
+        report = cluster.check(timeout=args.timeout)
+    finally:
+        cluster.close()
+    print(json.dumps(report.to_dict(), indent=1) if args.json else report)
+    return 1 if report.errors else 0
 
 
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
         prog="pgstream", description="Set up, check and operate PostgreSQL streaming "
                                      "replication: demo, sandbox-stop, binaries, "
-                                     "metrics.")
+                                     "metrics, check.")
     top.add_argument("-v", "--verbose", action="count", default=0,
                      help="log to stderr: -v each plan step, -vv also commands and SQL")
     top.add_argument("-q", "--quiet-log", dest="log_quiet", action="store_true",
@@ -151,6 +172,18 @@ def parser() -> argparse.ArgumentParser:
     m.add_argument("--scrape-timeout", type=float, default=metrics_ops.DEFAULT_TIMEOUT,
                    help="seconds a scrape may take (default %(default)s)")
     m.set_defaults(func=metrics)
+    c = sub.add_parser("check", help="why standbys do not stream: findings, evidence, fixes "
+                                     "(exit 1 when an error is found)")
+    c.add_argument("--primary", required=True, help="the primary's conninfo")
+    c.add_argument("--primary-name", default="primary")
+    c.add_argument("--standby", action="append", default=[], metavar="NAME=CONNINFO",
+                   help="a standby (repeat for each)")
+    c.add_argument("--upstream", action="append", default=[], metavar="NAME=UPSTREAM",
+                   help="a cascading standby's upstream node (default: the primary)")
+    c.add_argument("--replication-user", default="replicator")
+    c.add_argument("--timeout", type=float, default=10.0, help="seconds per node")
+    c.add_argument("--json", action="store_true", help="the report as JSON")
+    c.set_defaults(func=check)
     return top
 
 

@@ -38,6 +38,7 @@ from pgstream.hosts.host import server_user
 from pgstream.hosts.wait import DEFAULT_TIMEOUT
 from pgstream.nodes.node import Node, Primary, Standby
 from pgstream.nodes.slot import SlotStatus
+from pgstream.ops.check import CheckReport, Thresholds, annotate_status, check
 from pgstream.ops.clone import standby_clone_steps
 from pgstream.ops.failover import failover_plan
 from pgstream.ops.follow import follow_steps, promote_step
@@ -463,8 +464,18 @@ class Cluster:
                 in_recovery=in_recovery, reachable=reachable,
                 upstream=up,
             ))
-        return ClusterStatus(head, tuple(items), dt.datetime.now(dt.UTC),
-                             tuple(self.history), tuple(n.name for n in self.failed))
+        # Says why: each standby's problem (its check() finding code) and paused replay.
+        return annotate_status(ClusterStatus(head, tuple(items), dt.datetime.now(dt.UTC),
+                                             tuple(self.history),
+                                             tuple(n.name for n in self.failed)), self)
+
+    def check(self, *, thresholds: Thresholds | None = None,
+              timeout: float = 10.0) -> CheckReport:
+        """Why standbys do not stream, and what else will break replication: a frozen report
+        of findings, each with a code, severity, evidence and fix (see ``docs/check.md``).
+        Every node is read at once, for at most ``timeout`` seconds; never raises for a
+        node's trouble."""
+        return check(self, thresholds=thresholds, timeout=timeout)
 
     # -- lifetime
     def close(self) -> None:

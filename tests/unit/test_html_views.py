@@ -15,7 +15,7 @@ import pytest
 
 from pgstream.ops.plan import Plan, PlanReport
 from pgstream.ops.status import ClusterStatus
-from pgstream.render import html
+from pgstream.render import html, units
 
 CHROMIUM = Path("/usr/bin/chromium")
 
@@ -80,9 +80,9 @@ def test_plan_report_and_check_views(samples: Samples) -> None:
 
 
 def test_human_units() -> None:
-    assert [html.human_bytes(v) for v in (None, 0, 1023, 1536, 3 << 20, 5 << 30)] == [
+    assert [units.human_bytes(v) for v in (None, 0, 1023, 1536, 3 << 20, 5 << 30)] == [
         "-", "0 B", "1023 B", "1.5 kB", "3.0 MB", "5.0 GB"]
-    assert [html.human_seconds(v) for v in (None, 0.0042, 2.5, 75, 7300)] == [
+    assert [units.human_seconds(v) for v in (None, 0.0042, 2.5, 75, 7300)] == [
         "-", "4 ms", "2.5 s", "1 min 15 s", "2 h 1 min"]
 
 

@@ -17,7 +17,7 @@ from pgstream.nodes.node import Node
 from pgstream.nodes.slot import SlotStatus
 from pgstream.ops.slot_report import SlotFinding, SlotReport, slot_report
 from pgstream.ops.slots import advance_slot, slot_wal_limit_plan
-from pgstream.render.units import pretty_bytes, pretty_duration
+from pgstream.render.units import human_bytes, pretty_duration
 
 MB = 1024 * 1024
 NOW = dt.datetime(2025, 1, 2, 12, 0, tzinfo=dt.UTC)
@@ -45,11 +45,11 @@ def status(name: str = "idle", *, active: bool = False, retained: int | None = 3
 
 
 @pytest.mark.parametrize(("value", "text"), [
-    (None, "-"), (0, "0 bytes"), (1023, "1023 bytes"), (1536, "1.5 kB"), (16 * MB, "16.0 MB"),
+    (None, "-"), (0, "0 B"), (1023, "1023 B"), (1536, "1.5 kB"), (16 * MB, "16.0 MB"),
     (-MB, "-1.0 MB"), (5 * 1024**4, "5.0 TB"), (2048 * 1024**4, "2048.0 TB"),
 ])
-def test_pretty_bytes(value: int | None, text: str) -> None:
-    assert pretty_bytes(value) == text
+def test_human_bytes(value: int | None, text: str) -> None:
+    assert human_bytes(value) == text
 
 
 def test_pretty_duration_drops_fractions() -> None:
@@ -125,7 +125,7 @@ def test_report_table_and_json() -> None:
     assert lines[1].split() == ["slot", "active", "retained", "wal_status", "safe_wal_size",
                                 "inactive", "for", "flagged"]
     assert lines[3].split() == ["idle", "f", "3.0", "MB", "-", "-", "-", "yes"]
-    assert lines[4].split() == ["standby1", "t", "0", "bytes", "-", "-", "-"]
+    assert lines[4].split() == ["standby1", "t", "0", "B", "-", "-", "-"]
     assert lines[5] == "flagged idle: holds 3.0 MB of WAL (threshold 1.0 MB)"
     assert [f.name for f in report.flagged] == ["idle"] and len(report) == 2
     assert [f.name for f in report] == ["idle", "standby1"]

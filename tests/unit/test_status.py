@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 
+import attrs
 import pytest
 
 from pgstream.facts.lsn import Lsn
@@ -44,7 +45,7 @@ def test_str_table() -> None:
         assert title in lines[1]
     assert set(lines[2].replace(" ", "")) == {"-"}
     row1, row2 = lines[3], lines[4]
-    for cell in ("standby1", "streaming", "0/3006D00", "0/3006B00", "512", "1.500s", "async",
+    for cell in ("standby1", "streaming", "0/3006D00", "0/3006B00", "512 B", "1.5 s", "async",
                  "reserved", "t"):
         assert cell in row1
     assert row2.split()[:3] == ["standby2", "-", "disconnected"]
@@ -123,3 +124,18 @@ def test_repr_html_escapes_version() -> None:
         primary=PrimaryStatus(name="p", version="15 <i>", lsn=Lsn(0)), standbys=(),
         taken_at=TAKEN)
     assert "<i>" not in status._repr_html_()
+
+
+def test_problems_are_marked_units_human_and_raw_numbers_kept() -> None:
+    item = attrs.evolve(streaming(), replay_lag_bytes=3 * 1024 * 1024,
+                        replay_lag=dt.timedelta(milliseconds=250), problem="replay_paused",
+                        replay_paused=True)
+    down = StandbyStatus(name="standby2", state="disconnected", problem="hba_missing")
+    text = str(cluster(item, down))
+    row1, row2 = text.splitlines()[3:5]
+    assert row1.startswith("!standby1") and "3.0 MB" in row1 and "250 ms" in row1
+    assert "streaming, replay paused" in row1 and row1.endswith("replay_paused")
+    assert row2.startswith("!standby2") and row2.endswith("hba_missing")
+    data = cluster(item).to_dict()["standbys"][0]  # type: ignore[index]
+    assert data["replay_lag_bytes"] == 3 * 1024 * 1024 and data["replay_lag"] == 0.25
+    assert data["problem"] == "replay_paused" and data["replay_paused"] is True

@@ -96,6 +96,7 @@ TABLE: tuple[Name, ...] = (
     _fn("pg_reload_conf"),
     _fn("pg_control_system"),
     _fn("pg_control_checkpoint"),
+    _fn("pg_current_logfile", since=V10),
     _fn("pg_replication_slot_advance", since=V11),
     _fn("pg_promote", since=V12),
     _fn("pg_copy_physical_replication_slot", since=V12),

@@ -18,7 +18,7 @@ from pgstream.errors import InvalidInput, NotAvailable, SlotNotFound
 from pgstream.nodes.node import Node
 from pgstream.nodes.slot import SlotStatus
 from pgstream.render import queries
-from pgstream.render.units import pretty_bytes, pretty_duration
+from pgstream.render.units import human_bytes, pretty_duration
 
 
 def _check_bytes(value: int | None) -> int | None:
@@ -71,8 +71,8 @@ class SlotFinding:
         if not status.active:
             if (min_retained_bytes is not None and status.retained_bytes is not None
                     and status.retained_bytes >= min_retained_bytes):
-                reasons.append(f"holds {pretty_bytes(status.retained_bytes)} of WAL "
-                               f"(threshold {pretty_bytes(min_retained_bytes)})")
+                reasons.append(f"holds {human_bytes(status.retained_bytes)} of WAL "
+                               f"(threshold {human_bytes(min_retained_bytes)})")
             if (min_inactive is not None and inactive_for is not None
                     and inactive_for >= min_inactive):
                 reasons.append(f"inactive for {pretty_duration(inactive_for)} "
@@ -92,13 +92,13 @@ class SlotFinding:
     def __str__(self) -> str:
         status = self.status
         parts = ["active" if status.active else "inactive",
-                 f"holds {pretty_bytes(status.retained_bytes)} of WAL"]
+                 f"holds {human_bytes(status.retained_bytes)} of WAL"]
         if status.restart_lsn is not None:
             parts.append(f"restart_lsn {status.restart_lsn}")
         if status.wal_status is not None:
             parts.append(f"wal_status {status.wal_status}")
         if status.safe_wal_size is not None:
-            parts.append(f"safe_wal_size {pretty_bytes(status.safe_wal_size)}")
+            parts.append(f"safe_wal_size {human_bytes(status.safe_wal_size)}")
         if self.inactive_for is not None:
             parts.append(f"inactive for {pretty_duration(self.inactive_for)}")
         text = f"{status.name}: " + ", ".join(parts)
@@ -151,15 +151,15 @@ class SlotReport:
 
     def rows(self) -> list[list[str]]:
         """The text table's rows, one per slot."""
-        return [[f.name, "t" if f.status.active else "f", pretty_bytes(f.status.retained_bytes),
-                 f.status.wal_status or "-", pretty_bytes(f.status.safe_wal_size),
+        return [[f.name, "t" if f.status.active else "f", human_bytes(f.status.retained_bytes),
+                 f.status.wal_status or "-", human_bytes(f.status.safe_wal_size),
                  pretty_duration(f.inactive_for), "yes" if f.flagged else ""]
                 for f in self.findings]
 
     def __str__(self) -> str:
         limits = []
         if self.min_retained_bytes is not None:
-            limits.append(f"retained >= {pretty_bytes(self.min_retained_bytes)}")
+            limits.append(f"retained >= {human_bytes(self.min_retained_bytes)}")
         if self.min_inactive is not None:
             limits.append(f"inactive >= {pretty_duration(self.min_inactive)}")
         flag_rule = (" or ".join(limits) if limits else "no thresholds given")

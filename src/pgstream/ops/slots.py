@@ -33,7 +33,7 @@ from pgstream.nodes.slot import SlotStatus
 from pgstream.ops.plan import Plan, Report, Step, StepKind, StepResult
 from pgstream.ops.slot_report import _check_bytes, _require
 from pgstream.render import queries
-from pgstream.render.units import pretty_bytes
+from pgstream.render.units import human_bytes
 
 MAX_SETTING_MB = 2**31 - 1  # max_slot_wal_keep_size is an int GUC in MB
 RELOAD_TIMEOUT = 10.0
@@ -54,8 +54,8 @@ def _why_kept(status: SlotStatus, min_retained_bytes: int | None) -> str | None:
         return f"active, walsender pid {status.active_pid}"
     if min_retained_bytes is not None and (status.retained_bytes is None
                                            or status.retained_bytes < min_retained_bytes):
-        return (f"holds {pretty_bytes(status.retained_bytes)} of WAL, under "
-                f"{pretty_bytes(min_retained_bytes)}")
+        return (f"holds {human_bytes(status.retained_bytes)} of WAL, under "
+                f"{human_bytes(min_retained_bytes)}")
     return None
 
 
@@ -89,7 +89,7 @@ def drop_inactive_slots_plan(node: Node, names: Iterable[str] | None = None, *,
     kept = [(s.name, why) for s in considered
             if (why := _why_kept(s, min_retained_bytes)) is not None]
     host = node.host.name
-    lines = [f"{s.name}: inactive, holds {pretty_bytes(s.retained_bytes)} of WAL"
+    lines = [f"{s.name}: inactive, holds {human_bytes(s.retained_bytes)} of WAL"
              for s in targets] or ["(no slot to drop)"]
     lines += [f"keep {name}: {why}" for name, why in kept]
     steps = [Step(node.name, StepKind.CHECK, "every slot to drop is still inactive",
@@ -137,7 +137,7 @@ def _drop_step(node: Node, status: SlotStatus) -> Step:
         except SlotNotFound:
             return StepResult(False, f"slot {name} is already gone")
         return StepResult(True, f"dropped {name} (it held "
-                                f"{pretty_bytes(state.retained_bytes)} of WAL)")
+                                f"{human_bytes(state.retained_bytes)} of WAL)")
 
     return Step(node.name, StepKind.SLOT, f"drop inactive slot {name}", detail, action=action,
                 host=node.host.name)

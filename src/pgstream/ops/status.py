@@ -17,6 +17,7 @@ from pgstream.facts.lsn import Lsn
 from pgstream.render import html as render_html
 from pgstream.render import prometheus
 from pgstream.render.shapes import Finding
+from pgstream.render.units import human_bytes, human_seconds
 
 
 def _fmt(value: object) -> str:
@@ -25,8 +26,22 @@ def _fmt(value: object) -> str:
     if isinstance(value, bool):
         return "t" if value else "f"
     if isinstance(value, dt.timedelta):
-        return f"{value.total_seconds():.3f}s"
+        return human_seconds(value.total_seconds())
     return str(value)
+
+
+def _cell(item: StandbyStatus, attr: str) -> str:
+    """A table cell: lag in kB/MB/GB, times in ms/s, problems marked with ``!``."""
+    value = getattr(item, attr)
+    if attr == "replay_lag_bytes":
+        return human_bytes(value)
+    if attr == "name" and item.problem is not None:
+        return f"!{value}"
+    if attr == "state" and item.replay_paused:
+        return f"{value}, replay paused"
+    if attr == "problem":
+        return value or ""
+    return _fmt(value)
 
 
 def _jsonable(value: object) -> object:
@@ -76,6 +91,10 @@ class StandbyStatus:
     when the primary has no walsender for it. ``replay_lag_bytes`` is the primary's current LSN
     minus ``replay_lsn`` (``pg_wal_lsn_diff``); ``replay_lag`` the time lag (``replay_lag`` from
     10, ``now() - pg_last_xact_replay_timestamp()`` on the standby for 9.6), None when unknown.
+    ``problem`` is the code of the standby's most severe finding (``cluster.check()``; set
+    when it does not stream or its replay is paused) and ``replay_paused`` whether replay is
+    paused (None when it cannot be asked). The table shows lag in kB/MB/GB and ms/s and marks
+    a standby with a problem with ``!``; ``to_dict()`` keeps the raw numbers.
     """
 
     name: str
@@ -95,6 +114,9 @@ class StandbyStatus:
     in_recovery: bool | None = None
     reachable: bool = True
     upstream: str | None = None
+    problem: str | None = None
+    """The code of this standby's most severe finding (see ``cluster.check()``), or None."""
+    replay_paused: bool | None = None
 
     @property
     def streaming(self) -> bool:
@@ -107,7 +129,7 @@ class StandbyStatus:
 COLUMNS = (("name", "name"), ("upstream", "upstream"), ("state", "state"), ("sent", "sent_lsn"),
            ("replay", "replay_lsn"), ("lag bytes", "replay_lag_bytes"), ("lag", "replay_lag"),
            ("sync", "sync_state"), ("slot", "slot_name"), ("slot wal", "slot_wal_status"),
-           ("recovery", "in_recovery"))
+           ("recovery", "in_recovery"), ("problem", "problem"))
 
 
 @attrs.frozen
@@ -138,7 +160,7 @@ class ClusterStatus:
                 "failed": list(self.failed)}
 
     def rows(self) -> list[list[str]]:
-        return [[_fmt(getattr(s, attr)) for _, attr in COLUMNS] for s in self.standbys]
+        return [[_cell(s, attr) for _, attr in COLUMNS] for s in self.standbys]
 
     def __str__(self) -> str:
         tl = f", timeline {self.primary.timeline}" if self.primary.timeline is not None else ""

@@ -129,3 +129,10 @@ def systemctl(action: str, unit: str) -> tuple[str, ...]:
     if not unit or not all(c.isalnum() or c in "-_.@:" for c in unit):
         raise InvalidInput(f"invalid systemd unit name {unit!r}")
     return ("systemctl", action, unit)
+
+
+def tail_bytes(path: Path, count: int) -> tuple[str, ...]:
+    """``tail -c COUNT -- PATH``: the end of a (log) file, at most ``count`` bytes."""
+    if isinstance(count, bool) or not isinstance(count, int) or count <= 0:
+        raise InvalidInput(f"tail needs a positive byte count, not {count!r}")
+    return ("tail", "-c", str(count), "--", str(path))

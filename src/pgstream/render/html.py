@@ -21,6 +21,7 @@ from pgstream.render.shapes import (
     StatusLike,
     finding_triples,
 )
+from pgstream.render.units import human_bytes, human_seconds
 
 FONT = "font-family:system-ui,-apple-system,'Segoe UI',sans-serif;font-size:13px"
 # (stroke, fill) by health
@@ -36,30 +37,8 @@ def _e(value: object) -> str:
     return html.escape("" if value is None else str(value), quote=True)
 
 
-def human_bytes(value: int | None) -> str:
-    """``1536`` as ``1.5 kB`` (powers of 1024, as ``pg_size_pretty``); None as ``-``."""
-    if value is None:
-        return "-"
-    size = float(value)
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if abs(size) < 1024 or unit == "TB":
-            return f"{int(size)} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    raise AssertionError("unreachable")
 
 
-def human_seconds(value: float | None) -> str:
-    """``0.0042`` as ``4 ms``, ``75`` as ``1 min 15 s``; None as ``-``."""
-    if value is None:
-        return "-"
-    if value < 1:
-        return f"{value * 1000:.0f} ms"
-    if value < 60:
-        return f"{value:.1f} s"
-    minutes, seconds = divmod(int(value), 60)
-    if minutes < 60:
-        return f"{minutes} min {seconds} s"
-    return f"{minutes // 60} h {minutes % 60} min"
 
 
 def standby_problems(s: StandbyLike) -> list[str]:

@@ -105,7 +105,7 @@ class FindingLike(Protocol):
     @property
     def code(self) -> str: ...
     @property
-    def severity(self) -> str: ...
+    def severity(self) -> str | enum.Enum: ...
     @property
     def node(self) -> str | None: ...
 
@@ -122,7 +122,9 @@ def finding_triples(findings: Iterable[Finding] | None) -> list[tuple[str, str, 
             code, severity, node = item
             out.append((str(code), str(severity), None if node is None else str(node)))
         else:
-            out.append((item.code, item.severity, item.node))
+            level = item.severity
+            severity = str(level.value) if isinstance(level, enum.Enum) else level
+            out.append((item.code, severity, item.node))
     return out
 
 

@@ -1,0 +1,90 @@
+"""Benchmark: ``cluster.check()`` next to ``cluster.status()`` on the same healthy cluster.
+
+Run with ``python bench/bench_check.py [--rounds N] [--bindir DIR] [--json]``. One sandbox
+(a primary and 2 streaming standbys) is built, then, in the same process and alternating so
+that both see the same machine load:
+
+- ``status()``: the status table (its connections already open);
+- ``check()``: every node read at once (a thread each), rules, no finding on a healthy
+  cluster;
+- ``check()`` with one standby stopped: the unreachable node, its log read through its host.
+
+Medians in milliseconds and the ratio check/status are printed, and with ``--json`` written as
+one JSON object on stdout instead. The issue's target: check() costs little more than status().
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from pgstream import Cluster
+from pgstream.hosts import binaries
+
+
+def _time(call: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    call()
+    return (time.perf_counter() - started) * 1000
+
+
+def measure(rounds: int, bindir: Path | None) -> dict[str, object]:
+    """The figures of one run (milliseconds, medians over ``rounds``)."""
+    server = binaries.find_server(bindir)
+    with Cluster.sandbox(standbys=2, bindir=server.bindir) as cluster:
+        cluster.wait_for_catchup()
+        for _ in range(3):  # warm up: connections, versions, threads
+            cluster.status()
+            cluster.check()
+        status_ms: list[float] = []
+        check_ms: list[float] = []
+        for _ in range(rounds):
+            status_ms.append(_time(cluster.status))
+            check_ms.append(_time(cluster.check))
+        healthy = cluster.check()
+        stopped = cluster.standbys[1]
+        assert stopped.service is not None
+        stopped.close()
+        stopped.service.stop()
+        down_ms = [_time(cluster.check) for _ in range(max(3, rounds // 4))]
+        down = cluster.check()
+    status_median = statistics.median(status_ms)
+    check_median = statistics.median(check_ms)
+    return {
+        "postgresql": str(server.version),
+        "rounds": rounds,
+        "status_ms": round(status_median, 2),
+        "check_ms": round(check_median, 2),
+        "check_over_status": round(check_median / status_median, 2),
+        "check_one_standby_down_ms": round(statistics.median(down_ms), 2),
+        "healthy_findings": len(healthy),
+        "down_findings": sorted(down.codes),
+    }
+
+
+def main() -> None:
+    """Parse the arguments, run, print."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=40)
+    parser.add_argument("--bindir", type=Path, default=None)
+    parser.add_argument("--json", action="store_true", help="write the figures as JSON")
+    args = parser.parse_args()
+    figures = measure(args.rounds, args.bindir)
+    if args.json:
+        print(json.dumps(figures, indent=1))
+        return
+    print(f"PostgreSQL {figures['postgresql']}, primary + 2 standbys, "
+          f"{figures['rounds']} rounds (medians)")
+    print(f"  status()                      {figures['status_ms']:>8} ms")
+    print(f"  check()                       {figures['check_ms']:>8} ms"
+          f"   ({figures['check_over_status']}x status)")
+    print(f"  check(), one standby stopped  {figures['check_one_standby_down_ms']:>8} ms"
+          f"   findings: {', '.join(map(str, figures['down_findings']))}")  # type: ignore[call-overload]
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,195 @@
+"""A dry run is the truth: every command and statement a plan's step runs is what
+``print(plan)`` showed for that step.
+
+Each operation is applied to real servers through a recording host (every argv a step runs,
+as given to ``Host.run``) and with psycopg's cursor recording every statement. Effects (the
+programs and statements that change something) recorded while step N ran must appear, as
+they ran, in step N's printed detail. Service kinds: pg_ctl, and systemd through a stand-in
+``systemctl`` that drives the same servers with pg_ctl (systemd cannot run here); the Debian
+``pg_ctlcluster`` layout and SSH hosts run the same check on the multi-host rig
+(tests/multihost/test_dry_run_truth_hosts.py).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import stat
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+import psycopg
+import pytest
+
+from pgstream import Cluster, Plan, ProgressEvent
+from pgstream.hosts.host import Completed, Host
+from pgstream.render import queries
+
+MakeCluster = Callable[..., Cluster]
+
+EFFECT_PROGRAMS = {"pg_ctl", "pg_ctlcluster", "systemctl", "pg_basebackup", "pg_rewind",
+                   "initdb", "rm", "rsync", "pg_upgrade", "vacuumdb", "pg_createcluster",
+                   "pg_dropcluster"}
+EFFECT_SQL = re.compile(
+    r"^\s*(ALTER SYSTEM|CREATE ROLE|ALTER ROLE|DROP ROLE|CHECKPOINT|CREATE DATABASE|"
+    r"DROP DATABASE|SELECT\s+\S*(pg_create_physical_replication_slot|pg_drop_replication_slot|"
+    r"pg_promote|pg_reload_conf|pg_replication_slot_advance|pg_wal_replay_resume|"
+    r"pg_xlog_replay_resume))", re.I)
+
+
+def _norm(text: str) -> str:
+    return re.sub(r"\s+", " ", text).strip().rstrip(";")
+
+
+@attrs.define
+class Recorder:
+    """What ran, by step: ``effects[n]`` lists the effects recorded while step n ran."""
+
+    current: int = 0
+    effects: dict[int, list[str]] = attrs.field(factory=dict)
+
+    def add(self, text: str) -> None:
+        self.effects.setdefault(self.current, []).append(_norm(text))
+
+    def progress(self, event: ProgressEvent) -> None:
+        if event.event == "start":
+            self.current = event.index
+        elif event.event in ("done", "failed"):
+            self.current = 0
+
+
+@attrs.define
+class RecordingHost:
+    """A host that records every argv it runs, then runs it on the host it wraps."""
+
+    inner: Host
+    recorder: Recorder
+    name: str = ""
+
+    def __attrs_post_init__(self) -> None:
+        self.name = self.inner.name
+
+    def run(self, argv: Sequence[str], **kwargs: Any) -> Completed:
+        argv = [str(a) for a in argv]
+        if Path(argv[0]).name in EFFECT_PROGRAMS:
+            self.recorder.add(shlex.join(argv))
+        return self.inner.run(argv, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+@pytest.fixture
+def recorder(monkeypatch: pytest.MonkeyPatch) -> Recorder:
+    made = Recorder()
+    original = psycopg.Cursor.execute
+
+    def execute(self: psycopg.Cursor[Any], query: Any, params: Any = None,
+                **kwargs: Any) -> psycopg.Cursor[Any]:
+        text = query.as_string(self.connection) if hasattr(query, "as_string") else str(query)
+        if EFFECT_SQL.match(text):
+            shown = queries.shown((psycopg.sql.SQL(text), tuple(params or ())))
+            made.add(shown)
+        return original(self, query, params, **kwargs)
+
+    monkeypatch.setattr(psycopg.Cursor, "execute", execute)
+    return made
+
+
+def record_through(cluster: Cluster, recorder: Recorder) -> None:
+    """Every node's host and service host records what it runs."""
+    for node in [*cluster.nodes, *cluster.failed]:
+        host = node.host if isinstance(node.host, RecordingHost) else RecordingHost(
+            node.host, recorder)
+        node.host = host
+        if node.service is not None:
+            node.service.host = host
+
+
+def apply_and_compare(plan: Plan, recorder: Recorder) -> None:
+    """Apply ``plan`` one step at a time; each step's effects are in its printed detail."""
+    shown = {n: _norm(step.describe(n)) for n, step in enumerate(plan.steps, 1)}
+    recorder.effects.clear()
+    plan.apply(recorder.progress, parallel=False)
+    problems = []
+    for number, effects in sorted(recorder.effects.items()):
+        for effect in effects:
+            if number == 0 or effect not in shown[number]:
+                problems.append(f"step {number}: ran {effect!r}\n   printed: "
+                                f"{shown.get(number, '(outside any step)')!r}")
+    assert not problems, f"{plan.title}: what ran is not what the plan printed:\n" + \
+        "\n".join(problems)
+
+
+SYSTEMCTL = """#!/bin/sh
+# A stand-in for systemctl: units name data directories in $PGSTREAM_UNITS (unit=dir:bindir).
+verb="$1"; unit="$2"
+line=$(printf '%s\\n' "$PGSTREAM_UNITS" | tr ' ' '\\n' | grep "^$unit=")
+dir=${line#*=}; dir=${dir%%:*}; bindir=${line#*:}
+case "$verb" in
+  start) exec runuser -u postgres -- "$bindir/pg_ctl" start -w -D "$dir" -l "$dir.log" ;;
+  stop) exec runuser -u postgres -- "$bindir/pg_ctl" stop -w -D "$dir" -m fast ;;
+  restart) exec runuser -u postgres -- "$bindir/pg_ctl" restart -w -D "$dir" -m fast \\
+             -l "$dir.log" ;;
+  reload) exec runuser -u postgres -- "$bindir/pg_ctl" reload -D "$dir" ;;
+esac
+exit 2
+"""
+
+
+def as_systemd(cluster: Cluster, shim_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Drive every node's server through systemctl (a stand-in that runs pg_ctl)."""
+    from pgstream.hosts.service import SystemdService
+
+    script = shim_dir / "systemctl"
+    script.write_text(SYSTEMCTL)
+    script.chmod(script.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    units: dict[str, str] = {}
+    for node in [*cluster.nodes, *cluster.failed]:
+        svc = node.service
+        assert svc is not None
+        unit = f"pgstream-{node.name}.service"
+        units[unit] = f"{svc.data_dir}:{svc.bindir}"
+        node.service = SystemdService(svc.host, svc.bindir, svc.data_dir, svc.user,
+                                      svc.log_file, svc.timeout, svc.version, unit=unit)
+    monkeypatch.setenv("PATH", f"{shim_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("PGSTREAM_UNITS", " ".join(f"{u}={d}" for u, d in units.items()))
+
+
+OPERATIONS: Mapping[str, Callable[[Cluster], Plan]] = {
+    "follow": lambda c: c.follow_plan("standby2", "standby1"),
+    "follow back": lambda c: c.follow_plan("standby2", c.primary.name),
+    "switchover": lambda c: c.switchover_plan("standby1"),
+    "switchover back": lambda c: c.switchover_plan("primary"),
+    "failover": lambda c: c.failover_plan(force=True),
+}
+
+
+@pytest.mark.parametrize("service", ["pg_ctl", "systemd"])
+def test_what_runs_is_what_the_plan_printed(service: str, pgstream_sandbox: MakeCluster,
+                                            recorder: Recorder, tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    if service == "systemd" and os.geteuid() != 0:
+        pytest.skip("the systemctl stand-in switches to the postgres user: needs root")
+    cluster = pgstream_sandbox(standbys=2)
+    if service == "systemd":
+        tmp_path.chmod(0o755)
+        as_systemd(cluster, tmp_path, monkeypatch)
+    record_through(cluster, recorder)
+    for name, build in OPERATIONS.items():
+        plan = build(cluster)
+        apply_and_compare(plan, recorder)
+        assert recorder.effects, f"{name}: nothing recorded"
+    rejoin = cluster.rejoin_plan(cluster.failed[0].name)
+    apply_and_compare(rejoin, recorder)
+    assert cluster.status().all_streaming
+
+
+def test_a_standby_added_and_promoted_alone(pgstream_sandbox: MakeCluster,
+                                            recorder: Recorder) -> None:
+    cluster = pgstream_sandbox(standbys=1)
+    record_through(cluster, recorder)
+    apply_and_compare(cluster.promote_plan("standby1"), recorder)
