@@ -236,7 +236,79 @@ def replay_paused(version: ServerVersion) -> Query:
     return sql.SQL("SELECT {}()").format(_fn(version, "pg_is_wal_replay_paused")), ()
 
 
-def walsender_state(application_name: str) -> Query:
-    """On an upstream: the state of its walsender(s) for that standby."""
+def walsender_state(application_name: str, slot: str | None = None) -> Query:
+    """On an upstream: the state of its walsender(s) for that standby (through ``slot``, when
+    given: two standbys may share an ``application_name`` such as ``walreceiver``)."""
+    if slot is None:
+        return sql.SQL("SELECT state FROM pg_stat_replication WHERE application_name = %s"), (
+            application_name,)
     return sql.SQL(
-        "SELECT state FROM pg_stat_replication WHERE application_name = %s"), (application_name,)
+        "SELECT r.state FROM pg_stat_replication r JOIN pg_replication_slots s "
+        "ON s.active_pid = r.pid WHERE r.application_name = %s AND s.slot_name = %s"), (
+        application_name, slot)
+
+
+# -- discovery (pgstream.ops.discover)
+
+SERVER_FACTS = ("version_num", "in_recovery", "system_identifier", "data_directory",
+                "config_file", "hba_file", "port", "cluster_name", "logging_collector",
+                "log_directory", "log_filename", "listen_addresses",
+                "unix_socket_directories")
+
+
+def server_facts() -> Query:
+    """One round trip for what discovery asks every server first (the names of
+    :data:`SERVER_FACTS`, in that order); needs a superuser (or pg_read_all_settings)."""
+    settings = [sql.SQL("current_setting({})").format(sql.Literal(name))
+                for name in ("server_version_num",)]
+    rest = [sql.SQL("current_setting({})").format(sql.Literal(name))
+            for name in SERVER_FACTS[3:]]
+    return sql.SQL(
+        "SELECT {}, pg_is_in_recovery(), "
+        "(SELECT system_identifier::text FROM pg_control_system()), {}"
+    ).format(sql.SQL(", ").join(settings), sql.SQL(", ").join(rest)), ()
+
+
+WAL_RECEIVER_FIELDS = ("status", "slot_name", "sender_host", "sender_port", "conninfo")
+
+
+def wal_receiver_facts(version: ServerVersion) -> Query:
+    """On a standby: its walreceiver's status, slot, sender (11+; NULL before) and conninfo
+    (the password shown as ``********``), as :data:`WAL_RECEIVER_FIELDS`."""
+    adapter = version.adapter
+    view = "pg_stat_wal_receiver"
+    sender = [sql.Identifier(col) if adapter.has("column", col, view)
+              else sql.SQL("NULL")  # constant, never user input
+              for col in ("sender_host", "sender_port")]
+    return sql.SQL(
+        "SELECT status, slot_name::text, {}::text, {}::int, conninfo FROM pg_stat_wal_receiver"
+    ).format(*sender), ()
+
+
+def recovery_settings(version: ServerVersion) -> Query:
+    """On a standby of 12+: ``primary_conninfo`` and ``primary_slot_name`` as configured
+    (before 12 they live in ``recovery.conf``, which is no setting: both NULL)."""
+    adapter = version.adapter
+    values = [sql.SQL("current_setting({})").format(sql.Literal(name))
+              if adapter.has("setting", name) else sql.SQL("NULL::text")
+              for name in ("primary_conninfo", "primary_slot_name")]
+    return sql.SQL("SELECT {}, {}").format(*values), ()
+
+
+def synchronous_names() -> Query:
+    """The primary's ``synchronous_standby_names`` in effect, and where it comes from."""
+    return sql.SQL(
+        "SELECT setting, source FROM pg_settings WHERE name = 'synchronous_standby_names'"), ()
+
+
+def role_facts(version: ServerVersion) -> Query:
+    """In one round trip: in recovery?, the system identifier, and (a standby) the conninfo
+    it streams with (12+ the setting; before, the walreceiver's, password masked)."""
+    if version.adapter.has("setting", "primary_conninfo"):
+        conninfo: sql.Composable = sql.SQL(
+            "CASE WHEN pg_is_in_recovery() THEN current_setting('primary_conninfo') END")
+    else:
+        conninfo = sql.SQL("(SELECT conninfo FROM pg_stat_wal_receiver)")
+    return sql.SQL(
+        "SELECT pg_is_in_recovery(), (SELECT system_identifier::text FROM pg_control_system()), "
+        "{}").format(conninfo), ()
