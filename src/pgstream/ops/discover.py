@@ -165,7 +165,8 @@ def _find_more(head: _Seen, all_seen: list[_Seen], deep: bool,
     unmatched = [(up, row) for up in all_seen if up.probe.reachable
                  for row in up.probe.walsenders
                  if (id(up), id(row)) not in _seen_rows(all_seen)]
-    if not unmatched:
+    idle = [slot for up in all_seen for slot in up.probe.slots if not slot.active]
+    if not unmatched and not idle:
         return []
     known_dirs = {str(s.probe.data_directory) for s in all_seen if s.probe.data_directory}
     new: list[_Seen] = []
@@ -330,7 +331,7 @@ def _build(head: _Seen, everyone: list[_Seen], problems: list[str], started: flo
     unused: list[UnusedSlot] = []
     for seen in everyone:
         used = {s.node.slot_name for s in everyone
-                if isinstance(s.node, Standby) and s.upstream is seen}
+                if isinstance(s.node, Standby) and (s.upstream or head) is seen}
         for slot in seen.probe.slots:
             if not slot.active and slot.name not in used:
                 unused.append(UnusedSlot(seen.name, slot.name, slot.retained_bytes,
