@@ -24,6 +24,7 @@ from psycopg import conninfo as pg_conninfo
 from pgstream.errors import NodeUnreachable, ServerMismatch, TopologyError
 from pgstream.hosts.host import Host, LocalHost
 from pgstream.hosts.running import local_walreceivers
+from pgstream.hosts.service import PgCtlService
 from pgstream.hosts.ssh import SshHost
 from pgstream.nodes.node import Node, Primary, Standby, masked_conninfo
 from pgstream.ops.discover_probe import (
@@ -121,6 +122,12 @@ def _check_member(seen: _Seen, head: _Seen) -> None:
 def _same_server(all_seen: Sequence[_Seen]) -> None:
     where: dict[tuple[str, str], _Seen] = {}
     for seen in all_seen:
+        declared, reported = seen.spec.data_dir, seen.probe.data_directory
+        if declared is not None and reported is not None and Path(declared) != reported:
+            raise ServerMismatch(
+                f"{_where(seen)}: the topology says data directory {declared}, the server "
+                f"reports {reported} (nothing was changed)", node=_where(seen),
+                field="data_directory", declared=str(declared), reported=str(reported))
         directory = seen.probe.data_directory or seen.spec.data_dir
         if directory is None:
             continue
@@ -294,10 +301,10 @@ def _build(head: _Seen, everyone: list[_Seen], problems: list[str], started: flo
     own: dict[str, dict[str, str]] = {}
     users: list[str] = []
     matched = _seen_rows(everyone)
-    for seen in everyone:
+    for seen in sorted(everyone, key=lambda s: s is not head):  # the primary first
         node, p = seen.node, seen.probe
         node.name = seen.name
-        service = _service(seen)
+        service = _service(seen, head)
         if p.reachable:
             node.data_dir = p.data_directory
             node.os_user = p.postmaster.owner if p.postmaster is not None else None
@@ -357,12 +364,22 @@ def _build(head: _Seen, everyone: list[_Seen], problems: list[str], started: flo
                  max(set(users), key=users.count) if users else None)
 
 
-def _service(seen: _Seen) -> Service:
+def _service(seen: _Seen, head: _Seen) -> Service:
     p = seen.probe
     if p.reachable and p.data_directory is not None and (
             p.postmaster is not None or seen.spec.service):
         return build_service(seen.node.host, p, p.postmaster.owner if p.postmaster else None,
                              seen.spec.service)
+    if not p.reachable and seen.spec.data_dir is not None and head.probe.reachable \
+            and type(head.node.service) is PgCtlService \
+            and seen.node.host.name == head.node.host.name:
+        # Down, on the primary's host: the same programs, owner and kind of control.
+        data = seen.spec.data_dir
+        handle = attrs.evolve(head.node.service, data_dir=data,
+                              log_file=data.with_name(data.name + ".log"))
+        seen.node.os_user = head.node.os_user
+        return Service(handle, "pg_ctl", "down: the primary's programs, its data_dir given",
+                       handle.bindir, "the primary's", handle.log_file, "beside data_dir")
     return Service(None, "unknown", "not inspected" if p.reachable else "unreachable", None,
                    "", None, "")
 

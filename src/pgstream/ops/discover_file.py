@@ -26,7 +26,7 @@ from pgstream.ops.discover import Found, discover_cluster
 from pgstream.ops.discover_probe import NodeSpec, parse_conninfo
 from pgstream.ops.observe import in_parallel
 from pgstream.render import queries
-from pgstream.render.topology import NodeEntry, ReplicationEntry, Topology, parse_topology
+from pgstream.render.topology import LOCAL, NodeEntry, ReplicationEntry, Topology, parse_topology
 
 
 def read_topology(path: str | Path) -> Topology:
@@ -39,12 +39,19 @@ def read_topology(path: str | Path) -> Topology:
     return parse_topology(text, str(file))
 
 
-def host_of(entry: NodeEntry) -> Host:
-    """``local``: this machine; else an :class:`SshHost` (``become``, ``ssh_config``)."""
-    if entry.is_local:
+def make_host(host: str | None, *, become: str | None = None,
+              ssh_config: str | None = None) -> Host:
+    """``local`` (or None): this machine; else an :class:`SshHost` to that destination."""
+    if host in (None, LOCAL):
+        if become is not None:
+            raise InvalidInput("become needs an SSH host")
         return LocalHost()
-    return SshHost(entry.host, become=entry.become,
-                   ssh_config=Path(entry.ssh_config) if entry.ssh_config else None)
+    return SshHost(host, become=become, ssh_config=Path(ssh_config) if ssh_config else None)
+
+
+def host_of(entry: NodeEntry) -> Host:
+    """The host of a topology entry (``become``, ``ssh_config``)."""
+    return make_host(entry.host, become=entry.become, ssh_config=entry.ssh_config)
 
 
 def spec_of(entry: NodeEntry) -> NodeSpec:

@@ -95,8 +95,9 @@ class Discovery:
                       if k != "password" and v is not None}
             entries.append(NodeEntry(
                 name=facts.name, conninfo=pg_conninfo.make_conninfo("", **params),
-                host=facts.host, become=facts.become,
-                data_dir=None if facts.reachable else facts.data_directory))
+                host=facts.host, become=facts.become, data_dir=facts.data_directory,
+                service=facts.service if facts.service in ("pg_ctl", "pg_ctlcluster")
+                else None))
         return Topology(tuple(entries), replication or ReplicationEntry())
 
     def __str__(self) -> str:

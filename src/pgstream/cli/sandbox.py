@@ -1,4 +1,4 @@
-"""The ``pgstream`` command: ``demo``, ``sandbox-stop``, ``binaries``.
+"""Sandbox verbs: ``demo``, ``sandbox-stop``, ``binaries``.
 
 ``pgstream demo`` is the main job: a local primary with streaming standbys, some writes, a wait
 for catch-up, the status table printed, everything stopped and removed (``--keep`` leaves it
@@ -11,15 +11,10 @@ import argparse
 import shlex
 import sys
 import time
-from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
-from psycopg.conninfo import conninfo_to_dict
-
-from pgstream.cluster import Cluster
-from pgstream.errors import PgStreamError
-from pgstream.hosts import binaries
-from pgstream.ops.plan import ProgressEvent
-from pgstream.ops.sandbox import SUPERUSER, destroy_kept
+if TYPE_CHECKING:
+    from pgstream.ops.plan import ProgressEvent
 
 
 class _Printer:
@@ -47,6 +42,13 @@ class _Printer:
 
 
 def demo(args: argparse.Namespace) -> int:
+    """A local primary with streaming standbys, some writes, the status, all removed."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    from pgstream.cluster import Cluster
+    from pgstream.hosts import binaries
+    from pgstream.ops.sandbox import SUPERUSER
+
     server = binaries.find_server(args.bindir)
     print(f"pgstream demo: PostgreSQL {server.version} from {server.bindir} ({server.source}), "
           f"{args.standbys} standby(s)", flush=True)
@@ -82,6 +84,9 @@ def demo(args: argparse.Namespace) -> int:
 
 
 def sandbox_stop(args: argparse.Namespace) -> int:
+    """Stop and remove a sandbox kept with ``demo --keep``."""
+    from pgstream.ops.sandbox import destroy_kept
+
     problems = destroy_kept(args.dir)
     for problem in problems:
         print(f"warning: {problem}", file=sys.stderr)
@@ -90,6 +95,9 @@ def sandbox_stop(args: argparse.Namespace) -> int:
 
 
 def list_binaries(_args: argparse.Namespace) -> int:
+    """The PostgreSQL installations pgstream finds."""
+    from pgstream.hosts import binaries
+
     found = binaries.discover()
     if not found:
         print(binaries.HOW_TO_GET)
@@ -101,11 +109,8 @@ def list_binaries(_args: argparse.Namespace) -> int:
     return 0
 
 
-def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(
-        prog="pgstream", description="Set up, check and operate PostgreSQL streaming "
-                                     "replication: demo, sandbox-stop, binaries.")
-    sub = top.add_subparsers(dest="command", required=True)
+def register(sub: Any) -> None:
+    """Add ``demo``, ``sandbox-stop`` and ``binaries`` to the command line."""
     d = sub.add_parser("demo", help="a local primary with streaming standbys, status printed")
     d.add_argument("--standbys", type=int, default=2)
     d.add_argument("--rows", type=int, default=1000)
@@ -123,20 +128,3 @@ def parser() -> argparse.ArgumentParser:
     s.set_defaults(func=sandbox_stop)
     b = sub.add_parser("binaries", help="list the PostgreSQL installations pgstream finds")
     b.set_defaults(func=list_binaries)
-    return top
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    try:
-        return int(args.func(args))
-    except PgStreamError as exc:
-        print(f"pgstream: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("pgstream: interrupted; servers stopped and files removed", file=sys.stderr)
-        return 130
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
