@@ -91,7 +91,8 @@ def seed_pair(rig: Rig) -> SeedPair:
     rig.host.append_text(svc.data_dir / "pg_hba.conf",
                          f"host replication repuser 127.0.0.1/32 {method}\n", owner=rig.user)
     svc.start()
-    _psql(rig, port, f"CREATE USER repuser REPLICATION PASSWORD '{PASSWORD.replace(chr(39), chr(39) * 2)}'")
+    quoted = PASSWORD.replace("'", "''")
+    _psql(rig, port, f"CREATE USER repuser REPLICATION PASSWORD '{quoted}'")
     _psql(rig, port, "SELECT pg_create_physical_replication_slot('r1', true)")
     standby, standby_port = standby_by_hand(rig, "seedstandby", port, "r1")
     return SeedPair(svc, standby, port, standby_port, rig.socket_dir())

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -22,7 +23,7 @@ from .seed_pair import PASSWORD, seed_pair
 SCHEMA = json.loads((Path(__file__).parents[2] / "docs" / "status.schema.json").read_text())
 
 
-def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, dict[str, object]]:
+def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, dict[str, Any]]:
     code = main(list(argv))
     out = capsys.readouterr().out.strip().splitlines()
     return code, json.loads(out[-1]) if out else {}
@@ -53,8 +54,8 @@ def test_cli_on_the_seed_pair(rig: Rig, empty_dir: Path, capsys: pytest.CaptureF
     code, status = _run(capsys, "status", "-c", str(config), "--json")
     assert code == 0, status
     assert errors(status, SCHEMA) == []
-    assert status["primary"]["name"] == primary  # type: ignore[index]
-    (standby,) = status["standbys"]  # type: ignore[misc]
+    assert status["primary"]["name"] == primary
+    (standby,) = status["standbys"]
     assert standby["name"] == "walreceiver" and standby["slot_name"] == "r1"
     assert standby["state"] == "streaming"
 
@@ -63,7 +64,7 @@ def test_cli_on_the_seed_pair(rig: Rig, empty_dir: Path, capsys: pytest.CaptureF
     code, dry = _run(capsys, "switchover", "walreceiver", "-c", str(config), "--dry-run",
                      "--json")
     assert code == 0 and dry["dry_run"] is True
-    kinds = [s["kind"] for s in dry["plan"]["steps"]]  # type: ignore[index]
+    kinds = [s["kind"] for s in dry["plan"]["steps"]]
     assert "promote" in kinds and "stop" in kinds
     assert (_start_time(pair.conninfo(pair.primary_port)),
             _start_time(pair.conninfo(pair.standby_port))) == before
@@ -86,7 +87,7 @@ def test_cli_on_the_seed_pair(rig: Rig, empty_dir: Path, capsys: pytest.CaptureF
 
     # A destructive verb without --yes, stdin not a terminal: refused, nothing changed.
     code, refused = _run(capsys, "remove-standby", primary, "-c", str(config), "--json")
-    assert code == 1 and refused["error"]["code"] == "confirmation_required"  # type: ignore[index]
+    assert code == 1 and refused["error"]["code"] == "confirmation_required"
     assert primary in tomllib.loads(config.read_text())["nodes"]
 
 
@@ -95,11 +96,11 @@ def test_cli_errors_have_codes(empty_dir: Path, capsys: pytest.CaptureFixture[st
     monkeypatch.delenv("PGSTREAM_CONFIG", raising=False)
     monkeypatch.chdir(empty_dir)
     code, doc = _run(capsys, "status", "--json")
-    assert code == 2 and doc["error"]["code"] == "no_topology"  # type: ignore[index]
+    assert code == 2 and doc["error"]["code"] == "no_topology"
     code, doc = _run(capsys, "switchover", "--json")
-    assert code == 2 and doc["error"]["code"] == "usage"  # type: ignore[index]
+    assert code == 2 and doc["error"]["code"] == "usage"
     code, doc = _run(capsys, "discover", "host=127.0.0.1 port=1 connect_timeout=2", "--json")
-    assert code == 3 and doc["error"]["code"] == "node_unreachable"  # type: ignore[index]
+    assert code == 3 and doc["error"]["code"] == "node_unreachable"
     (empty_dir / "pgstream.toml").write_text('[nodes.a]\nconninfo = "port=5432"\nx = 1\n')
     code, doc = _run(capsys, "status", "--json")
-    assert code == 2 and doc["error"]["code"] == "topology_error"  # type: ignore[index]
+    assert code == 2 and doc["error"]["code"] == "topology_error"
