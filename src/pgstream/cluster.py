@@ -29,7 +29,8 @@ from pgstream.hosts.wait import DEFAULT_TIMEOUT
 from pgstream.nodes.node import Node, Primary, Standby
 from pgstream.ops import assemble
 from pgstream.ops.assemble import address_from_conninfo, conninfo_port
-from pgstream.ops.discover import Found, discover_cluster
+from pgstream.ops.discover import discover_cluster
+from pgstream.ops.discover_build import Found
 from pgstream.ops.discover_file import found_from_topology, read_topology, replication_password
 from pgstream.ops.discover_probe import NodeSpec
 from pgstream.ops.discover_view import Discovery
@@ -281,10 +282,8 @@ class Cluster:
                     timeout: float = DEFAULT_TIMEOUT) -> Plan:
         """A former primary back as a standby (see :mod:`pgstream.ops.rejoin`)."""
         if isinstance(node, str):
-            matches = [n for n in [*self.failed, *self.nodes] if n.name == node]
-            if not matches:
-                raise InvalidInput(f"no node named {node!r}")
-            node = matches[0]
+            node = next((n for n in [*self.failed, *self.nodes] if n.name == node), None) \
+                or self.node(node)  # raises: no node of that name
         return rejoin_plan(self, node, rewind=rewind, timeout=timeout)
 
     def rejoin(self, node: Node | str, *, rewind: bool | None = None,

@@ -22,7 +22,8 @@ from pgstream.facts.identifiers import Secret
 from pgstream.hosts.host import Host, LocalHost
 from pgstream.hosts.ssh import SshHost
 from pgstream.nodes.node import Standby
-from pgstream.ops.discover import Found, discover_cluster
+from pgstream.ops.discover import discover_cluster
+from pgstream.ops.discover_build import Found
 from pgstream.ops.discover_probe import NodeSpec, parse_conninfo
 from pgstream.ops.observe import in_parallel
 from pgstream.render import queries
