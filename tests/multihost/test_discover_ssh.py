@@ -96,13 +96,13 @@ def test_debian_pair_discovered_over_ssh_with_become(rig: Rig, admin: AdminAccou
         found = cluster.discovery
         assert found is not None, "discovery recorded"
         assert found.problems == (), found.problems
-        for facts, cluster_name, host in ((found.nodes[0], name_a, "alpha"),
-                                          (found.nodes[1], name_b, "beta")):
-            conf = f"/etc/postgresql/{MAJOR}/{cluster_name}"
-            assert facts.host == f"{admin.name}@{host}" and facts.become == "root"
+        for facts, cluster_name, where in ((found.nodes[0], name_a, "alpha"),
+                                           (found.nodes[1], name_b, "beta")):
+            etc = f"/etc/postgresql/{MAJOR}/{cluster_name}"
+            assert facts.host == f"{admin.name}@{where}" and facts.become == "root"
             assert facts.service == "pg_ctlcluster", facts
-            assert facts.config_file == f"{conf}/postgresql.conf"
-            assert facts.hba_file == f"{conf}/pg_hba.conf"
+            assert facts.config_file == f"{etc}/postgresql.conf"
+            assert facts.hba_file == f"{etc}/pg_hba.conf"
             assert facts.data_directory == f"/var/lib/postgresql/{MAJOR}/{cluster_name}"
             assert facts.os_user == "postgres"
             assert facts.bindir == f"/usr/lib/postgresql/{MAJOR}/bin"
