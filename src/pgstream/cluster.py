@@ -10,52 +10,45 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import secrets
 import time
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import attrs
-from psycopg import conninfo as pg_conninfo
 
-from pgstream.errors import (
-    BinaryNotFound,
-    InvalidInput,
-    NodeUnreachable,
-    NotAvailable,
-    PgStreamError,
-    QueryError,
-)
+from pgstream.errors import InvalidInput, PgStreamError
 from pgstream.facts import identifiers
 from pgstream.facts.identifiers import Secret
 from pgstream.facts.lsn import Lsn
-from pgstream.hosts import binaries
 from pgstream.hosts.binaries import Installation
-from pgstream.hosts.host import server_user
+from pgstream.hosts.host import Host
 from pgstream.hosts.wait import DEFAULT_TIMEOUT
 from pgstream.nodes.node import Node, Primary, Standby
-from pgstream.nodes.slot import SlotStatus
+from pgstream.ops import assemble
+from pgstream.ops.assemble import address_from_conninfo, conninfo_port
 from pgstream.ops.check import CheckReport, Thresholds, annotate_status, check
-from pgstream.ops.clone import standby_clone_steps
+from pgstream.ops.discover import discover_cluster
+from pgstream.ops.discover_build import Found
+from pgstream.ops.discover_file import found_from_topology, read_topology, replication_password
+from pgstream.ops.discover_probe import NodeSpec
+from pgstream.ops.discover_view import Discovery
 from pgstream.ops.failover import failover_plan
-from pgstream.ops.follow import follow_steps, promote_step
-from pgstream.ops.plan import Plan, PlanReport, ProgressCallback, Report, Step, StepKind, StepResult
+from pgstream.ops.follow import follow_steps
+from pgstream.ops.observe import cluster_status
+from pgstream.ops.plan import Plan, PlanReport, ProgressCallback
 from pgstream.ops.rejoin import rejoin_plan
-from pgstream.ops.roles import rearrange
+from pgstream.ops.remove import remove_standby_plan
 from pgstream.ops.sandbox import Sandbox
-from pgstream.ops.setup import ReplicationAuth, primary_setup_steps, slot_step
-from pgstream.ops.status import ClusterStatus, HistoryEntry, PrimaryStatus, StandbyStatus
+from pgstream.ops.sandbox_parts import sandbox_parts
+from pgstream.ops.setup import ReplicationAuth
+from pgstream.ops.status import ClusterStatus, HistoryEntry
 from pgstream.ops.switchover import DEFAULT_MAX_LAG_BYTES, switchover_plan
 from pgstream.ops.sync import synchronous_plan
-from pgstream.ops.view import RoleChange
-from pgstream.render import queries
-from pgstream.render.config import ConfigRenderer
+from pgstream.ops.view import RoleChange, rearrange
 from pgstream.render.sync_spec import SyncSpec
-
-MAX_SANDBOX_STANDBYS = 16
 
 
 def _standby_list(items: Iterable[Standby]) -> list[Standby]:
@@ -88,7 +81,10 @@ class Cluster:
     failed: list[Node] = attrs.field(factory=list)
     """Former primaries lost in a failover, until they rejoin."""
     history: list[HistoryEntry] = attrs.field(factory=list)
+    discovery: Discovery | None = None
+    """What :meth:`discover` / :meth:`from_file` found (None for a cluster built by hand)."""
     _finalizer: Any = attrs.field(default=None, init=False)
+    _stream_names: dict[str, tuple[str, str]] = attrs.field(factory=dict, init=False)
 
     def __attrs_post_init__(self) -> None:
         names = [n.name for n in self.nodes]
@@ -118,49 +114,49 @@ class Cluster:
         ``settings`` are added to the primary's before its first start (standbys inherit them);
         ``wal_segsize_mb`` is initdb's ``--wal-segsize`` (11+), e.g. 1 for slot-limit tests.
         """
-        if isinstance(standbys, bool) or not isinstance(standbys, int) or not (
-                0 <= standbys <= MAX_SANDBOX_STANDBYS):
-            raise InvalidInput(f"standbys must be an integer from 0 to {MAX_SANDBOX_STANDBYS}")
-        auth = ReplicationAuth("replicator", password or secrets.token_urlsafe(24))
-        server = binaries.find_server(bindir)
-        asked = binaries.probe(client_bindir) if client_bindir is not None else server
-        client = binaries.find_client("pg_basebackup", server.version, prefer=asked)
-        if client_bindir is not None and client.bindir != asked.bindir:
-            raise BinaryNotFound(
-                f"pg_basebackup {asked.version.major} in {asked.bindir} cannot clone a "
-                f"PostgreSQL {server.version.major} server: give client tools of "
-                f"{server.version.major} or newer")
-        user = server_user(run_as)
-        if wal_segsize_mb is not None and not server.version.adapter.has(
-                "option", "--wal-segsize", "initdb"):
-            raise NotAvailable(f"initdb --wal-segsize needs PostgreSQL 11 or newer, not "
-                               f"{server.version.major}", name="--wal-segsize", since="11")
-        box = Sandbox.create(server, user, base_dir, template=template,
-                             wal_segsize_mb=wal_segsize_mb)
+        parts = sandbox_parts(standbys, bindir=bindir, base_dir=base_dir, run_as=run_as,
+                              template=template, password=password,
+                              client_bindir=client_bindir, settings=settings,
+                              wal_segsize_mb=wal_segsize_mb)
         try:
-            renderer = ConfigRenderer(server.version)
-            wanted = renderer.primary_settings(
-                listen_addresses="127.0.0.1", wal_keep_segments=4,
-                wal_segment_size_mb=wal_segsize_mb or 16)
-            wanted.update(settings or {})
-            primary = box.init_primary("primary", wanted)
-            nodes = [box.standby_node(f"standby{i}") for i in range(1, standbys + 1)]
-            own = {node.name: settings for node, settings in nodes}
-            own[primary.name] = box.node_settings(primary.name, primary_port(primary))
-            cluster = cls(
-                primary, [node for node, _ in nodes],
-                auth=auth,
-                primary_address=("127.0.0.1", primary_port(primary)),
-                hba_addresses=["127.0.0.1"], settings=wanted,
-                _sandbox=box, node_settings=own,
-                addresses={n.name: ("127.0.0.1", primary_port(n))
-                           for n in [primary, *(node for node, _ in nodes)]},
-            )
-            cluster.setup_plan(server=server, client=client, timeout=timeout).apply(progress)
+            cluster = cls(parts.primary, list(parts.standbys), auth=parts.auth,
+                          primary_address=parts.addresses[parts.primary.name],
+                          hba_addresses=["127.0.0.1"], settings=parts.settings,
+                          _sandbox=parts.box, node_settings=parts.node_settings,
+                          addresses=parts.addresses)
+            cluster.setup_plan(server=parts.server, client=parts.client,
+                               timeout=timeout).apply(progress)
         except BaseException:
-            box.destroy()
+            parts.box.destroy()
             raise
         return cluster
+
+    @classmethod
+    def discover(cls, primary_conninfo: str | NodeSpec, *,
+                 standbys: Sequence[str | NodeSpec] = (), host: Host | None = None,
+                 auth: ReplicationAuth | None = None, deep: bool = True) -> Cluster:
+        """The running cluster around ``primary_conninfo``, learnt from the servers (see
+        :mod:`pgstream.ops.discover`); ``cluster.discovery`` says what was found and how."""
+        return cls._found(discover_cluster(primary_conninfo, standbys=standbys, host=host,
+                                           deep=deep), auth)
+
+    @classmethod
+    def from_file(cls, path: str | Path, *, deep: bool = True) -> Cluster:
+        """The cluster a topology file (``pgstream.toml``) lists; the primary is whichever
+        node the servers say (see :mod:`pgstream.render.topology`)."""
+        topology = read_topology(path)
+        found = found_from_topology(topology, deep=deep)
+        user = topology.replication.user or found.replication_user or "replicator"
+        return cls._found(found, ReplicationAuth(
+            user, replication_password(topology.replication, user)))
+
+    @classmethod
+    def _found(cls, found: Found, auth: ReplicationAuth | None) -> Cluster:
+        return cls(found.primary, list(found.standbys),
+                   auth=auth or ReplicationAuth(found.replication_user or "replicator"),
+                   primary_address=found.addresses.get(found.primary.name),
+                   passfiles=found.passfiles, node_settings=found.node_settings,
+                   addresses=found.addresses, discovery=found.discovery)
 
     # -- nodes
     @property
@@ -180,7 +176,11 @@ class Cluster:
         return self._sandbox.base_dir if self._sandbox is not None else None
 
     def slot_for(self, standby: Node) -> str:
-        return standby.name
+        """The slot ``standby`` streams through (``Standby.slot_name``; a former primary's:
+        the one it used as a standby, else its name)."""
+        if isinstance(standby, Standby):
+            return standby.slot_name
+        return self._stream_names.get(standby.name, (standby.name, ""))[0]
 
     def standby(self, name: str) -> Standby:
         for standby in self.standbys:
@@ -195,7 +195,7 @@ class Cluster:
             return self.addresses[node.name]
         if node.name == self.primary.name and self.primary_address is not None:
             return self.primary_address
-        return _address_of(node)
+        return address_from_conninfo(node)
 
     def passfile_of(self, node: Node) -> Path | None:
         """Where ``node`` keeps the replication password (None: the default beside its data
@@ -206,10 +206,12 @@ class Cluster:
 
     def apply(self, change: RoleChange) -> None:
         """Rearrange the cluster after a plan step changed roles on the servers (the only
-        place where operations' results change a cluster; see :func:`pgstream.ops.roles.
-        rearrange`), and record it in :attr:`history`."""
+        place where operations' results change a cluster), and record it in :attr:`history`.
+        """
+        self._stream_names.update((s.name, (s.slot_name, s.application_name))
+                                  for s in self.standbys)
         self.primary, self.standbys, self.failed = rearrange(
-            self.primary, self.standbys, self.failed, change)
+            self.primary, self.standbys, self.failed, change, self._stream_names)
         if change.record:
             self._note(change.operation, change.detail)
 
@@ -233,22 +235,7 @@ class Cluster:
         """Promote one standby alone: it leaves the cluster (the primary and the other
         standbys carry on). To replace a primary use :meth:`switchover` / :meth:`failover`."""
         target = self.standby(standby) if isinstance(standby, str) else standby
-        old = self.primary
-
-        def record(report: Report) -> StepResult:
-            with contextlib.suppress(PgStreamError):  # its slot would hold WAL forever
-                if (slot := old.slot(self.slot_for(target))) is not None and not slot.active:
-                    old.drop_slot(slot.name)
-            self.apply(RoleChange(
-                "promote", f"{target.name} promoted on timeline {target.timeline()} and "
-                           f"detached from the cluster (its primary {old.name} and other "
-                           "standbys unchanged; its slot dropped)", detached=(target.name,)))
-            return StepResult(True, f"{target.name} accepts writes, apart from this cluster")
-
-        return Plan(f"promote {target.name}", [
-            promote_step(target, timeout),
-            Step(target.name, StepKind.RECORD, "record the new role", "", action=record,
-                 host=target.host.name)])
+        return assemble.promote_plan(self, target, timeout=timeout)
 
     def follow_plan(self, standby: Standby | str, upstream: Node | str, *,
                     timeout: float = DEFAULT_TIMEOUT) -> Plan:
@@ -296,10 +283,8 @@ class Cluster:
                     timeout: float = DEFAULT_TIMEOUT) -> Plan:
         """A former primary back as a standby (see :mod:`pgstream.ops.rejoin`)."""
         if isinstance(node, str):
-            matches = [n for n in [*self.failed, *self.nodes] if n.name == node]
-            if not matches:
-                raise InvalidInput(f"no node named {node!r}")
-            node = matches[0]
+            node = next((n for n in [*self.failed, *self.nodes] if n.name == node), None) \
+                or self.node(node)  # raises: no node of that name
         return rejoin_plan(self, node, rewind=rewind, timeout=timeout)
 
     def rejoin(self, node: Node | str, *, rewind: bool | None = None,
@@ -326,33 +311,24 @@ class Cluster:
         return report
 
     def add_standby_plan(self, standby: Standby, *, upstream: Node | str | None = None,
-                         replace: bool = False, timeout: float = DEFAULT_TIMEOUT) -> Plan:
+                         replace: bool = False, timeout: float = DEFAULT_TIMEOUT,
+                         hba_address: str | None = None) -> Plan:
         """Clone one more standby from ``upstream`` (default the primary; a standby gives a
-        cascading standby, with its slot on that standby)."""
-        source = self.primary if upstream is None else (
-            self.node(upstream) if isinstance(upstream, str) else upstream)
-        if standby.name in {n.name for n in [*self.nodes, *self.failed]}:
-            raise InvalidInput(f"a node named {standby.name!r} exists already")
-        if standby.service is None:
-            raise InvalidInput(f"{standby.name} needs a service to be cloned")
-        server = binaries.probe(standby.service.bindir, host=standby.host)
-        client = binaries.find_client("pg_basebackup", source.version, prefer=server)
-        host, port = self.address_of(source)
-        steps = [slot_step(source, standby.name)]
-        steps += standby_clone_steps(
-            source, standby, auth=self.auth, primary_host=host, primary_port=port,
-            slot=standby.name, server=server, client=client, passfile=self.passfile_of(standby),
-            replace=replace, node_settings=self.node_settings.get(standby.name),
-            sync=self._sandbox is None, timeout=timeout)
+        cascading standby, with its slot on that standby); ``hba_address``: allow it in the
+        upstream's pg_hba.conf with a line marked for it (see :mod:`pgstream.ops.assemble`)."""
+        return assemble.add_standby_plan(self, standby, upstream=upstream, replace=replace,
+                                         sync=self._sandbox is None, timeout=timeout,
+                                         hba_address=hba_address)
 
-        def record(report: Report) -> StepResult:
-            self.apply(RoleChange("add standby", f"{standby.name} streams from {source.name}",
-                                  added=(standby,), upstreams=((standby.name, source.name),)))
-            return StepResult(True, f"{standby.name} streams from {source.name}")
+    def remove_standby_plan(self, standby: Standby | str, *, wipe: bool = False,
+                            timeout: float = DEFAULT_TIMEOUT) -> Plan:
+        """Take a standby out (see :mod:`pgstream.ops.remove`); print = dry run."""
+        return remove_standby_plan(self, standby, wipe=wipe, timeout=timeout)
 
-        steps.append(Step(standby.name, StepKind.RECORD, "record the new standby", "",
-                          action=record, host=standby.host.name))
-        return Plan(f"add {standby.name} streaming from {source.name}", steps)
+    def remove_standby(self, standby: Standby | str, *, wipe: bool = False,
+                       progress: ProgressCallback | None = None,
+                       timeout: float = DEFAULT_TIMEOUT) -> PlanReport:
+        return self.remove_standby_plan(standby, wipe=wipe, timeout=timeout).apply(progress)
 
     def add_standby(self, name: str, *, upstream: Node | str | None = None,
                     progress: ProgressCallback | None = None,
@@ -363,7 +339,7 @@ class Cluster:
                                "servers build a Standby and use add_standby_plan()")
         node, own = self._sandbox.standby_node(identifiers.node_name(name))
         self.node_settings[node.name] = own
-        self.addresses[node.name] = ("127.0.0.1", primary_port(node))
+        self.addresses[node.name] = ("127.0.0.1", conninfo_port(node))
         self.add_standby_plan(node, upstream=upstream, timeout=timeout).apply(progress)
         return node
 
@@ -375,27 +351,10 @@ class Cluster:
 
         Everything is validated while building the plan, before anything changes.
         """
-        version = self.primary.version
-        renderer = ConfigRenderer(version)
-        settings = self.settings or renderer.primary_settings()
-        host, port = self.primary_address or _address_of(self.primary)
-        steps = primary_setup_steps(self.primary, auth=self.auth, settings=settings,
-                                    hba_addresses=self.hba_addresses,
-                                    slots=[self.slot_for(s) for s in self.standbys])
-        for standby in self.standbys:
-            if standby.service is None or standby.data_dir is None:
-                raise InvalidInput(f"{standby.name} needs data_dir and service to be cloned")
-            srv = server or binaries.probe(standby.service.bindir, host=standby.host)
-            cli = client or binaries.find_client("pg_basebackup", version, prefer=srv)
-            passfile = self.passfile_of(standby)
-            steps += standby_clone_steps(
-                self.primary, standby, auth=self.auth, primary_host=host, primary_port=port,
-                slot=self.slot_for(standby), server=srv, client=cli, passfile=passfile,
-                replace=replace, node_settings=self.node_settings.get(standby.name),
-                sync=(self._sandbox is None) if sync is None else sync, timeout=timeout)
-        names = ", ".join(s.name for s in self.standbys) or "no standbys"
-        return Plan(f"streaming replication {self.primary.name} -> {names} "
-                    f"(PostgreSQL {version.major})", steps)
+        return assemble.setup_plan(
+            self, auth=self.auth, settings=self.settings, primary_address=self.primary_address,
+            hba_addresses=self.hba_addresses, replace=replace, server=server, client=client,
+            sync=(self._sandbox is None) if sync is None else sync, timeout=timeout)
 
     # -- waiting and status
     def wait_for_catchup(self, timeout: float = 30.0) -> Lsn:
@@ -407,67 +366,10 @@ class Cluster:
         return target
 
     def status(self) -> ClusterStatus:
-        """Primary position and per-standby state, lag, sync state, slot and recovery."""
-        primary = self.primary
-        version = primary.version
-        head = PrimaryStatus(primary.name, str(version), primary.current_lsn(),
-                             primary.in_recovery, primary.timeline())
-        # Each standby as its upstream sees it: the primary, or (cascading) another standby.
-        upstreams = {s.upstream or primary.name for s in self.standbys}
-        rows: dict[tuple[str, str], dict[str, Any]] = {}
-        slots: dict[tuple[str, str], SlotStatus] = {}
-        for name in upstreams:
-            upstream = self.node(name)
-            try:
-                recovering = upstream.in_recovery
-                statement, params, names = queries.replication_status(
-                    upstream.version, recovering)
-                for found in upstream.query(statement, params):
-                    rows[(name, found[0])] = dict(zip(names, found, strict=True))
-                for kept in upstream.slots():
-                    slots[(name, kept.name)] = kept
-            except (NodeUnreachable, QueryError):
-                continue
-        items = []
-        for standby in self.standbys:
-            up = standby.upstream or primary.name
-            row = rows.get((up, standby.name))
-            slot_name = (row or {}).get("slot_name") or self.slot_for(standby)
-            slot = slots.get((up, slot_name))
-            in_recovery: bool | None = None
-            lag = row.get("replay_lag") if row else None
-            reachable = True
-            try:
-                in_recovery = standby.in_recovery
-                if lag is None and not version.adapter.has("column", "replay_lag",
-                                                           "pg_stat_replication"):
-                    lag = standby.value(queries.replay_delay())
-            except (NodeUnreachable, QueryError):
-                reachable = False
-            items.append(StandbyStatus(
-                name=standby.name,
-                state=row["state"] if row else "disconnected",
-                sent_lsn=Lsn.maybe(row["sent_lsn"]) if row else None,
-                write_lsn=Lsn.maybe(row["write_lsn"]) if row else None,
-                flush_lsn=Lsn.maybe(row["flush_lsn"]) if row else None,
-                replay_lsn=Lsn.maybe(row["replay_lsn"]) if row else None,
-                # Disconnected: what its slot holds back is how far behind it is (and grows).
-                replay_lag_bytes=row["replay_lag_bytes"] if row else (
-                    slot.retained_bytes if slot else None),
-                replay_lag=lag,
-                sync_state=row["sync_state"] if row else None,
-                sync_priority=row["sync_priority"] if row else None,
-                slot_name=slot.name if slot else None,
-                slot_active=slot.active if slot else None,
-                slot_wal_status=slot.wal_status if slot else None,
-                slot_retained_bytes=slot.retained_bytes if slot else None,
-                in_recovery=in_recovery, reachable=reachable,
-                upstream=up,
-            ))
-        # Says why: each standby's problem (its check() finding code) and paused replay.
-        return annotate_status(ClusterStatus(head, tuple(items), dt.datetime.now(dt.UTC),
-                                             tuple(self.history),
-                                             tuple(n.name for n in self.failed)), self)
+        """Primary position and per-standby state, lag, sync state, slot and recovery (every
+        node asked in parallel); a standby that does not stream carries its problem (the code
+        of its most severe :meth:`check` finding)."""
+        return annotate_status(cluster_status(self, self.history), self)
 
     def check(self, *, thresholds: Thresholds | None = None,
               timeout: float = 10.0) -> CheckReport:
@@ -505,18 +407,3 @@ class Cluster:
         where = f", base_dir={str(self.base_dir)!r}" if self.base_dir else ""
         return (f"Cluster(primary={self.primary.name!r}, "
                 f"standbys={[s.name for s in self.standbys]!r}{where})")
-
-
-def primary_port(node: Node) -> int:
-    return int(pg_conninfo.conninfo_to_dict(node.conninfo).get("port") or 5432)
-
-
-def _address_of(node: Node) -> tuple[str, int]:
-    params = pg_conninfo.conninfo_to_dict(node.conninfo)
-    host = str(params.get("host") or params.get("hostaddr") or "")
-    if not host or host.startswith("/"):
-        raise InvalidInput(
-            f"cannot tell from {node.name}'s conninfo which address standbys should connect "
-            "to: pass primary_address=(host, port)")
-    return host, int(params.get("port") or 5432)
-

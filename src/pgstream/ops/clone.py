@@ -77,7 +77,8 @@ def standby_clone_steps(
         passfile, named = None, False
     recovery = RecoveryConfig.build(
         server.version, upstream=(primary_host, primary_port), user=auth.user,
-        application_name=standby.name, slot=slot, passfile=passfile if named else None,
+        application_name=standby.application_name, slot=slot,
+        passfile=passfile if named else None,
         own_settings=node_settings)
     user = standby.os_user
     host = standby.host
@@ -182,7 +183,7 @@ def already_streaming(primary: Node, standby: Standby) -> bool:
     try:
         return (standby.in_recovery
                 and standby.system_identifier() == primary.system_identifier()
-                and primary.streams_to(standby.name))
+                and primary.streams_to(standby.application_name, standby.slot_name))
     except PgStreamError:
         return False
 
@@ -190,11 +191,12 @@ def already_streaming(primary: Node, standby: Standby) -> bool:
 def _check_step(primary: Node, standby: Standby, timeout: float, title: str = "") -> Step:
     name = standby.name
     service = standby.service
+    app, slot = standby.application_name, standby.slot_name
 
     def check(report: Report) -> StepResult:
         if not standby.in_recovery:
             raise PgStreamError(f"{name} started but is not in recovery: it is not a standby")
-        wait_for(lambda: primary.streams_to(name), timeout=timeout,
+        wait_for(lambda: primary.streams_to(app, slot), timeout=timeout,
                  what=f"{name} to stream from {primary.name}",
                  detail=lambda: service.log_tail(8) if service else "")
         return StepResult(not title, "in recovery and streaming")
@@ -202,6 +204,6 @@ def _check_step(primary: Node, standby: Standby, timeout: float, title: str = ""
     return Step(name, StepKind.CHECK,
                 title or f"{name} is in recovery and {primary.name} streams to it",
                 "SELECT pg_is_in_recovery();  -- on the standby: t\n"
-                + queries.shown(queries.walsender_state(name))
+                + queries.shown(queries.walsender_state(app, slot))
                 + f"  -- on {primary.name}: streaming",
                 action=check, host=standby.host.name, concurrent=True)

@@ -16,7 +16,7 @@ from pgstream.errors import InvalidInput, NodeUnreachable
 from pgstream.facts.version import ServerVersion
 from pgstream.hosts import binaries, controlfile
 from pgstream.hosts.wait import wait_for
-from pgstream.nodes.node import Node, Standby
+from pgstream.nodes.node import Node, Standby, stream_names
 from pgstream.ops.plan import Report, Step, StepKind, StepResult
 from pgstream.ops.recovery import RecoveryConfig, passfile_for, write_passfile
 from pgstream.ops.view import ClusterView, RoleChange
@@ -76,9 +76,10 @@ def follow_steps(cluster: ClusterView, node: Node, upstream: Node, *, previous: 
     data_dir, service, host = Path(node.data_dir), node.service, node.host
     address = cluster.address_of(upstream)
     auth = cluster.auth
+    slot_name, app = cluster.slot_for(node), stream_names(node)[1]
     passfile, named = passfile_for(version, data_dir, node.os_user, cluster.passfile_of(node))
     recovery = RecoveryConfig.build(
-        version, upstream=address, user=auth.user, application_name=node.name, slot=node.name,
+        version, upstream=address, user=auth.user, application_name=app, slot=slot_name,
         passfile=passfile if named and auth.password is not None else None)
     steps: list[Step] = []
 
@@ -88,13 +89,13 @@ def follow_steps(cluster: ClusterView, node: Node, upstream: Node, *, previous: 
                           concurrent=concurrent))
 
     def slot(report: Report) -> StepResult:
-        if upstream.slot(node.name) is not None:
-            return StepResult(False, f"slot {node.name} exists on {upstream.name}")
-        upstream.create_slot(node.name)
-        return StepResult(True, f"created slot {node.name} on {upstream.name}")
+        if upstream.slot(slot_name) is not None:
+            return StepResult(False, f"slot {slot_name} exists on {upstream.name}")
+        upstream.create_slot(slot_name)
+        return StepResult(True, f"created slot {slot_name} on {upstream.name}")
 
-    step(StepKind.SLOT, f"slot {node.name} on {upstream.name}",
-         queries.shown(queries.create_slot(upstream.version, node.name))
+    step(StepKind.SLOT, f"slot {slot_name} on {upstream.name}",
+         queries.shown(queries.create_slot(upstream.version, slot_name))
          + f"  -- on {upstream.name}", slot)
 
     if auth.password is not None:
@@ -142,14 +143,14 @@ def follow_steps(cluster: ClusterView, node: Node, upstream: Node, *, previous: 
     def check(report: Report) -> StepResult:
         if not start and not service.running():
             return StepResult(False, "not running")
-        wait_for(lambda: node.in_recovery and upstream.streams_to(node.name),
+        wait_for(lambda: node.in_recovery and upstream.streams_to(app, slot_name),
                  timeout=timeout, what=f"{node.name} to stream from {upstream.name}",
                  detail=lambda: service.log_tail(8))
         cluster.apply(RoleChange("follow", record=False, upstreams=((node.name, upstream.name),)))
         return StepResult(True, f"streams from {upstream.name}")
 
     step(StepKind.CHECK, f"{node.name} streams from {upstream.name}",
-         queries.shown(queries.walsender_state(node.name))
+         queries.shown(queries.walsender_state(app, slot_name))
          + f"  -- on {upstream.name}: streaming", check)
 
     if previous is not None and previous.name != upstream.name:
@@ -157,24 +158,25 @@ def follow_steps(cluster: ClusterView, node: Node, upstream: Node, *, previous: 
 
         def drop_old(report: Report) -> StepResult:
             if not old.ping():
-                return StepResult(False, f"{old.name} is down: its slot {node.name} goes "
+                return StepResult(False, f"{old.name} is down: its slot {slot_name} goes "
                                          "when it rejoins")
-            state = old.slot(node.name)
+            state = old.slot(slot_name)
             if state is None:
-                return StepResult(False, f"no slot {node.name} on {old.name}")
+                return StepResult(False, f"no slot {slot_name} on {old.name}")
             if state.active:
-                return StepResult(False, f"slot {node.name} on {old.name} is still active")
-            old.drop_slot(node.name)
-            return StepResult(True, f"dropped slot {node.name} on {old.name}")
+                return StepResult(False, f"slot {slot_name} on {old.name} is still active")
+            old.drop_slot(slot_name)
+            return StepResult(True, f"dropped slot {slot_name} on {old.name}")
 
         step(StepKind.SLOT, f"drop {node.name}'s old slot on {previous.name}",
-             queries.shown(queries.drop_slot(version, node.name))
+             queries.shown(queries.drop_slot(version, slot_name))
              + f"  -- on {previous.name}, if inactive", drop_old)
     return steps
 
 
 def drop_stale_slots_step(node: Node, keep: set[str], names: set[str]) -> Step:
-    """After a former primary rejoins: drop its inactive slots named after cluster nodes."""
+    """After a former primary rejoins: drop its inactive slots among ``names`` (the slots
+    the cluster's nodes stream through), except ``keep``."""
 
     def action(report: Report) -> StepResult:
         dropped = []
@@ -187,6 +189,7 @@ def drop_stale_slots_step(node: Node, keep: set[str], names: set[str]) -> Step:
         return StepResult(True, "dropped " + ", ".join(dropped))
 
     return Step(node.name, StepKind.SLOT, f"drop {node.name}'s stale slots",
-                "inactive slots named after cluster nodes, left from its time as primary",
+                "inactive slots of cluster nodes, left from its time as primary: "
+                + (", ".join(sorted(names - keep)) or "none"),
                 action=action, host=node.host.name, concurrent=True)
 

@@ -118,8 +118,8 @@ def rejoin_plan(cluster: ClusterView, node: Node | str, *, rewind: bool | None =
         steps.append(_rewind_step(cluster, target, primary, version, found, timeout))
     steps += follow_steps(cluster, target, primary, previous=None, timeout=timeout,
                           concurrent=False, check_system=False)
-    steps.append(drop_stale_slots_step(target, keep=set(), names={n.name for n in cluster.nodes}
-                                       | {n.name for n in cluster.failed}))
+    steps.append(drop_stale_slots_step(target, keep=set(), names={
+        cluster.slot_for(n) for n in [*cluster.nodes, *cluster.failed]}))
 
     def record(report: Report) -> StepResult:
         cluster.apply(RoleChange("rejoin", f"{target.name} follows {primary.name}"

@@ -80,7 +80,7 @@ def _normalize_hba(line: str) -> list[str]:
     return line.split("#", 1)[0].split()
 
 
-def hba_step(primary: Primary, lines: Sequence[str], changed_files: set[str]) -> Step:
+def hba_step(primary: Node, lines: Sequence[str], changed_files: set[str]) -> Step:
     def action(report: Report) -> StepResult:
         path = Path(primary.show("hba_file"))
         existing = {tuple(_normalize_hba(x)) for x in primary.host.read_text(path).splitlines()}

@@ -52,7 +52,7 @@ def prechecks(cluster: ClusterView, target: Standby, max_lag_bytes: int) -> list
     recovering = target.in_recovery
     results.append(PreCheck("target is a standby", recovering,
                             "in recovery" if recovering else "not in recovery"))
-    streaming = primary.streams_to(target.name)
+    streaming = primary.streams_to(target.application_name, target.slot_name)
     results.append(PreCheck(f"target streams from {primary.name}", streaming,
                             "streaming" if streaming else "no streaming walsender for it"))
     if recovering:
@@ -147,7 +147,7 @@ def switchover_plan(cluster: ClusterView, to: Standby | str, *,
         steps += follow_steps(cluster, other, target, previous=None, timeout=timeout)
     steps += follow_steps(cluster, old, target, previous=None, timeout=timeout,
                           check_system=False)
-    names = {n.name for n in cluster.nodes}
+    names = {cluster.slot_for(n) for n in cluster.nodes}
     steps.append(drop_stale_slots_step(old, keep=set(), names=names))
 
     def record(report: Report) -> StepResult:

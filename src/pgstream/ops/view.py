@@ -9,12 +9,13 @@ cluster applies it (and records it in its history).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Protocol
 
 import attrs
 
-from pgstream.nodes.node import Node, Primary, Standby
+from pgstream.nodes.node import Node, Primary, Standby, as_primary, as_standby
 from pgstream.ops.setup import ReplicationAuth
 
 
@@ -84,3 +85,38 @@ class ClusterView(Protocol):
 
     def apply(self, change: RoleChange) -> None:
         """Rearrange the cluster after roles changed on the servers."""
+
+
+def rearrange(primary: Primary, standbys: list[Standby], failed: list[Node], change: RoleChange,
+              stream_names: Mapping[str, tuple[str, str]]
+              ) -> tuple[Primary, list[Standby], list[Node]]:
+    """The primary, standbys and failed nodes after ``change`` (what ``Cluster.apply`` sets).
+
+    A node back as a standby streams with the slot and ``application_name`` it used as one
+    before (``stream_names``), else its name.
+    """
+    everyone = {n.name: n for n in [primary, *standbys, *failed]}
+    old_primary = primary.name
+    new_primary = change.new_primary or old_primary
+    lost, back, gone = set(change.failed), set(change.rejoined), set(change.detached)
+    head = everyone[new_primary]
+    kept: list[Standby] = []
+    for name, node in everyone.items():
+        if name == new_primary or name in lost or name in gone:
+            continue
+        if name in back:
+            slot, app = stream_names.get(name, (name, name))
+            kept.append(as_standby(node, None, slot_name=slot, application_name=app))
+        elif isinstance(node, Standby):
+            if node.upstream in (new_primary, old_primary):
+                node.upstream = None  # None: streams from the primary
+            kept.append(node)
+    kept += [s for s in change.added if s.name not in everyone]
+    for name, upstream in change.upstreams:
+        for standby in kept:
+            if standby.name == name:
+                standby.upstream = None if upstream == new_primary else upstream
+    still = [n for n in failed
+             if n.name not in back and n.name != new_primary and n.name not in gone]
+    still += [everyone[name] for name in lost if name in everyone]
+    return (head if isinstance(head, Primary) else as_primary(head)), kept, still

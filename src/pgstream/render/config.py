@@ -211,7 +211,7 @@ class ConfigRenderer:
         if passfile is not None:
             params["passfile"] = passfile
         if application_name is not None:
-            params["application_name"] = identifiers.node_name(application_name)
+            params["application_name"] = identifiers.application_name(application_name)
         params.update(options)
         for key in params:
             since = CONNINFO_OPTIONS_SINCE.get(key)

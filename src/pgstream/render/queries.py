@@ -212,26 +212,6 @@ def show(setting: str) -> sql.Composed:
     return sql.SQL("SHOW {}").format(sql.Identifier(setting))
 
 
-def create_database(name: str) -> sql.Composed:
-    """``CREATE DATABASE name`` (a copy of template1), for the pytest plugin's ``pgstream_db``."""
-    return sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
-
-
-def drop_database(name: str) -> sql.Composed:
-    return sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name))
-
-
-def terminate_sessions(dbname: str) -> Query:
-    """End every other session connected to ``dbname`` (so that it can be dropped)."""
-    return sql.SQL(
-        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-        "WHERE datname = %s AND pid <> pg_backend_pid()"), (dbname,)
-
-
-def database_exists(dbname: str) -> Query:
-    return sql.SQL("SELECT count(*) > 0 FROM pg_database WHERE datname = %s"), (dbname,)
-
-
 def wal_receiver(version: ServerVersion) -> Query:
     """On a standby: the walreceiver's status, sender and flushed LSN (received_lsn before 13)."""
     adapter = version.adapter
@@ -266,87 +246,38 @@ def replay_paused(version: ServerVersion) -> Query:
     return sql.SQL("SELECT {}()").format(_fn(version, "pg_is_wal_replay_paused")), ()
 
 
-def walsender_state(application_name: str) -> Query:
-    """On an upstream: the state of its walsender(s) for that standby."""
+def walsender_state(application_name: str, slot: str | None = None) -> Query:
+    """On an upstream: the state of its walsender(s) for that standby (through ``slot``, when
+    given: two standbys may share an ``application_name`` such as ``walreceiver``)."""
+    if slot is None:
+        return sql.SQL("SELECT state FROM pg_stat_replication WHERE application_name = %s"), (
+            application_name,)
     return sql.SQL(
-        "SELECT state FROM pg_stat_replication WHERE application_name = %s"), (application_name,)
+        "SELECT r.state FROM pg_stat_replication r JOIN pg_replication_slots s "
+        "ON s.active_pid = r.pid WHERE r.application_name = %s AND s.slot_name = %s"), (
+        application_name, slot)
 
 
-# -- check(): what a node says of itself ------------------------------------------------------
-
-CHECK_SETTINGS = ("wal_level", "max_wal_senders", "max_replication_slots", "hot_standby",
-                  "synchronous_standby_names", "max_slot_wal_keep_size", "logging_collector",
-                  "log_directory", "data_directory", "cluster_name", "primary_conninfo",
-                  "primary_slot_name")
+def create_database(name: str) -> sql.Composed:
+    """``CREATE DATABASE name`` (a copy of template1), for the pytest plugin's ``pgstream_db``."""
+    return sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
 
 
-def check_settings(version: ServerVersion) -> Query:
-    """The settings ``check()`` judges, those this version has (``name, setting``)."""
-    names = [version.adapter.setting(n) for n in CHECK_SETTINGS
-             if version.adapter.has("setting", n)]
-    return sql.SQL("SELECT name, setting FROM pg_settings WHERE name = ANY(%s)"), (names,)
+def drop_database(name: str) -> sql.Composed:
+    return sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name))
 
 
-def node_state(version: ServerVersion) -> Query:
-    """In recovery, system identifier, the timeline (a primary's), and this node's WAL
-    position: current (primary) or received/replayed (standby), in one round trip."""
+def terminate_sessions(dbname: str) -> Query:
+    """End every other session connected to ``dbname`` (so that it can be dropped)."""
     return sql.SQL(
-        "SELECT pg_is_in_recovery(), (SELECT system_identifier::text FROM pg_control_system()), "
-        "CASE WHEN pg_is_in_recovery() THEN NULL ELSE {cur}()::text END, "
-        "CASE WHEN pg_is_in_recovery() THEN {recv}()::text END, "
-        "CASE WHEN pg_is_in_recovery() THEN {replay}()::text END"
-    ).format(cur=_fn(version, "pg_current_wal_lsn"), recv=_fn(version, "pg_last_wal_receive_lsn"),
-             replay=_fn(version, "pg_last_wal_replay_lsn")), ()
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+        "WHERE datname = %s AND pid <> pg_backend_pid()"), (dbname,)
 
 
-def standby_replay_state(version: ServerVersion) -> Query:
-    """On a standby: is replay paused, and how old is the last replayed transaction
-    (seconds; NULL when none was replayed)."""
-    return sql.SQL(
-        "SELECT {paused}(), EXTRACT(EPOCH FROM now() - {ts}())::float8"
-    ).format(paused=_fn(version, "pg_is_wal_replay_paused"),
-             ts=_fn(version, "pg_last_xact_replay_timestamp")), ()
-
-
-WAL_RECEIVER_FIELDS = ("status", "received_tli", "flushed_lsn", "slot_name", "sender_host",
-                       "sender_port", "conninfo")
-
-
-def wal_receiver_detail(version: ServerVersion) -> Query:
-    """On a standby: the walreceiver's row (no row when none runs), columns
-    :data:`WAL_RECEIVER_FIELDS`; ``sender_host``/``sender_port`` NULL before 11."""
-    adapter = version.adapter
-    view = "pg_stat_wal_receiver"
-    cols: list[sql.Composable] = []
-    for name in WAL_RECEIVER_FIELDS:
-        if adapter.has("column", name, view):
-            cast = sql.SQL("::text") if name in ("flushed_lsn", "sender_host", "conninfo",
-                                                 "slot_name", "status") else sql.SQL("")
-            cols.append(sql.SQL("{}{}").format(sql.Identifier(adapter.column(view, name)), cast))
-        else:
-            cols.append(sql.SQL("NULL"))
-    return sql.SQL("SELECT {} FROM pg_stat_wal_receiver WHERE pid IS NOT NULL").format(
-        sql.SQL(", ").join(cols)), ()
-
-
-def current_logfile(version: ServerVersion) -> Query:
-    """The log file the logging collector writes now (10+; NULL without the collector)."""
-    return sql.SQL("SELECT {}()").format(_fn(version, "pg_current_logfile")), ()
-
-
-def read_server_file(name: str) -> Query:
-    """A file of the data directory, read by the server (superuser): ``recovery.conf``."""
-    return sql.SQL("SELECT pg_read_file(%s)"), (name,)
+def database_exists(dbname: str) -> Query:
+    return sql.SQL("SELECT count(*) > 0 FROM pg_database WHERE datname = %s"), (dbname,)
 
 
 def resume_replay(version: ServerVersion) -> Query:
     """On a standby: resume paused WAL replay."""
     return sql.SQL("SELECT {}()").format(_fn(version, "pg_wal_replay_resume")), ()
-
-
-def role_flags(name: str) -> Query:
-    """Does the role exist, and may it log in and replicate? (``pg_roles``: no superuser
-    needed; no row when the role does not exist)."""
-    identifiers.role_name(name)
-    return sql.SQL("SELECT rolreplication, rolcanlogin FROM pg_roles WHERE rolname = %s"), (
-        name,)

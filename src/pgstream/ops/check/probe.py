@@ -1,7 +1,7 @@
 """What ``check()`` reads from each node, as a frozen :class:`NodeFacts`, one thread per node.
 
 From every node: recovery state, system identifier, WAL position, the settings
-:data:`~pgstream.render.queries.CHECK_SETTINGS`, its walsenders (``pg_stat_replication``) and
+:data:`~pgstream.render.probes.CHECK_SETTINGS`, its walsenders (``pg_stat_replication``) and
 physical slots. From a standby also: its walreceiver (``pg_stat_wal_receiver``), paused replay,
 ``primary_conninfo`` (a setting from 12, ``recovery.conf`` before) and, when it does not
 stream or cannot be reached, the end of its own server log since its last start, read through
@@ -27,7 +27,7 @@ from pgstream.facts.lsn import Lsn
 from pgstream.facts.version import ServerVersion
 from pgstream.nodes.node import Node, Standby
 from pgstream.nodes.slot import SlotStatus
-from pgstream.render import commands, findings, queries
+from pgstream.render import commands, findings, probes, queries
 from pgstream.render.config import parse_settings
 
 LOG_BYTES = 1024 * 1024  # the end of a log that is read: enough for many retries' messages
@@ -130,7 +130,7 @@ def _slot(row: tuple[Any, ...]) -> SlotStatus:
 
 
 def _receiver(node: Node, version: ServerVersion) -> Receiver | None:
-    rows = node.query(*queries.wal_receiver_detail(version))
+    rows = node.query(*probes.wal_receiver_detail(version))
     if not rows:
         return None
     status, tli, flushed, slot, host, port, conninfo = rows[0]
@@ -143,7 +143,7 @@ def _recovery_settings(node: Node, version: ServerVersion,
     if version.adapter.has("setting", "primary_conninfo"):
         return settings.get("primary_conninfo") or None, settings.get("primary_slot_name") or None
     try:
-        text = node.value(queries.read_server_file(version.adapter.file("recovery.conf")))
+        text = node.value(probes.read_server_file(version.adapter.file("recovery.conf")))
     except PgStreamError:
         return None, None
     parsed = parse_settings(str(text or ""))
@@ -162,7 +162,7 @@ def locate_log(node: Node, settings: Mapping[str, str],
         with_dir = Path(settings.get("log_directory") or "log")
         directory = with_dir if with_dir.is_absolute() else Path(data_dir) / with_dir
         if version.adapter.has("function", "pg_current_logfile"):
-            current = node.value(queries.current_logfile(version))
+            current = node.value(probes.current_logfile(version))
             if current:
                 path = Path(str(current))
                 return (path if path.is_absolute() else Path(data_dir) / path,
@@ -220,8 +220,8 @@ def probe(node: Node, *, role_user: str | None = None, timeout: float = 10.0) ->
     try:
         version = node.version
         recovering, system_id, current, received, replayed = node.query(
-            *queries.node_state(version))[0]
-        settings = {str(k): str(v) for k, v in node.query(*queries.check_settings(version))}
+            *probes.node_state(version))[0]
+        settings = {str(k): str(v) for k, v in node.query(*probes.check_settings(version))}
         statement, params, names = queries.replication_status(version, bool(recovering))
         walsenders = tuple(dict(zip(names, row, strict=True))
                            for row in node.query(statement, params))
@@ -230,14 +230,14 @@ def probe(node: Node, *, role_user: str | None = None, timeout: float = 10.0) ->
         facts: dict[str, Any] = {}
         if recovering:
             receiver = _receiver(node, version)
-            paused, age = node.query(*queries.standby_replay_state(version))[0]
+            paused, age = node.query(*probes.standby_replay_state(version))[0]
             conninfo, slot_name = _recovery_settings(node, version, settings)
             facts.update(receiver=receiver, replay_paused=bool(paused), replay_age=age,
                          primary_conninfo=conninfo, slot_name=slot_name)
             if standby and (receiver is None or not receiver.streaming):
                 facts["log"] = read_log(node, settings, version, timeout)
         if role_user is not None and not recovering:
-            rows = node.query(*queries.role_flags(role_user))
+            rows = node.query(*probes.role_flags(role_user))
             facts.update(role=(bool(rows[0][0]), bool(rows[0][1])) if rows else None,
                          role_asked=True)
         return NodeFacts(node.name, True, "", version, bool(recovering), system_id,

@@ -1,0 +1,130 @@
+"""Sandbox verbs: ``demo``, ``sandbox-stop``, ``binaries``.
+
+``pgstream demo`` is the main job: a local primary with streaming standbys, some writes, a wait
+for catch-up, the status table printed, everything stopped and removed (``--keep`` leaves it
+running and prints how to connect and how to stop it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pgstream.ops.plan import ProgressEvent
+
+
+class _Printer:
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.started = time.monotonic()
+        self.last_percent: dict[int, float] = {}
+
+    def __call__(self, event: ProgressEvent) -> None:
+        if self.quiet:
+            return
+        clock = f"{time.monotonic() - self.started:6.2f}s"
+        where = f"[{event.index:>2}/{event.total}] {event.step.node:<9}"
+        if event.event == "done":
+            print(f"{clock} {where} {event.step.title}: {event.message}", flush=True)
+        elif event.event == "percent" and event.percent is not None:
+            last = self.last_percent.get(event.index, -100.0)
+            if event.percent - last >= 25 or (event.percent >= 100 > last):
+                self.last_percent[event.index] = event.percent
+                print(f"{clock} {where} base backup {event.percent:.0f}%", flush=True)
+        elif event.event == "failed":
+            print(f"{clock} {where} FAILED: {event.step.title}", flush=True)
+        elif event.event == "undone":
+            print(f"{clock} rolled back: [{event.step.node}] {event.step.title}", flush=True)
+
+
+def demo(args: argparse.Namespace) -> int:
+    """A local primary with streaming standbys, some writes, the status, all removed."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    from pgstream.cluster import Cluster
+    from pgstream.hosts import binaries
+    from pgstream.ops.sandbox import SUPERUSER
+
+    server = binaries.find_server(args.bindir)
+    print(f"pgstream demo: PostgreSQL {server.version} from {server.bindir} ({server.source}), "
+          f"{args.standbys} standby(s)", flush=True)
+    cluster = Cluster.sandbox(standbys=args.standbys, bindir=server.bindir,
+                              base_dir=args.base_dir, run_as=args.run_as,
+                              progress=_Printer(args.quiet))
+    try:
+        primary = cluster.primary
+        primary.execute("CREATE TABLE demo (id int PRIMARY KEY, note text)")
+        primary.execute("INSERT INTO demo SELECT g, 'row ' || g FROM generate_series(1, %s) g",
+                        (args.rows,))
+        lsn = cluster.wait_for_catchup(timeout=60)
+        print(f"\nwrote {args.rows} rows on {primary.name}; every standby replayed up to {lsn}")
+        for standby in cluster.standbys:
+            (count,) = standby.query("SELECT count(*) FROM demo")[0]
+            print(f"  {standby.name}: {count} rows visible (read-only hot standby)")
+        print()
+        print(cluster.status())
+        if args.keep:
+            base = cluster.detach()
+            print(f"\nThe sandbox keeps running in {base}. Connect with:")
+            for node in cluster.nodes:
+                params = conninfo_to_dict(node.conninfo)
+                print(f"  {node.name:<9} psql {shlex.quote(node.conninfo)}"
+                      f"   # port {params['port']}, user {SUPERUSER}")
+            print(f"Stop it and remove everything with:\n  pgstream sandbox-stop {base}")
+            return 0
+    finally:
+        if not args.keep:
+            cluster.close()
+    print("\nstopped every server and removed the sandbox")
+    return 0
+
+
+def sandbox_stop(args: argparse.Namespace) -> int:
+    """Stop and remove a sandbox kept with ``demo --keep``."""
+    from pgstream.ops.sandbox import destroy_kept
+
+    problems = destroy_kept(args.dir)
+    for problem in problems:
+        print(f"warning: {problem}", file=sys.stderr)
+    print(f"stopped and removed {args.dir}")
+    return 0
+
+
+def list_binaries(_args: argparse.Namespace) -> int:
+    """The PostgreSQL installations pgstream finds."""
+    from pgstream.hosts import binaries
+
+    found = binaries.discover()
+    if not found:
+        print(binaries.HOW_TO_GET)
+        return 1
+    for inst in found:
+        kind = "server+tools" if inst.has_server else "client tools"
+        print(f"{inst.version.major:>4}  {inst.version!s:<40}  {kind:<12}  {inst.bindir}"
+              f"  ({inst.source})")
+    return 0
+
+
+def register(sub: Any) -> None:
+    """Add ``demo``, ``sandbox-stop`` and ``binaries`` to the command line."""
+    d = sub.add_parser("demo", help="a local primary with streaming standbys, status printed")
+    d.add_argument("--standbys", type=int, default=2)
+    d.add_argument("--rows", type=int, default=1000)
+    d.add_argument("--keep", action="store_true", help="leave the sandbox running")
+    d.add_argument("--bindir", help="PostgreSQL bin directory (default: discovered)")
+    d.add_argument("--base-dir", help="where to create the sandbox directory (default: "
+                                      "/dev/shm when it is a memory file system with room, "
+                                      "else /tmp)")
+    d.add_argument("--run-as", help="OS user for the servers when running as root "
+                                    "(default: postgres)")
+    d.add_argument("--quiet", action="store_true", help="do not print each step")
+    d.set_defaults(func=demo)
+    s = sub.add_parser("sandbox-stop", help="stop and remove a sandbox kept with --keep")
+    s.add_argument("dir")
+    s.set_defaults(func=sandbox_stop)
+    b = sub.add_parser("binaries", help="list the PostgreSQL installations pgstream finds")
+    b.set_defaults(func=list_binaries)

@@ -1,0 +1,242 @@
+"""Discovery: a running cluster described from its servers, given one connection string.
+
+:func:`discover_cluster` asks the primary (and every standby it finds, in parallel) what
+they are: version, paths, port, owner, programs, service, log, walsenders, slots, each
+standby's walreceiver and ``primary_conninfo`` (parsed, its password never kept). Standbys
+are found in the primary's ``pg_stat_replication`` (then in each standby's, for cascades):
+at the conninfos given, else, on this machine, from their walreceiver processes, else at the
+address the primary sees them at. Each standby is matched to its upstream by the slot it
+streams through (then its ``application_name``). The result is a frozen :class:`Discovery`
+(what was found and how each name was chosen) and the node handles a ``Cluster`` is made of.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from psycopg import conninfo as pg_conninfo
+
+from pgstream.errors import NodeUnreachable, ServerMismatch, TopologyError
+from pgstream.hosts.host import Host, LocalHost
+from pgstream.hosts.running import local_walreceivers
+from pgstream.nodes.node import Node, Primary, Standby, masked_conninfo
+from pgstream.ops.discover_build import Found, Seen, build, seen_rows
+from pgstream.ops.discover_probe import (
+    NodeSpec,
+    Probe,
+    host_slug,
+    is_node_name,
+    probe,
+)
+from pgstream.ops.observe import in_parallel
+
+MAX_DEPTH = 8
+
+
+def _spec(item: str | NodeSpec) -> NodeSpec:
+    return item if isinstance(item, NodeSpec) else NodeSpec(item)
+
+
+def _params(conninfo: str) -> dict[str, Any]:
+    return dict(pg_conninfo.conninfo_to_dict(conninfo))
+
+
+def _peer_conninfo(base: str, host: str, port: int) -> str:
+    params = _params(base)
+    params.update(host=host, port=str(port))
+    params.pop("hostaddr", None)
+    return pg_conninfo.make_conninfo("", **params)
+
+
+def _probe_all(items: Sequence[Seen], deep: bool) -> None:
+    results = in_parallel((str(i), functools.partial(probe, seen.node, deep=deep))
+                          for i, seen in enumerate(items))
+    for i, seen in enumerate(items):
+        seen.probe = results[str(i)]
+
+
+def _new(spec: NodeSpec, host: Host, cls: type[Node], given: bool) -> Seen:
+    params = _params(spec.conninfo)
+    tentative = spec.name or host_slug(str(params.get("host") or ""),
+                                       int(params.get("port") or 5432))
+    node = cls(tentative, spec.conninfo, host=spec.host or host)
+    return Seen(node, spec, Probe(False, "not asked"), given)
+
+
+def _where(seen: Seen) -> str:
+    return seen.spec.name or masked_conninfo(seen.spec.conninfo)
+
+
+def _check_member(seen: Seen, head: Seen) -> None:
+    if not seen.probe.reachable:
+        return
+    if not seen.probe.in_recovery:
+        raise ServerMismatch(
+            f"{_where(seen)} is not in recovery: it is a primary itself, not a standby of "
+            f"{_where(head)} (nothing was changed)", node=_where(seen), field="role",
+            declared="standby", reported="primary")
+    if seen.probe.system_identifier != head.probe.system_identifier:
+        raise ServerMismatch(
+            f"{_where(seen)} belongs to another system (identifier "
+            f"{seen.probe.system_identifier}, not {head.probe.system_identifier}): it is no "
+            f"copy of {_where(head)} (nothing was changed)", node=_where(seen),
+            field="system_identifier", declared=head.probe.system_identifier,
+            reported=seen.probe.system_identifier)
+
+
+def _same_server(all_seen: Sequence[Seen]) -> None:
+    where: dict[tuple[str, str], Seen] = {}
+    for seen in all_seen:
+        declared, reported = seen.spec.data_dir, seen.probe.data_directory
+        if declared is not None and reported is not None and Path(declared) != reported:
+            raise ServerMismatch(
+                f"{_where(seen)}: the topology says data directory {declared}, the server "
+                f"reports {reported} (nothing was changed)", node=_where(seen),
+                field="data_directory", declared=str(declared), reported=str(reported))
+        directory = seen.probe.data_directory or seen.spec.data_dir
+        if directory is None:
+            continue
+        key = (seen.node.host.name, str(directory))
+        if key in where:
+            raise TopologyError(
+                f"{_where(seen)} and {_where(where[key])} are the same server (data directory "
+                f"{directory} on {key[0]}): one server cannot be two nodes", key="data_dir")
+        where[key] = seen
+
+
+def _match(seen: Seen, candidates: Sequence[Seen]) -> None:
+    """Find ``seen``'s upstream among ``candidates``: its slot, then its application_name,
+    then the sender address its walreceiver reports."""
+    slot = seen.probe.slot_used or seen.spec.slot
+    own = seen.spec.application_name or seen.probe.own_application_name
+    receiver = seen.probe.receiver or {}
+    for test in ("slot", "name", "sender"):
+        hits = []
+        for up in candidates:
+            if up is seen or not up.probe.reachable:
+                continue
+            for row in up.probe.walsenders:
+                if (test == "slot" and slot and row.get("slot_name") == slot) \
+                        or (test == "name" and row["application_name"] == own) \
+                        or (test == "sender" and receiver.get("sender_port") == up.probe.port \
+                        and row["application_name"] == own):
+                    hits.append((up, row))
+        if len(hits) == 1:
+            seen.upstream, seen.row = hits[0]
+            return
+
+
+def _find_more(head: Seen, all_seen: list[Seen], deep: bool,
+               scan_local: bool) -> list[Seen]:
+    """Standbys the known servers stream to that no conninfo named: local walreceivers,
+    then the addresses the upstreams see them at."""
+    unmatched = [(up, row) for up in all_seen if up.probe.reachable
+                 for row in up.probe.walsenders
+                 if (id(up), id(row)) not in seen_rows(all_seen)]
+    idle = [slot for up in all_seen for slot in up.probe.slots if not slot.active]
+    if not unmatched and not idle:
+        return []
+    known_dirs = {str(s.probe.data_directory) for s in all_seen if s.probe.data_directory}
+    new: list[Seen] = []
+    if scan_local and isinstance(head.node.host, LocalHost):
+        for server in local_walreceivers():
+            if str(server.data_dir) in known_dirs:
+                continue
+            where = server.socket_dir.split(",")[0].strip() if server.socket_dir else (
+                "127.0.0.1")
+            new.append(_new(NodeSpec(_peer_conninfo(head.spec.conninfo, where, server.port)),
+                            head.node.host, Standby, False))
+    if not new:
+        port = head.probe.port or 5432
+        for _up, row in unmatched:
+            if row.get("client_addr"):
+                address = str(row["client_addr"]).split("/")[0]
+                new.append(_new(NodeSpec(_peer_conninfo(head.spec.conninfo, address, port)),
+                                head.node.host, Standby, False))
+    _probe_all(new, deep)
+    kept = []
+    for seen in new:
+        if seen.probe.reachable and seen.probe.in_recovery \
+                and seen.probe.system_identifier == head.probe.system_identifier \
+                and str(seen.probe.data_directory) not in known_dirs:
+            known_dirs.add(str(seen.probe.data_directory))
+            kept.append(seen)
+    return kept
+
+
+def _names(all_seen: Sequence[Seen]) -> None:
+    taken: set[str] = {s.spec.name for s in all_seen if s.spec.name}
+    for seen in all_seen:
+        if seen.spec.name:
+            seen.name, seen.named_by = seen.spec.name, "given"
+    apps = [str(s.row["application_name"]) for s in all_seen if s.row is not None]
+    clusters = [s.probe.settings.get("cluster_name", "") for s in all_seen]
+    for seen in all_seen:
+        if seen.name:
+            continue
+        app = str(seen.row["application_name"]) if seen.row is not None else ""
+        cluster = seen.probe.settings.get("cluster_name", "")
+        if app and is_node_name(app) and apps.count(app) == 1 and app not in taken:
+            seen.name, seen.named_by = app, "application_name"
+        elif cluster and is_node_name(cluster) and clusters.count(cluster) == 1 \
+                and cluster not in taken:
+            seen.name, seen.named_by = cluster, "cluster_name"
+        else:
+            params = _params(seen.spec.conninfo)
+            base = host_slug(str(params.get("host") or ""), seen.probe.port or int(
+                params.get("port") or 5432))
+            name, n = base, 2
+            while name in taken:
+                name, n = f"{base}_{n}", n + 1
+            seen.name, seen.named_by = name, "host and port"
+        taken.add(seen.name)
+
+
+def discover_cluster(primary: str | NodeSpec, *, standbys: Sequence[str | NodeSpec] = (),
+                     host: Host | None = None, deep: bool = True, scan_local: bool = True,
+                     dead_primary: bool = False) -> Found:
+    """Discover the cluster around ``primary`` (see the module docstring). ``standbys``:
+    conninfos (or specs) of standbys, for those the primary cannot point to; ``host``: where
+    the servers run (default this machine; a spec's own host wins). ``deep=False`` skips the
+    host (no owner, programs, service: enough for status). ``dead_primary``: a primary that
+    cannot be reached is kept (from its spec) instead of refused, for a failover."""
+    started = time.monotonic()
+    where = host or LocalHost()
+    head = _new(_spec(primary), where, Primary, True)
+    members = [_new(_spec(s), where, Standby, True) for s in standbys]
+    _probe_all([head, *members], deep)
+    if not head.probe.reachable and not dead_primary:
+        raise NodeUnreachable(f"cannot discover a cluster: {head.probe.error}")
+    if head.probe.reachable and head.probe.in_recovery:
+        raise ServerMismatch(
+            f"{_where(head)} is in recovery: a standby, not the primary; give the primary's "
+            "conninfo (nothing was changed)", node=_where(head), field="role",
+            declared="primary", reported="standby")
+    ref = head if head.probe.reachable else next(
+        (m for m in members if m.probe.reachable), head)
+    for member in members:
+        if member is not ref and head.probe.reachable:
+            _check_member(member, ref)
+    problems: list[str] = []
+    everyone = [head, *members]
+    _same_server(everyone)
+    for _ in range(MAX_DEPTH):
+        for seen in everyone[1:]:
+            if seen.upstream is None:
+                _match(seen, everyone)
+        more = _find_more(head, everyone, deep, scan_local) \
+            if head.probe.reachable else []
+        if not more:
+            break
+        everyone += more
+    for seen in everyone[1:]:
+        if seen.upstream is None and seen.probe.reachable:
+            _match(seen, everyone)
+    _names(everyone)
+    return build(head, everyone, problems, started)
+
+

@@ -1,0 +1,127 @@
+"""What discovery found, as frozen values: per node (:class:`NodeFacts`, each fact with how
+it was learnt), slots no standby uses, and problems (a standby down, a walsender pgstream
+could not follow). ``str()`` is a report; ``to_dict()`` is JSON-ready; :meth:`Discovery.
+topology` is the ``pgstream.toml`` that describes the same nodes.
+"""
+
+from __future__ import annotations
+
+import attrs
+from psycopg import conninfo as pg_conninfo
+
+from pgstream.render.topology import NodeEntry, ReplicationEntry, Topology
+
+
+@attrs.frozen
+class NodeFacts:
+    """One node as discovery found it. ``named_by``: ``given``, ``application_name``,
+    ``cluster_name`` or ``host and port``; ``role``: primary, standby or down."""
+
+    name: str
+    named_by: str
+    role: str
+    reachable: bool
+    conninfo: str
+    """As given or built, any password masked."""
+    host: str
+    """``local`` or the SSH destination."""
+    become: str | None = None
+    version: str | None = None
+    system_identifier: str | None = None
+    data_directory: str | None = None
+    config_file: str | None = None
+    hba_file: str | None = None
+    port: int | None = None
+    cluster_name: str | None = None
+    os_user: str | None = None
+    bindir: str | None = None
+    bindir_how: str = ""
+    service: str = "unknown"
+    service_how: str = ""
+    log: str | None = None
+    log_how: str = ""
+    upstream: str | None = None
+    slot_name: str | None = None
+    application_name: str | None = None
+    state: str | None = None
+    primary_conninfo: str | None = None
+    """A standby's ``primary_conninfo``, without its password."""
+    primary_conninfo_had_password: bool = False
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, object]:
+        return attrs.asdict(self)
+
+
+@attrs.frozen
+class UnusedSlot:
+    """A slot that no known standby streams through (it may be a down standby's)."""
+
+    node: str
+    slot: str
+    retained_bytes: int | None
+    wal_status: str | None = None
+
+
+@attrs.frozen
+class Discovery:
+    """The whole cluster as found, the primary first."""
+
+    nodes: tuple[NodeFacts, ...]
+    unused_slots: tuple[UnusedSlot, ...] = ()
+    problems: tuple[str, ...] = ()
+    seconds: float = 0.0
+
+    @property
+    def primary(self) -> NodeFacts:
+        return self.nodes[0]
+
+    def node(self, name: str) -> NodeFacts:
+        for facts in self.nodes:
+            if facts.name == name:
+                return facts
+        raise KeyError(name)
+
+    def to_dict(self) -> dict[str, object]:
+        return {"nodes": [n.to_dict() for n in self.nodes],
+                "unused_slots": [attrs.asdict(s) for s in self.unused_slots],
+                "problems": list(self.problems), "seconds": self.seconds}
+
+    def topology(self, replication: ReplicationEntry | None = None) -> Topology:
+        """The topology file for these nodes (conninfos without password)."""
+        entries = []
+        for facts in self.nodes:
+            params = {k: v for k, v in pg_conninfo.conninfo_to_dict(facts.conninfo).items()
+                      if k != "password" and v is not None}
+            entries.append(NodeEntry(
+                name=facts.name, conninfo=pg_conninfo.make_conninfo("", **params),
+                host=facts.host, become=facts.become, data_dir=facts.data_directory,
+                service=facts.service if facts.service in ("pg_ctl", "pg_ctlcluster")
+                else None))
+        return Topology(tuple(entries), replication or ReplicationEntry())
+
+    def __str__(self) -> str:
+        out = []
+        for n in self.nodes:
+            head = f"{n.name} ({n.role}, named by {n.named_by})"
+            if n.role != "primary":
+                head += f": streams from {n.upstream or '?'}, state {n.state or '-'}, " \
+                        f"slot {n.slot_name or '-'}, application_name {n.application_name}"
+            out.append(head)
+            if not n.reachable:
+                out.append(f"    unreachable: {n.error}")
+                continue
+            out += [f"    PostgreSQL {n.version} on {n.host}, port {n.port}, system "
+                    f"{n.system_identifier}",
+                    f"    data_directory {n.data_directory} (owner {n.os_user or '?'})",
+                    f"    config_file {n.config_file}", f"    hba_file {n.hba_file}",
+                    f"    bin {n.bindir or '?'} ({n.bindir_how})",
+                    f"    service {n.service} ({n.service_how})",
+                    f"    log {n.log or '?'} ({n.log_how})"]
+            if n.primary_conninfo:
+                out.append(f"    primary_conninfo {n.primary_conninfo}"
+                           + (" (a password in it: not kept)"
+                              if n.primary_conninfo_had_password else ""))
+        out += [f"problem: {p}" for p in self.problems]
+        out.append(f"(discovered in {self.seconds * 1000:.0f} ms)")
+        return "\n".join(out)

@@ -1,0 +1,82 @@
+"""The pieces of a sandbox cluster, before :meth:`pgstream.Cluster.sandbox` sets it up:
+programs chosen, inputs checked, the primary initialised, the standbys' nodes named."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping
+from pathlib import Path
+
+import attrs
+
+from pgstream.errors import BinaryNotFound, InvalidInput, NotAvailable
+from pgstream.facts.identifiers import Secret
+from pgstream.hosts import binaries
+from pgstream.hosts.binaries import Installation
+from pgstream.hosts.host import server_user
+from pgstream.nodes.node import Primary, Standby
+from pgstream.ops.assemble import conninfo_port
+from pgstream.ops.sandbox import Sandbox
+from pgstream.ops.setup import ReplicationAuth
+from pgstream.render.config import ConfigRenderer
+
+MAX_SANDBOX_STANDBYS = 16
+
+
+@attrs.frozen
+class SandboxParts:
+    """A sandbox's initialised primary, future standbys and what setting them up needs."""
+
+    box: Sandbox
+    primary: Primary
+    standbys: tuple[Standby, ...]
+    auth: ReplicationAuth
+    settings: dict[str, str]
+    node_settings: dict[str, dict[str, str]]
+    addresses: dict[str, tuple[str, int]]
+    server: Installation
+    client: Installation
+
+
+def sandbox_parts(standbys: int, *, bindir: str | Path | None, base_dir: str | Path | None,
+                  run_as: str | None, template: bool, password: str | Secret | None,
+                  client_bindir: str | Path | None, settings: Mapping[str, str] | None,
+                  wal_segsize_mb: int | None) -> SandboxParts:
+    """Check the inputs, pick the programs, create the sandbox and its primary (removed
+    again on failure). See :meth:`pgstream.Cluster.sandbox` for the arguments."""
+    if isinstance(standbys, bool) or not isinstance(standbys, int) or not (
+            0 <= standbys <= MAX_SANDBOX_STANDBYS):
+        raise InvalidInput(f"standbys must be an integer from 0 to {MAX_SANDBOX_STANDBYS}")
+    auth = ReplicationAuth("replicator", password or secrets.token_urlsafe(24))
+    server = binaries.find_server(bindir)
+    asked = binaries.probe(client_bindir) if client_bindir is not None else server
+    client = binaries.find_client("pg_basebackup", server.version, prefer=asked)
+    if client_bindir is not None and client.bindir != asked.bindir:
+        raise BinaryNotFound(
+            f"pg_basebackup {asked.version.major} in {asked.bindir} cannot clone a "
+            f"PostgreSQL {server.version.major} server: give client tools of "
+            f"{server.version.major} or newer")
+    user = server_user(run_as)
+    if wal_segsize_mb is not None and not server.version.adapter.has(
+            "option", "--wal-segsize", "initdb"):
+        raise NotAvailable(f"initdb --wal-segsize needs PostgreSQL 11 or newer, not "
+                           f"{server.version.major}", name="--wal-segsize", since="11")
+    box = Sandbox.create(server, user, base_dir, template=template,
+                         wal_segsize_mb=wal_segsize_mb)
+    try:
+        renderer = ConfigRenderer(server.version)
+        wanted = renderer.primary_settings(
+            listen_addresses="127.0.0.1", wal_keep_segments=4,
+            wal_segment_size_mb=wal_segsize_mb or 16)
+        wanted.update(settings or {})
+        primary = box.init_primary("primary", wanted)
+        nodes = [box.standby_node(f"standby{i}") for i in range(1, standbys + 1)]
+        own = {node.name: own for node, own in nodes}
+        own[primary.name] = box.node_settings(primary.name, conninfo_port(primary))
+        addresses = {n.name: ("127.0.0.1", conninfo_port(n))
+                     for n in [primary, *(node for node, _ in nodes)]}
+        return SandboxParts(box, primary, tuple(node for node, _ in nodes), auth, wanted, own,
+                            addresses, server, client)
+    except BaseException:
+        box.destroy()
+        raise
