@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import os
 import secrets
 import time
 import weakref
@@ -29,13 +30,14 @@ from pgstream.errors import (
     PgStreamError,
     QueryError,
 )
-from pgstream.facts import identifiers
+from pgstream.facts import arguments, identifiers
 from pgstream.facts.identifiers import Secret
 from pgstream.facts.lsn import Lsn
 from pgstream.hosts import binaries
 from pgstream.hosts.binaries import Installation
 from pgstream.hosts.host import server_user
 from pgstream.hosts.wait import DEFAULT_TIMEOUT
+from pgstream.nodes import identity
 from pgstream.nodes.node import Node, Primary, Standby, as_primary, as_standby
 from pgstream.nodes.slot import SlotStatus
 from pgstream.ops.clone import standby_clone_steps
@@ -64,6 +66,10 @@ def _str_list(items: Iterable[str]) -> list[str]:
     return list(items)
 
 
+def _address_map(items: Mapping[str, tuple[str, int]]) -> dict[str, tuple[str, int]]:
+    return dict(items)  # a copy: the cluster binds addresses to names in it
+
+
 @attrs.define(eq=False)
 class Cluster:
     """A primary and its streaming standbys."""
@@ -80,9 +86,10 @@ class Cluster:
     node_settings: dict[str, dict[str, str]] = attrs.field(factory=dict)
     """Per node: its own settings (port, cluster_name, ...), merged into its
     postgresql.auto.conf after a clone or a rewind, which copy the primary's."""
-    addresses: dict[str, tuple[str, int]] = attrs.field(factory=dict)
-    """Per node: the (host, port) other nodes stream from (primary_address for the primary,
-    else taken from its conninfo when that names a TCP host)."""
+    addresses: dict[str, tuple[str, int]] = attrs.field(factory=dict, converter=_address_map)
+    """Per node: the (host, port) other nodes stream from, else taken from its conninfo when
+    that names a TCP host. ``primary_address`` is the address of the node that is the primary
+    when the cluster is built: it stays that node's, whichever node is primary later."""
     failed: list[Node] = attrs.field(factory=list)
     """Former primaries lost in a failover, until they rejoin."""
     history: list[HistoryEntry] = attrs.field(factory=list)
@@ -92,6 +99,9 @@ class Cluster:
         names = [n.name for n in self.nodes]
         if len(set(names)) != len(names):
             raise InvalidInput(f"node names must be unique: {', '.join(names)}")
+        if self.primary_address is not None:  # an address belongs to a node, not to a role
+            self.addresses.setdefault(self.primary.name, self.primary_address)
+        _refuse_shared_places([*self.nodes, *self.failed], self.addresses)
         if self._sandbox is not None:
             self._finalizer = weakref.finalize(self, self._sandbox.destroy)
 
@@ -119,6 +129,7 @@ class Cluster:
         if isinstance(standbys, bool) or not isinstance(standbys, int) or not (
                 0 <= standbys <= MAX_SANDBOX_STANDBYS):
             raise InvalidInput(f"standbys must be an integer from 0 to {MAX_SANDBOX_STANDBYS}")
+        timeout = arguments.timeout(timeout)
         auth = ReplicationAuth("replicator", password or secrets.token_urlsafe(24))
         server = binaries.find_server(bindir)
         asked = binaries.probe(client_bindir) if client_bindir is not None else server
@@ -188,12 +199,24 @@ class Cluster:
                            f"{', '.join(s.name for s in self.standbys) or 'none'})")
 
     def address_of(self, node: Node) -> tuple[str, int]:
-        """Where other nodes reach ``node`` for replication."""
+        """Where other nodes reach ``node`` for replication: its own ``addresses`` entry
+        (``primary_address`` is the first primary's), else its conninfo's TCP host."""
         if node.name in self.addresses:
             return self.addresses[node.name]
-        if node.name == self.primary.name and self.primary_address is not None:
-            return self.primary_address
         return _address_of(node)
+
+    def _role_of(self, node: Node) -> identity.Role | None:
+        """What this cluster says ``node`` is (None: not one of its nodes)."""
+        if node is self.primary:
+            return "primary"
+        return "standby" if any(node is s for s in self.standbys) else None
+
+    def _settings_of(self, *nodes: Node) -> dict[str, dict[str, str]]:
+        """``node_settings`` of those of ``nodes`` that are this cluster's own node objects
+        (a node of another cluster may carry the same name)."""
+        mine = [*self.nodes, *self.failed]
+        return {n.name: self.node_settings[n.name] for n in nodes
+                if any(n is m for m in mine) and n.name in self.node_settings}
 
     def passfile_of(self, node: Node) -> Path | None:
         """Where ``node`` keeps the replication password (None: the default beside its data
@@ -253,8 +276,11 @@ class Cluster:
     def promote_plan(self, standby: Standby | str, *, timeout: float = DEFAULT_TIMEOUT) -> Plan:
         """Promote one standby alone: it leaves the cluster (the primary and the other
         standbys carry on). To replace a primary use :meth:`switchover` / :meth:`failover`."""
+        timeout = arguments.timeout(timeout)
         target = self.standby(standby) if isinstance(standby, str) else standby
         old = self.primary
+        reports = identity.verify_all([(target, "standby"), (old, "primary")],
+                                      self._settings_of(target, old), required=[target.name])
 
         def record(report: Report) -> StepResult:
             with contextlib.suppress(PgStreamError):  # its slot would hold WAL forever
@@ -267,15 +293,22 @@ class Cluster:
             return StepResult(True, f"{target.name} accepts writes, apart from this cluster")
 
         return Plan(f"promote {target.name}", [
-            promote_step(target, timeout),
+            promote_step(target, timeout, port=identity.declared_port(
+                target, self.node_settings.get(target.name)),
+                system_identifier=reports[target.name].system_identifier),
             Step(target.name, StepKind.RECORD, "record the new role", "", action=record,
                  host=target.host.name)])
 
     def follow_plan(self, standby: Standby | str, upstream: Node | str, *,
                     timeout: float = DEFAULT_TIMEOUT) -> Plan:
         """Re-point a standby at another upstream (the primary or another standby)."""
+        timeout = arguments.timeout(timeout)
         node = self.standby(standby) if isinstance(standby, str) else standby
         target = self.node(upstream) if isinstance(upstream, str) else upstream
+        identity.verify_all(
+            [(node, "standby"),
+             (target, self._role_of(target))],
+            self._settings_of(node, target), required=[target.name])
         previous = self.node(node.upstream) if node.upstream not in (None, target.name) \
             and node.upstream in {n.name for n in self.nodes} else (
                 self.primary if node.upstream is None and target is not self.primary else None)
@@ -332,6 +365,7 @@ class Cluster:
                          wait_for: Mapping[str, str] | None = None,
                          timeout: float = DEFAULT_TIMEOUT) -> Plan:
         """Set ``synchronous_standby_names`` from a typed spec (see :mod:`pgstream.ops.sync`)."""
+        timeout = arguments.timeout(timeout)
         return synchronous_plan(self.primary, spec, synchronous_commit=synchronous_commit,
                                 wait_for=wait_for, timeout=timeout)
 
@@ -347,15 +381,33 @@ class Cluster:
         return report
 
     def add_standby_plan(self, standby: Standby, *, upstream: Node | str | None = None,
-                         replace: bool = False, timeout: float = DEFAULT_TIMEOUT) -> Plan:
+                         replace: bool = False, timeout: float = DEFAULT_TIMEOUT,
+                         node_settings: Mapping[str, str] | None = None,
+                         address: tuple[str, int] | None = None) -> Plan:
         """Clone one more standby from ``upstream`` (default the primary; a standby gives a
-        cascading standby, with its slot on that standby)."""
-        source = self.primary if upstream is None else (
-            self.node(upstream) if isinstance(upstream, str) else upstream)
+        cascading standby, with its slot on that standby).
+
+        ``node_settings`` (default ``self.node_settings[standby.name]``) and ``address``
+        (where others will reach it) are recorded in the cluster once the standby streams.
+        Everything is checked before anything changes: the name is new, its data directory
+        and address are not another node's, the upstream is the declared live server.
+        """
+        timeout = arguments.timeout(timeout)
+        replace = arguments.flag(replace, "replace")
         if standby.name in {n.name for n in [*self.nodes, *self.failed]}:
             raise InvalidInput(f"a node named {standby.name!r} exists already")
+        source = self.primary if upstream is None else (
+            self.node(upstream) if isinstance(upstream, str) else upstream)
         if standby.service is None:
             raise InvalidInput(f"{standby.name} needs a service to be cloned")
+        _refuse_shared_places([*self.nodes, *self.failed, standby],
+                              {**self.addresses, **({standby.name: address} if address else {})})
+        own = dict(node_settings) if node_settings is not None else self.node_settings.get(
+            standby.name)
+        identity.verify_all(
+            [(self.primary, "primary"),
+             (source, self._role_of(source))],
+            self._settings_of(self.primary, source), required=[source.name])
         server = binaries.probe(standby.service.bindir, host=standby.host)
         client = binaries.find_client("pg_basebackup", source.version, prefer=server)
         host, port = self.address_of(source)
@@ -363,10 +415,13 @@ class Cluster:
         steps += standby_clone_steps(
             source, standby, auth=self.auth, primary_host=host, primary_port=port,
             slot=standby.name, server=server, client=client, passfile=self.passfile_of(standby),
-            replace=replace, node_settings=self.node_settings.get(standby.name),
-            sync=self._sandbox is None, timeout=timeout)
+            replace=replace, node_settings=own, sync=self._sandbox is None, timeout=timeout)
 
         def record(report: Report) -> StepResult:
+            if own is not None:
+                self.node_settings[standby.name] = dict(own)
+            if address is not None:
+                self.addresses[standby.name] = address
             self.apply(RoleChange("add standby", f"{standby.name} streams from {source.name}",
                                   added=(standby,), upstreams=((standby.name, source.name),)))
             return StepResult(True, f"{standby.name} streams from {source.name}")
@@ -378,14 +433,24 @@ class Cluster:
     def add_standby(self, name: str, *, upstream: Node | str | None = None,
                     progress: ProgressCallback | None = None,
                     timeout: float = DEFAULT_TIMEOUT) -> Standby:
-        """Sandbox: clone and start one more standby, from the primary or from a standby."""
+        """Sandbox: clone and start one more standby, from the primary or from a standby.
+
+        The name, upstream and timeout are checked first: a refused call changes nothing
+        (no port, address or settings of an existing node are touched)."""
         if self._sandbox is None:
             raise InvalidInput("add_standby(name) makes local sandbox nodes; for existing "
                                "servers build a Standby and use add_standby_plan()")
-        node, own = self._sandbox.standby_node(identifiers.node_name(name))
-        self.node_settings[node.name] = own
-        self.addresses[node.name] = ("127.0.0.1", primary_port(node))
-        self.add_standby_plan(node, upstream=upstream, timeout=timeout).apply(progress)
+        name = identifiers.node_name(name)
+        if name in {n.name for n in [*self.nodes, *self.failed]}:
+            raise InvalidInput(f"a node named {name!r} exists already")
+        arguments.timeout(timeout)
+        if upstream is not None and isinstance(upstream, str):
+            self.node(upstream)
+        node, own = self._sandbox.standby_node(name)
+        plan = self.add_standby_plan(node, upstream=upstream, timeout=timeout,
+                                     node_settings=own,
+                                     address=("127.0.0.1", primary_port(node)))
+        plan.apply(progress)
         return node
 
     # -- setup
@@ -396,10 +461,11 @@ class Cluster:
 
         Everything is validated while building the plan, before anything changes.
         """
+        timeout = arguments.timeout(timeout)
         version = self.primary.version
         renderer = ConfigRenderer(version)
         settings = self.settings or renderer.primary_settings()
-        host, port = self.primary_address or _address_of(self.primary)
+        host, port = self.address_of(self.primary)
         steps = primary_setup_steps(self.primary, auth=self.auth, settings=settings,
                                     hba_addresses=self.hba_addresses,
                                     slots=[self.slot_for(s) for s in self.standbys])
@@ -421,6 +487,7 @@ class Cluster:
     # -- waiting and status
     def wait_for_catchup(self, timeout: float = 30.0) -> Lsn:
         """Wait until every standby has replayed the primary's current LSN; return that LSN."""
+        timeout = arguments.timeout(timeout)
         target = self.primary.current_lsn()
         deadline = time.monotonic() + timeout
         for standby in self.standbys:
@@ -527,7 +594,29 @@ def _address_of(node: Node) -> tuple[str, int]:
     host = str(params.get("host") or params.get("hostaddr") or "")
     if not host or host.startswith("/"):
         raise InvalidInput(
-            f"cannot tell from {node.name}'s conninfo which address standbys should connect "
-            "to: pass primary_address=(host, port)")
+            f"cannot tell from {node.name}'s conninfo which address other nodes should "
+            f"stream from: give addresses={{{node.name!r}: (host, port)}} (or, for the "
+            "first primary, primary_address=(host, port))")
     return host, int(params.get("port") or 5432)
+
+
+def _refuse_shared_places(nodes: Iterable[Node], addresses: Mapping[str, tuple[str, int]]
+                          ) -> None:
+    """Two nodes can share neither a data directory on one host (both would be cloned into
+    it at once) nor a replication address."""
+    seen: dict[tuple[str, str], str] = {}
+    for node in nodes:
+        places = {node.data_dir, getattr(node.service, "data_dir", None)} - {None}
+        for place in places:
+            key = (node.host.name, os.path.normpath(str(place)))
+            other = seen.setdefault(key, node.name)
+            if other != node.name:
+                raise InvalidInput(f"{other} and {node.name} are both declared with the data "
+                                   f"directory {key[1]} on {key[0]}: each node needs its own")
+    owners: dict[tuple[str, int], str] = {}
+    for name, address in addresses.items():
+        other = owners.setdefault((address[0], address[1]), name)
+        if other != name:
+            raise InvalidInput(f"{other} and {name} are both declared at {address[0]}:"
+                               f"{address[1]}: each node needs its own address")
 

@@ -12,10 +12,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from pgstream.errors import InvalidInput, NodeUnreachable
+from pgstream.errors import InvalidInput, NodeUnreachable, ServerMismatch, WaitTimeout
 from pgstream.facts.version import ServerVersion
 from pgstream.hosts import binaries, controlfile
 from pgstream.hosts.wait import wait_for
+from pgstream.nodes import identity
 from pgstream.nodes.node import Node, Standby
 from pgstream.ops.plan import Report, Step, StepKind, StepResult
 from pgstream.ops.recovery import RecoveryConfig, passfile_for, write_passfile
@@ -44,21 +45,47 @@ def server_version(node: Node) -> ServerVersion:
 def check_same_system(node: Node, upstream: Node) -> None:
     mine, theirs = system_identifier(node), system_identifier(upstream)
     if mine != theirs:
-        raise InvalidInput(
+        raise ServerMismatch(
             f"{node.name} (system {mine}) cannot stream from {upstream.name} (system "
-            f"{theirs}): they are not copies of the same cluster")
+            f"{theirs}): they are not copies of the same cluster", node=upstream.name,
+            field="system_identifier", declared=mine, reported=theirs)
 
 
-def promote_step(standby: Standby, timeout: float) -> Step:
+def promote_step(standby: Standby, timeout: float, *, port: int | None = None,
+                 system_identifier: str | None = None, guard: Callable[[], str] | None = None,
+                 on_request: Callable[[], None] | None = None, after_request: str = "") -> Step:
+    """Promote ``standby``, after checking once more (one query) that it is the declared
+    server, still in recovery, of ``system_identifier``, on ``port``.
+
+    ``guard`` runs first and raises if promoting is no longer safe (an old primary that is
+    not proven down); what it returns goes into the step's message. ``on_request`` is called
+    just before the promotion is requested: from then on the standby may become a primary
+    whatever happens next, so nothing may start another primary beside it.
+    ``after_request`` is added to the error when the promotion was requested but not seen
+    to finish (it may still).
+    """
     method = ("SELECT pg_promote(false);  -- then until SELECT pg_is_in_recovery() is false"
               if standby.version.adapter.supports("pg_promote")
               else "pg_ctl promote -W  -- then until SELECT pg_is_in_recovery() is false")
 
     def action(report: Report) -> StepResult:
-        timeline = standby.promote(timeout=timeout)
-        return StepResult(True, f"{standby.name} accepts writes on timeline {timeline}")
+        proof = guard() if guard is not None else ""
+        identity.verify(standby, role="standby", port=port,
+                        system_identifier=system_identifier)
+        if on_request is not None:
+            on_request()
+        try:
+            timeline = standby.promote(timeout=timeout)
+        except WaitTimeout as exc:
+            raise WaitTimeout(f"{exc}: the promotion of {standby.name} was requested and may "
+                              f"still complete{'; ' + after_request if after_request else ''}"
+                              ) from exc
+        done = f"{standby.name} accepts writes on timeline {timeline}"
+        return StepResult(True, f"{done} ({proof})" if proof else done)
 
-    return Step(standby.name, StepKind.PROMOTE, f"promote {standby.name}", method,
+    return Step(standby.name, StepKind.PROMOTE, f"promote {standby.name}",
+                "re-check: " + queries.shown(queries.server_identity(standby.version))
+                + "  -- same server, in recovery\n" + method,
                 action=action, host=standby.host.name)
 
 

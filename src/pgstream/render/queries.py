@@ -240,3 +240,29 @@ def walsender_state(application_name: str) -> Query:
     """On an upstream: the state of its walsender(s) for that standby."""
     return sql.SQL(
         "SELECT state FROM pg_stat_replication WHERE application_name = %s"), (application_name,)
+
+
+IDENTITY_FIELDS = ("data_directory", "port", "in_recovery", "system_identifier", "backend_pid",
+                   "current_lsn", "replay_lsn", "replay_paused", "streams_to")
+
+
+def server_identity(version: ServerVersion, streaming_to: str | None = None) -> Query:
+    """What a live server says about itself, in one round trip (:data:`IDENTITY_FIELDS`).
+
+    Its data directory and port (superuser or ``pg_read_all_settings``), whether it is in
+    recovery, its ``system_identifier`` (``pg_control_system()``, 9.6+) and this backend's
+    pid; a primary's current LSN, or a standby's replay LSN and whether replay is paused
+    (each NULL where it does not apply); and whether it has a streaming walsender for the
+    standby named ``streaming_to`` (false when None).
+    """
+    return sql.SQL(
+        "SELECT current_setting('data_directory'), current_setting('port')::int, "
+        "pg_is_in_recovery(), (SELECT system_identifier::text FROM pg_control_system()), "
+        "pg_backend_pid(), "
+        "CASE WHEN pg_is_in_recovery() THEN NULL ELSE {}()::text END, "
+        "CASE WHEN pg_is_in_recovery() THEN {}()::text END, "
+        "CASE WHEN pg_is_in_recovery() THEN {}() END, "
+        "EXISTS (SELECT 1 FROM pg_stat_replication "
+        "WHERE application_name = %s AND state = 'streaming')"
+    ).format(_fn(version, "pg_current_wal_lsn"), _fn(version, "pg_last_wal_replay_lsn"),
+             _fn(version, "pg_is_wal_replay_paused")), (streaming_to,)
