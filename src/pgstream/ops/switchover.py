@@ -208,8 +208,10 @@ def switchover_plan(cluster: ClusterView, to: Standby | str, *,
     steps.append(promote_step(
         target, timeout, port=ports[target.name], system_identifier=system,
         guard=old_still_down, on_request=lambda: requested.append(True),
-        after_request=f"{old.name} is left stopped (never started again beside a "
-                      f"possibly promoted {target.name})"))
+        after_request=f"{old.name} is left stopped (never started again beside a possibly "
+                      f"promoted {target.name}); once {target.name} accepts writes: cluster."
+                      f"record_roles(new_primary={target.name!r}, failed=[{old.name!r}]), "
+                      f"then cluster.rejoin({old.name!r})"))
 
     def promoted(report: Report) -> StepResult:
         # Recorded at once: if a later step fails, the cluster already names the new primary.
