@@ -63,9 +63,12 @@ class PgCtlService:
 
     def describe(self, action: commands.PgCtlAction,
                  mode: commands.StopMode | None = None) -> str:
-        """The command a plan prints for ``action``."""
+        """The command a plan prints for ``action``: the argv :meth:`start` and :meth:`stop`
+        run (where the pid file is watched, pg_ctl does not wait itself: ``-W``)."""
+        wait = not (self.watches and action in ("start", "stop"))
         return " ".join(commands.pg_ctl(self.bindir, action, self.data_dir,
-                                        log_file=self.log_file, mode=mode))
+                                        log_file=self.log_file, mode=mode,
+                                        timeout=self.timeout, wait=wait))
 
     @property
     def watches(self) -> bool:

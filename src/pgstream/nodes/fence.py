@@ -59,9 +59,9 @@ def prove_down(node: Node, pid: int | None, *, why: str = "") -> str:
     proven, seen = down_state(node, pid)
     if not proven:
         raise PrimaryStillAlive(
-            f"{node.name} is not proven stopped: {seen}{'; ' + why if why else ''}. Nothing "
-            "was promoted: stop or fence it yourself (and check its declared data_dir and "
-            "service), then fail over")
+            f"{node.name} is not proven stopped: {seen}. Nothing was promoted: stop or fence "
+            "it yourself (and check its declared data_dir and service), then fail over"
+            + (f"\n{why}" if why else ""))
     return seen
 
 

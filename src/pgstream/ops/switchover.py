@@ -173,7 +173,8 @@ def switchover_plan(cluster: ClusterView, to: Standby | str, *,
             service.start()
 
     steps.append(Step(old.name, StepKind.STOP, f"stop {old.name} cleanly (fast shutdown)",
-                      "re-check: the pre-checks, one query on each node\n"
+                      f"re-check, on {old.name} and on {target.name}: "
+                      + queries.shown(queries.server_identity(old.version, target.name)) + "\n"
                       + service.describe("stop", "fast")
                       + "  -- walsenders send everything, up to the shutdown checkpoint\n"
                       "proof: its postmaster gone, no writable server behind its conninfo",
