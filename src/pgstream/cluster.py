@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import os
 import secrets
 import time
 import weakref
@@ -42,7 +41,7 @@ from pgstream.nodes.node import Node, Primary, Standby, as_primary, as_standby
 from pgstream.nodes.slot import SlotStatus
 from pgstream.ops.clone import standby_clone_steps
 from pgstream.ops.failover import failover_plan
-from pgstream.ops.follow import follow_steps, promote_step
+from pgstream.ops.follow import follow_steps, promote_alone_plan
 from pgstream.ops.plan import Plan, PlanReport, ProgressCallback, Report, Step, StepKind, StepResult
 from pgstream.ops.rejoin import rejoin_plan
 from pgstream.ops.sandbox import Sandbox
@@ -101,7 +100,7 @@ class Cluster:
             raise InvalidInput(f"node names must be unique: {', '.join(names)}")
         if self.primary_address is not None:  # an address belongs to a node, not to a role
             self.addresses.setdefault(self.primary.name, self.primary_address)
-        _refuse_shared_places([*self.nodes, *self.failed], self.addresses)
+        identity.refuse_shared_places([*self.nodes, *self.failed], self.addresses)
         if self._sandbox is not None:
             self._finalizer = weakref.finalize(self, self._sandbox.destroy)
 
@@ -276,28 +275,8 @@ class Cluster:
     def promote_plan(self, standby: Standby | str, *, timeout: float = DEFAULT_TIMEOUT) -> Plan:
         """Promote one standby alone: it leaves the cluster (the primary and the other
         standbys carry on). To replace a primary use :meth:`switchover` / :meth:`failover`."""
-        timeout = arguments.timeout(timeout)
         target = self.standby(standby) if isinstance(standby, str) else standby
-        old = self.primary
-        reports = identity.verify_all([(target, "standby"), (old, "primary")],
-                                      self._settings_of(target, old), required=[target.name])
-
-        def record(report: Report) -> StepResult:
-            with contextlib.suppress(PgStreamError):  # its slot would hold WAL forever
-                if (slot := old.slot(self.slot_for(target))) is not None and not slot.active:
-                    old.drop_slot(slot.name)
-            self.apply(RoleChange(
-                "promote", f"{target.name} promoted on timeline {target.timeline()} and "
-                           f"detached from the cluster (its primary {old.name} and other "
-                           "standbys unchanged; its slot dropped)", detached=(target.name,)))
-            return StepResult(True, f"{target.name} accepts writes, apart from this cluster")
-
-        return Plan(f"promote {target.name}", [
-            promote_step(target, timeout, port=identity.declared_port(
-                target, self.node_settings.get(target.name)),
-                system_identifier=reports[target.name].system_identifier),
-            Step(target.name, StepKind.RECORD, "record the new role", "", action=record,
-                 host=target.host.name)])
+        return promote_alone_plan(self, target, timeout=timeout)
 
     def follow_plan(self, standby: Standby | str, upstream: Node | str, *,
                     timeout: float = DEFAULT_TIMEOUT) -> Plan:
@@ -400,7 +379,7 @@ class Cluster:
             self.node(upstream) if isinstance(upstream, str) else upstream)
         if standby.service is None:
             raise InvalidInput(f"{standby.name} needs a service to be cloned")
-        _refuse_shared_places([*self.nodes, *self.failed, standby],
+        identity.refuse_shared_places([*self.nodes, *self.failed, standby],
                               {**self.addresses, **({standby.name: address} if address else {})})
         own = dict(node_settings) if node_settings is not None else self.node_settings.get(
             standby.name)
@@ -598,25 +577,4 @@ def _address_of(node: Node) -> tuple[str, int]:
             f"stream from: give addresses={{{node.name!r}: (host, port)}} (or, for the "
             "first primary, primary_address=(host, port))")
     return host, int(params.get("port") or 5432)
-
-
-def _refuse_shared_places(nodes: Iterable[Node], addresses: Mapping[str, tuple[str, int]]
-                          ) -> None:
-    """Two nodes can share neither a data directory on one host (both would be cloned into
-    it at once) nor a replication address."""
-    seen: dict[tuple[str, str], str] = {}
-    for node in nodes:
-        places = {node.data_dir, getattr(node.service, "data_dir", None)} - {None}
-        for place in places:
-            key = (node.host.name, os.path.normpath(str(place)))
-            other = seen.setdefault(key, node.name)
-            if other != node.name:
-                raise InvalidInput(f"{other} and {node.name} are both declared with the data "
-                                   f"directory {key[1]} on {key[0]}: each node needs its own")
-    owners: dict[tuple[str, int], str] = {}
-    for name, address in addresses.items():
-        other = owners.setdefault((address[0], address[1]), name)
-        if other != name:
-            raise InvalidInput(f"{other} and {name} are both declared at {address[0]}:"
-                               f"{address[1]}: each node needs its own address")
 

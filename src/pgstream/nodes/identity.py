@@ -25,7 +25,7 @@ from typing import Literal
 import attrs
 from psycopg import conninfo as pg_conninfo
 
-from pgstream.errors import NodeUnreachable, PgStreamError, ServerMismatch
+from pgstream.errors import InvalidInput, NodeUnreachable, PgStreamError, ServerMismatch
 from pgstream.facts.lsn import Lsn
 from pgstream.hosts.host import LocalHost
 from pgstream.nodes.node import Node
@@ -219,3 +219,25 @@ def verify_all(nodes: Iterable[tuple[Node, Role | None]],
                 reported=report.system_identifier)
         reports[node.name] = report
     return reports
+
+
+def refuse_shared_places(nodes: Iterable[Node],
+                         addresses: Mapping[str, tuple[str, int]]) -> None:
+    """Two nodes can share neither a data directory on one host (both would be cloned into
+    it at once) nor a replication address."""
+    seen: dict[tuple[str, str], str] = {}
+    for node in nodes:
+        places = {node.data_dir, getattr(node.service, "data_dir", None)} - {None}
+        for place in places:
+            key = (node.host.name, os.path.normpath(str(place)))
+            other = seen.setdefault(key, node.name)
+            if other != node.name:
+                raise InvalidInput(f"{other} and {node.name} are both declared with the data "
+                                   f"directory {key[1]} on {key[0]}: each node needs its own")
+    owners: dict[tuple[str, int], str] = {}
+    for name, address in addresses.items():
+        other = owners.setdefault((address[0], address[1]), name)
+        if other != name:
+            raise InvalidInput(f"{other} and {name} are both declared at {address[0]}:"
+                               f"{address[1]}: each node needs its own address")
+

@@ -9,16 +9,24 @@ upstream is dropped once that one is reachable and the slot inactive.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from pathlib import Path
 
-from pgstream.errors import InvalidInput, NodeUnreachable, ServerMismatch, WaitTimeout
+from pgstream.errors import (
+    InvalidInput,
+    NodeUnreachable,
+    PgStreamError,
+    ServerMismatch,
+    WaitTimeout,
+)
+from pgstream.facts import arguments
 from pgstream.facts.version import ServerVersion
 from pgstream.hosts import binaries, controlfile
 from pgstream.hosts.wait import wait_for
 from pgstream.nodes import identity
 from pgstream.nodes.node import Node, Standby
-from pgstream.ops.plan import Report, Step, StepKind, StepResult
+from pgstream.ops.plan import Plan, Report, Step, StepKind, StepResult
 from pgstream.ops.recovery import RecoveryConfig, passfile_for, write_passfile
 from pgstream.ops.view import ClusterView, RoleChange
 from pgstream.render import queries
@@ -87,6 +95,34 @@ def promote_step(standby: Standby, timeout: float, *, port: int | None = None,
                 "re-check: " + queries.shown(queries.server_identity(standby.version))
                 + "  -- same server, in recovery\n" + method,
                 action=action, host=standby.host.name)
+
+
+def promote_alone_plan(cluster: ClusterView, target: Standby, *, timeout: float) -> Plan:
+    """Promote ``target`` alone: it leaves the cluster (its slot on the primary dropped),
+    after the cross-checks (it is the declared standby; the primary, if it answers, too)."""
+    timeout = arguments.timeout(timeout)
+    old = cluster.primary
+    reports = identity.verify_all(
+        [(target, "standby"), (old, "primary")],
+        {n.name: cluster.node_settings[n.name] for n in (target, old)
+         if n.name in cluster.node_settings}, required=[target.name])
+
+    def record(report: Report) -> StepResult:
+        with contextlib.suppress(PgStreamError):  # its slot would hold WAL forever
+            if (slot := old.slot(cluster.slot_for(target))) is not None and not slot.active:
+                old.drop_slot(slot.name)
+        cluster.apply(RoleChange(
+            "promote", f"{target.name} promoted on timeline {target.timeline()} and "
+                       f"detached from the cluster (its primary {old.name} and other "
+                       "standbys unchanged; its slot dropped)", detached=(target.name,)))
+        return StepResult(True, f"{target.name} accepts writes, apart from this cluster")
+
+    return Plan(f"promote {target.name}", [
+        promote_step(target, timeout, port=identity.declared_port(
+            target, cluster.node_settings.get(target.name)),
+            system_identifier=reports[target.name].system_identifier),
+        Step(target.name, StepKind.RECORD, "record the new role", "", action=record,
+             host=target.host.name)])
 
 
 def follow_steps(cluster: ClusterView, node: Node, upstream: Node, *, previous: Node | None,
