@@ -12,6 +12,7 @@ import pytest
 from pgstream import Cluster, InvalidInput, Primary, Standby
 from pgstream.errors import HostUnreachable, NodeUnreachable, PrimaryStillAlive, ServerMismatch
 from pgstream.facts import arguments
+from pgstream.facts.version import ServerVersion
 from pgstream.hosts.host import LocalHost
 from pgstream.hosts.service import PgCtlService
 from pgstream.nodes import fence, identity
@@ -188,3 +189,42 @@ def test_nodes_cannot_share_a_data_directory_or_an_address() -> None:
         Cluster(alpha, [beta, gamma], primary_address=("10.0.0.1", 5432),
                 addresses={"gamma": ("10.0.0.1", 5432)})
     Cluster(alpha, [beta, gamma], primary_address=("10.0.0.1", 5432))  # all distinct
+
+
+@attrs.define
+class CountingHost(LocalHost):
+    resolved: list[Path] = attrs.field(factory=list)
+
+    def resolve(self, path: Path) -> Path:
+        self.resolved.append(Path(path))
+        return Path(path)
+
+    def read_text(self, path: Path) -> str:
+        if path.name == "postmaster.pid":
+            return "4000\n/srv/main\n"
+        return "101 (postgres) S 4000 1 1"  # /proc/PID/stat: the backend, child of 4000
+
+
+class Answering(Primary):
+    """A node whose server reports itself as /srv/main, port 5432, primary, system 7."""
+
+    def query(self, statement: Any, params: Any = None) -> list[tuple[Any, ...]]:
+        return [("/srv/main", 5432, False, "7", 101, "0/3000000", None, None, True)]
+
+    @property
+    def version(self) -> ServerVersion:
+        return ServerVersion.parse(180000)
+
+
+def test_a_re_check_costs_one_query_and_no_path_resolution() -> None:
+    host = CountingHost()
+    node = Answering("main", "host=/tmp port=5432", host=host, data_dir=Path("/srv/main"))
+    first = identity.verify(node, role="primary")
+    assert first.postmaster_pid == 4000 and first.streams_to
+    assert host.resolved == [Path("/srv/main"), Path("/srv/main")]  # reported, declared
+    again = identity.verify(node, role="primary", known=first)
+    assert again.postmaster_pid == 4000
+    assert len(host.resolved) == 2  # nothing resolved again
+    node.data_dir = Path("/srv/mian")  # a changed declaration is resolved (and refused)
+    with pytest.raises(ServerMismatch, match="mian"):
+        identity.verify(node, role="primary", known=first)

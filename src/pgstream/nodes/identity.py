@@ -54,6 +54,9 @@ class ServerReport:
     replay_lsn: Lsn | None = None
     replay_paused: bool | None = None
     streams_to: bool = False
+    resolutions: tuple[tuple[str, str], ...] = ()
+    """Declared paths already resolved on the node's host (``(path, resolved)``), so that a
+    re-check with this report as ``known`` resolves nothing again."""
 
     @property
     def role(self) -> Role:
@@ -99,10 +102,8 @@ def probe(node: Node, *, streaming_to: str | None = None,
     """
     row = node.query(*queries.server_identity(node.version, streaming_to))[0]
     reported = Path(str(row[0]))
-    if known is not None and known.data_directory == reported:
-        resolved = known.resolved
-    else:
-        resolved = _resolve(node, reported)
+    same = known is not None and known.data_directory == reported
+    resolved = known.resolved if known is not None and same else _resolve(node, reported)
     backend = int(row[4])
     postmaster: int | None = None
     if node.data_dir is not None or node.service is not None:
@@ -124,7 +125,8 @@ def probe(node: Node, *, streaming_to: str | None = None,
         node=node.name, data_directory=reported, resolved=resolved, port=int(row[1]),
         in_recovery=bool(row[2]), system_identifier=str(row[3]), backend_pid=backend,
         postmaster_pid=postmaster, current_lsn=Lsn.maybe(row[5]), replay_lsn=Lsn.maybe(row[6]),
-        replay_paused=None if row[7] is None else bool(row[7]), streams_to=bool(row[8]))
+        replay_paused=None if row[7] is None else bool(row[7]), streams_to=bool(row[8]),
+        resolutions=known.resolutions if known is not None else ())
 
 
 def declared_port(node: Node, own_settings: Mapping[str, str] | None = None) -> int | None:
@@ -159,9 +161,14 @@ def check(node: Node, report: ServerReport, *, role: Role | None = None,
           port: int | None = None, system_identifier: str | None = None) -> ServerReport:
     """Compare ``report`` with ``node``'s declaration; raise ``ServerMismatch`` on any
     difference (data directory of the node and of its service, port, role, system)."""
+    cache = dict(report.resolutions)
     for what, path in (("data_dir", node.data_dir),
                        ("service data_dir", getattr(node.service, "data_dir", None))):
-        if path is not None and _resolve(node, Path(path)) != report.resolved:
+        if path is None:
+            continue
+        if str(path) not in cache:
+            cache[str(path)] = str(_resolve(node, Path(path)))
+        if Path(cache[str(path)]) != report.resolved:
             _mismatch(node, what, path, report.data_directory,
                       "that data directory is not the one of the server its conninfo "
                       "reaches (fix the declaration; nothing was changed)")
@@ -175,7 +182,7 @@ def check(node: Node, report: ServerReport, *, role: Role | None = None,
     if system_identifier is not None and system_identifier != report.system_identifier:
         _mismatch(node, "system_identifier", system_identifier, report.system_identifier,
                   "it is not a copy of the same cluster as the others")
-    return report
+    return attrs.evolve(report, resolutions=tuple(sorted(cache.items())))
 
 
 def verify(node: Node, *, role: Role | None = None, port: int | None = None,

@@ -134,7 +134,8 @@ def failover_plan(cluster: ClusterView, candidate: Standby | str | None = None, 
                       "\n".join(str(c) for c in ranked), action=choose, host=target.host.name))
     steps.append(promote_step(
         target, timeout, port=identity.declared_port(target, cluster.node_settings.get(
-            target.name)), system_identifier=system, guard=still_down))
+            target.name)), system_identifier=system, guard=still_down,
+        known=reports.get(target.name)))
     followers = [s for s in cluster.standbys
                  if s is not target and (s.upstream or old.name) == old.name]
 

@@ -61,7 +61,8 @@ def check_same_system(node: Node, upstream: Node) -> None:
 
 def promote_step(standby: Standby, timeout: float, *, port: int | None = None,
                  system_identifier: str | None = None, guard: Callable[[], str] | None = None,
-                 on_request: Callable[[], None] | None = None, after_request: str = "") -> Step:
+                 on_request: Callable[[], None] | None = None, after_request: str = "",
+                 known: identity.ServerReport | None = None) -> Step:
     """Promote ``standby``, after checking once more (one query) that it is the declared
     server, still in recovery, of ``system_identifier``, on ``port``.
 
@@ -70,7 +71,8 @@ def promote_step(standby: Standby, timeout: float, *, port: int | None = None,
     just before the promotion is requested: from then on the standby may become a primary
     whatever happens next, so nothing may start another primary beside it.
     ``after_request`` is added to the error when the promotion was requested but not seen
-    to finish (it may still).
+    to finish (it may still). ``known``: the standby's report from the plan's build (its
+    path resolutions are reused).
     """
     method = ("SELECT pg_promote(false);  -- then until SELECT pg_is_in_recovery() is false"
               if standby.version.adapter.supports("pg_promote")
@@ -79,7 +81,7 @@ def promote_step(standby: Standby, timeout: float, *, port: int | None = None,
     def action(report: Report) -> StepResult:
         proof = guard() if guard is not None else ""
         identity.verify(standby, role="standby", port=port,
-                        system_identifier=system_identifier)
+                        system_identifier=system_identifier, known=known)
         if on_request is not None:
             on_request()
         try:
@@ -120,7 +122,8 @@ def promote_alone_plan(cluster: ClusterView, target: Standby, *, timeout: float)
     return Plan(f"promote {target.name}", [
         promote_step(target, timeout, port=identity.declared_port(
             target, cluster.node_settings.get(target.name)),
-            system_identifier=reports[target.name].system_identifier),
+            system_identifier=reports[target.name].system_identifier,
+            known=reports[target.name]),
         Step(target.name, StepKind.RECORD, "record the new role", "", action=record,
              host=target.host.name)])
 

@@ -208,7 +208,7 @@ def switchover_plan(cluster: ClusterView, to: Standby | str, *,
 
     steps.append(promote_step(
         target, timeout, port=ports[target.name], system_identifier=system,
-        guard=old_still_down, on_request=lambda: requested.append(True),
+        guard=old_still_down, on_request=lambda: requested.append(True), known=theirs,
         after_request=f"{old.name} is left stopped (never started again beside a possibly "
                       f"promoted {target.name}); once {target.name} accepts writes: cluster."
                       f"record_roles(new_primary={target.name!r}, failed=[{old.name!r}]), "
