@@ -441,6 +441,7 @@ class Cluster:
         Everything is validated while building the plan, before anything changes.
         """
         timeout = arguments.timeout(timeout)
+        identity.refuse_shared_places([*self.nodes, *self.failed], self.addresses)
         version = self.primary.version
         renderer = ConfigRenderer(version)
         settings = self.settings or renderer.primary_settings()

@@ -251,6 +251,10 @@ def test_declarations_are_checked_against_the_servers(pgstream_sandbox: MakeClus
         Cluster(primary, [s1, twin])
     with pytest.raises(InvalidInput, match="both declared with the data directory"):
         cluster.add_standby_plan(twin)
+    later = Cluster(primary, [s1, s2], auth=cluster.auth, addresses=cluster.addresses)
+    later.standbys.append(twin)  # a list the caller may change: setup_plan checks again
+    with pytest.raises(InvalidInput, match="both declared with the data directory"):
+        later.setup_plan()
     intact()
 
 
