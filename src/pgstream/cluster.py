@@ -441,7 +441,8 @@ class Cluster:
         Everything is validated while building the plan, before anything changes.
         """
         timeout = arguments.timeout(timeout)
-        identity.refuse_shared_places([*self.nodes, *self.failed], self.addresses)
+        # Standbys cloned into one directory at once (the primary's is the clone's check).
+        identity.refuse_shared_places(self.standbys, {})
         version = self.primary.version
         renderer = ConfigRenderer(version)
         settings = self.settings or renderer.primary_settings()

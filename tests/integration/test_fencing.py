@@ -24,6 +24,7 @@ from pgstream.errors import (
     PrimaryStillAlive,
     ServerMismatch,
     SwitchoverRefused,
+    UnsafeDataDirectory,
 )
 from pgstream.hosts.service import PgCtlService
 from pgstream.hosts.wait import wait_for
@@ -247,13 +248,13 @@ def test_declarations_are_checked_against_the_servers(pgstream_sandbox: MakeClus
     # Two nodes declared with one data directory: refused when the cluster is built (both
     # were cloned into it at once), and by add_standby_plan.
     twin = same_as(s1, Standby, "standby3")
-    with pytest.raises(InvalidInput, match="both declared with the data directory"):
+    with pytest.raises(UnsafeDataDirectory, match="both declared with the data directory"):
         Cluster(primary, [s1, twin])
-    with pytest.raises(InvalidInput, match="both declared with the data directory"):
+    with pytest.raises(UnsafeDataDirectory, match="both declared with the data directory"):
         cluster.add_standby_plan(twin)
     later = Cluster(primary, [s1, s2], auth=cluster.auth, addresses=cluster.addresses)
-    later.standbys.append(twin)  # a list the caller may change: setup_plan checks again
-    with pytest.raises(InvalidInput, match="both declared with the data directory"):
+    later.standbys.append(twin)  # a list the caller may change: setup_plan checks it again
+    with pytest.raises(UnsafeDataDirectory, match="both declared with the data directory"):
         later.setup_plan()
     intact()
 

@@ -10,7 +10,13 @@ import attrs
 import pytest
 
 from pgstream import Cluster, InvalidInput, Primary, Standby
-from pgstream.errors import HostUnreachable, NodeUnreachable, PrimaryStillAlive, ServerMismatch
+from pgstream.errors import (
+    HostUnreachable,
+    NodeUnreachable,
+    PrimaryStillAlive,
+    ServerMismatch,
+    UnsafeDataDirectory,
+)
 from pgstream.facts import arguments
 from pgstream.facts.version import ServerVersion
 from pgstream.hosts.host import LocalHost
@@ -182,7 +188,7 @@ def test_the_primary_address_stays_with_its_node() -> None:
 def test_nodes_cannot_share_a_data_directory_or_an_address() -> None:
     alpha, beta, gamma = _nodes()
     gamma.data_dir = Path("/d/beta/")  # the same directory, written differently
-    with pytest.raises(InvalidInput, match="beta and gamma are both declared with the data"):
+    with pytest.raises(UnsafeDataDirectory, match="beta and gamma are both declared with the"):
         Cluster(alpha, [beta, gamma])
     gamma.data_dir = Path("/d/gamma")
     with pytest.raises(InvalidInput, match=r"gamma and alpha are both declared at 10\.0\.0\.1:"):

@@ -25,7 +25,13 @@ from typing import Literal
 import attrs
 from psycopg import conninfo as pg_conninfo
 
-from pgstream.errors import InvalidInput, NodeUnreachable, PgStreamError, ServerMismatch
+from pgstream.errors import (
+    InvalidInput,
+    NodeUnreachable,
+    PgStreamError,
+    ServerMismatch,
+    UnsafeDataDirectory,
+)
 from pgstream.facts.lsn import Lsn
 from pgstream.hosts.host import LocalHost
 from pgstream.nodes.node import Node
@@ -231,7 +237,7 @@ def verify_all(nodes: Iterable[tuple[Node, Role | None]],
 def refuse_shared_places(nodes: Iterable[Node],
                          addresses: Mapping[str, tuple[str, int]]) -> None:
     """Two nodes can share neither a data directory on one host (both would be cloned into
-    it at once) nor a replication address."""
+    it at once: ``UnsafeDataDirectory``) nor a replication address (``InvalidInput``)."""
     seen: dict[tuple[str, str], str] = {}
     for node in nodes:
         places = {node.data_dir, getattr(node.service, "data_dir", None)} - {None}
@@ -239,8 +245,9 @@ def refuse_shared_places(nodes: Iterable[Node],
             key = (node.host.name, os.path.normpath(str(place)))
             other = seen.setdefault(key, node.name)
             if other != node.name:
-                raise InvalidInput(f"{other} and {node.name} are both declared with the data "
-                                   f"directory {key[1]} on {key[0]}: each node needs its own")
+                raise UnsafeDataDirectory(
+                    f"{other} and {node.name} are both declared with the data directory "
+                    f"{key[1]} on {key[0]}: each node needs its own")
     owners: dict[tuple[str, int], str] = {}
     for name, address in addresses.items():
         other = owners.setdefault((address[0], address[1]), name)
