@@ -20,12 +20,13 @@ from typing import Any
 import attrs
 
 from pgstream.errors import InvalidInput, PgStreamError
-from pgstream.facts import identifiers
+from pgstream.facts import arguments, identifiers
 from pgstream.facts.identifiers import Secret
 from pgstream.facts.lsn import Lsn
 from pgstream.hosts.binaries import Installation
 from pgstream.hosts.host import Host
 from pgstream.hosts.wait import DEFAULT_TIMEOUT
+from pgstream.nodes import identity
 from pgstream.nodes.node import Node, Primary, Standby
 from pgstream.ops import assemble
 from pgstream.ops.assemble import address_from_conninfo, conninfo_port
@@ -36,7 +37,7 @@ from pgstream.ops.discover_file import found_from_topology, read_topology, repli
 from pgstream.ops.discover_probe import NodeSpec
 from pgstream.ops.discover_view import Discovery
 from pgstream.ops.failover import failover_plan
-from pgstream.ops.follow import follow_steps
+from pgstream.ops.follow import follow_steps, promote_alone_plan
 from pgstream.ops.observe import cluster_status
 from pgstream.ops.plan import Plan, PlanReport, ProgressCallback
 from pgstream.ops.rejoin import rejoin_plan
@@ -49,6 +50,10 @@ from pgstream.ops.switchover import DEFAULT_MAX_LAG_BYTES, switchover_plan
 from pgstream.ops.sync import synchronous_plan
 from pgstream.ops.view import RoleChange, rearrange
 from pgstream.render.sync_spec import SyncSpec
+
+
+def _address_map(items: Mapping[str, tuple[str, int]]) -> dict[str, tuple[str, int]]:
+    return dict(items)  # a copy: the cluster binds addresses to names in it
 
 
 def _standby_list(items: Iterable[Standby]) -> list[Standby]:
@@ -75,9 +80,10 @@ class Cluster:
     node_settings: dict[str, dict[str, str]] = attrs.field(factory=dict)
     """Per node: its own settings (port, cluster_name, ...), merged into its
     postgresql.auto.conf after a clone or a rewind, which copy the primary's."""
-    addresses: dict[str, tuple[str, int]] = attrs.field(factory=dict)
-    """Per node: the (host, port) other nodes stream from (primary_address for the primary,
-    else taken from its conninfo when that names a TCP host)."""
+    addresses: dict[str, tuple[str, int]] = attrs.field(factory=dict, converter=_address_map)
+    """Per node: the (host, port) other nodes stream from, else taken from its conninfo when
+    that names a TCP host. ``primary_address`` is the address of the node that is the primary
+    when the cluster is built: it stays that node's, whichever node is primary later."""
     failed: list[Node] = attrs.field(factory=list)
     """Former primaries lost in a failover, until they rejoin."""
     history: list[HistoryEntry] = attrs.field(factory=list)
@@ -90,6 +96,9 @@ class Cluster:
         names = [n.name for n in self.nodes]
         if len(set(names)) != len(names):
             raise InvalidInput(f"node names must be unique: {', '.join(names)}")
+        if self.primary_address is not None:  # an address belongs to a node, not to a role
+            self.addresses.setdefault(self.primary.name, self.primary_address)
+        identity.refuse_shared_places([*self.nodes, *self.failed], self.addresses)
         if self._sandbox is not None:
             self._finalizer = weakref.finalize(self, self._sandbox.destroy)
 
@@ -114,6 +123,7 @@ class Cluster:
         ``settings`` are added to the primary's before its first start (standbys inherit them);
         ``wal_segsize_mb`` is initdb's ``--wal-segsize`` (11+), e.g. 1 for slot-limit tests.
         """
+        timeout = arguments.timeout(timeout)
         parts = sandbox_parts(standbys, bindir=bindir, base_dir=base_dir, run_as=run_as,
                               template=template, password=password,
                               client_bindir=client_bindir, settings=settings,
@@ -190,11 +200,10 @@ class Cluster:
                            f"{', '.join(s.name for s in self.standbys) or 'none'})")
 
     def address_of(self, node: Node) -> tuple[str, int]:
-        """Where other nodes reach ``node`` for replication."""
+        """Where other nodes reach ``node`` for replication: its own ``addresses`` entry
+        (``primary_address`` is the first primary's), else its conninfo's TCP host."""
         if node.name in self.addresses:
             return self.addresses[node.name]
-        if node.name == self.primary.name and self.primary_address is not None:
-            return self.primary_address
         return address_from_conninfo(node)
 
     def passfile_of(self, node: Node) -> Path | None:
@@ -212,6 +221,8 @@ class Cluster:
                                   for s in self.standbys)
         self.primary, self.standbys, self.failed = rearrange(
             self.primary, self.standbys, self.failed, change, self._stream_names)
+        self.node_settings.update((name, dict(own)) for name, own in change.node_settings)
+        self.addresses.update(change.addresses)
         if change.record:
             self._note(change.operation, change.detail)
 
@@ -235,13 +246,16 @@ class Cluster:
         """Promote one standby alone: it leaves the cluster (the primary and the other
         standbys carry on). To replace a primary use :meth:`switchover` / :meth:`failover`."""
         target = self.standby(standby) if isinstance(standby, str) else standby
-        return assemble.promote_plan(self, target, timeout=timeout)
+        return promote_alone_plan(self, target, timeout=timeout)
 
     def follow_plan(self, standby: Standby | str, upstream: Node | str, *,
                     timeout: float = DEFAULT_TIMEOUT) -> Plan:
-        """Re-point a standby at another upstream (the primary or another standby)."""
+        """Re-point a standby at another upstream (the primary or another standby), after
+        checking both against their servers."""
+        timeout = arguments.timeout(timeout)
         node = self.standby(standby) if isinstance(standby, str) else standby
         target = self.node(upstream) if isinstance(upstream, str) else upstream
+        assemble.verify(self, node, target)
         previous = self.node(node.upstream) if node.upstream not in (None, target.name) \
             and node.upstream in {n.name for n in self.nodes} else (
                 self.primary if node.upstream is None and target is not self.primary else None)
@@ -296,6 +310,7 @@ class Cluster:
                          wait_for: Mapping[str, str] | None = None,
                          timeout: float = DEFAULT_TIMEOUT) -> Plan:
         """Set ``synchronous_standby_names`` from a typed spec (see :mod:`pgstream.ops.sync`)."""
+        timeout = arguments.timeout(timeout)
         return synchronous_plan(self.primary, spec, synchronous_commit=synchronous_commit,
                                 wait_for=wait_for, timeout=timeout)
 
@@ -312,13 +327,18 @@ class Cluster:
 
     def add_standby_plan(self, standby: Standby, *, upstream: Node | str | None = None,
                          replace: bool = False, timeout: float = DEFAULT_TIMEOUT,
-                         hba_address: str | None = None) -> Plan:
+                         hba_address: str | None = None,
+                         node_settings: Mapping[str, str] | None = None,
+                         address: tuple[str, int] | None = None) -> Plan:
         """Clone one more standby from ``upstream`` (default the primary; a standby gives a
         cascading standby, with its slot on that standby); ``hba_address``: allow it in the
-        upstream's pg_hba.conf with a line marked for it (see :mod:`pgstream.ops.assemble`)."""
+        upstream's pg_hba.conf with a line marked for it. ``node_settings`` and ``address``
+        (where others reach it) are recorded once it streams. Everything is checked first
+        (see :func:`pgstream.ops.assemble.add_standby_plan`)."""
         return assemble.add_standby_plan(self, standby, upstream=upstream, replace=replace,
                                          sync=self._sandbox is None, timeout=timeout,
-                                         hba_address=hba_address)
+                                         hba_address=hba_address, node_settings=node_settings,
+                                         address=address)
 
     def remove_standby_plan(self, standby: Standby | str, *, wipe: bool = False,
                             timeout: float = DEFAULT_TIMEOUT) -> Plan:
@@ -333,14 +353,21 @@ class Cluster:
     def add_standby(self, name: str, *, upstream: Node | str | None = None,
                     progress: ProgressCallback | None = None,
                     timeout: float = DEFAULT_TIMEOUT) -> Standby:
-        """Sandbox: clone and start one more standby, from the primary or from a standby."""
+        """Sandbox: clone and start one more standby, from the primary or from a standby.
+
+        The name, upstream and timeout are checked first: a refused call changes nothing."""
         if self._sandbox is None:
             raise InvalidInput("add_standby(name) makes local sandbox nodes; for existing "
                                "servers build a Standby and use add_standby_plan()")
-        node, own = self._sandbox.standby_node(identifiers.node_name(name))
-        self.node_settings[node.name] = own
-        self.addresses[node.name] = ("127.0.0.1", conninfo_port(node))
-        self.add_standby_plan(node, upstream=upstream, timeout=timeout).apply(progress)
+        name = identifiers.node_name(name)
+        if name in {n.name for n in [*self.nodes, *self.failed]}:
+            raise InvalidInput(f"a node named {name!r} exists already")
+        arguments.timeout(timeout)
+        if isinstance(upstream, str):
+            self.node(upstream)
+        node, own = self._sandbox.standby_node(name)
+        self.add_standby_plan(node, upstream=upstream, timeout=timeout, node_settings=own,
+                              address=("127.0.0.1", conninfo_port(node))).apply(progress)
         return node
 
     # -- setup
@@ -352,13 +379,14 @@ class Cluster:
         Everything is validated while building the plan, before anything changes.
         """
         return assemble.setup_plan(
-            self, auth=self.auth, settings=self.settings, primary_address=self.primary_address,
-            hba_addresses=self.hba_addresses, replace=replace, server=server, client=client,
+            self, auth=self.auth, settings=self.settings, hba_addresses=self.hba_addresses,
+            replace=replace, server=server, client=client,
             sync=(self._sandbox is None) if sync is None else sync, timeout=timeout)
 
     # -- waiting and status
     def wait_for_catchup(self, timeout: float = 30.0) -> Lsn:
         """Wait until every standby has replayed the primary's current LSN; return that LSN."""
+        timeout = arguments.timeout(timeout)
         target = self.primary.current_lsn()
         deadline = time.monotonic() + timeout
         for standby in self.standbys:

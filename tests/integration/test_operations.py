@@ -13,7 +13,7 @@ import psycopg
 import pytest
 
 from pgstream import Cluster, InvalidInput, Primary, Standby
-from pgstream.errors import PrimaryStillAlive, RejoinRefused, SwitchoverRefused
+from pgstream.errors import PrimaryStillAlive, RejoinRefused, ServerMismatch, SwitchoverRefused
 from pgstream.hosts import binaries
 from pgstream.hosts.wait import wait_for
 from pgstream.workload import acked_writer
@@ -212,7 +212,7 @@ def test_follow_re_points_a_standby(pgstream_sandbox: MakeCluster) -> None:
 def test_follow_refuses_another_system(pgstream_sandbox: MakeCluster) -> None:
     cluster = pgstream_sandbox(1)
     other = pgstream_sandbox(0, template=False)  # initdb afresh: another system identifier
-    with pytest.raises(InvalidInput, match="not copies of the same cluster"):
+    with pytest.raises(ServerMismatch, match="not copies of the same cluster"):
         cluster.follow_plan("standby1", other.primary)
     assert cluster.status().standby("standby1").state == "streaming"
 

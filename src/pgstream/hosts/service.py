@@ -6,8 +6,12 @@
 - ``SystemdService``: a systemd unit (``systemctl start|stop|restart|reload UNIT``).
 
 All share the same watching: where the server reports its state in ``postmaster.pid`` (10+),
-a start or stop returns as soon as the file says so, instead of fixed 100 ms polls; a server
-that dies while starting fails at once, with the tail of its log.
+a start returns as soon as the file says so, instead of fixed 100 ms polls; a server that dies
+while starting fails at once, with the tail of its log. A stop returns only once the
+postmaster process has exited, whichever command (``pg_ctl``, ``pg_ctlcluster``,
+``systemctl``) asked it to; given the pid the live server was proven to run as, a stop that
+would not reach that process (wrong data directory, unit or cluster) refuses instead of
+returning quietly.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from pathlib import Path
 
 import attrs
 
-from pgstream.errors import CommandFailed, PgStreamError
+from pgstream.errors import CommandFailed, PgStreamError, ServerMismatch
 from pgstream.facts.version import ServerVersion
 from pgstream.hosts.host import Host, OsUser
 from pgstream.hosts.wait import wait_for
@@ -59,9 +63,12 @@ class PgCtlService:
 
     def describe(self, action: commands.PgCtlAction,
                  mode: commands.StopMode | None = None) -> str:
-        """The command a plan prints for ``action``."""
+        """The command a plan prints for ``action``: the argv :meth:`start` and :meth:`stop`
+        run (where the pid file is watched, pg_ctl does not wait itself: ``-W``)."""
+        wait = not (self.watches and action in ("start", "stop"))
         return " ".join(commands.pg_ctl(self.bindir, action, self.data_dir,
-                                        log_file=self.log_file, mode=mode))
+                                        log_file=self.log_file, mode=mode,
+                                        timeout=self.timeout, wait=wait))
 
     @property
     def watches(self) -> bool:
@@ -82,18 +89,33 @@ class PgCtlService:
                  what=f"the server on {self.data_dir} ({self.host.name}) to accept connections",
                  detail=lambda: "server log:\n" + self.log_tail(10))
 
-    def stop(self, mode: commands.StopMode = "fast") -> None:
-        """Stop and wait until the postmaster is gone."""
-        if not self.running():
+    def stop(self, mode: commands.StopMode = "fast", *, pid: int | None = None) -> None:
+        """Stop and wait until the postmaster process is gone (not only its pid file).
+
+        ``pid``: the postmaster the caller proved serves the node (the one in the
+        ``postmaster.pid`` of the data directory the server reports, see
+        :mod:`pgstream.nodes.identity`). Then a stop that would not reach it refuses with
+        :class:`~pgstream.errors.ServerMismatch` before doing anything: this service's data
+        directory has no live postmaster, or another one, so its stop command would stop
+        another server or none while that one runs on. Without ``pid``, a data directory
+        with no live postmaster counts as stopped.
+        """
+        mine = self.pid()
+        if pid is not None and mine != pid and self.host.process_alive(pid):
+            found = f"postmaster {mine}" if mine else "no live postmaster"
+            raise ServerMismatch(
+                f"the server to stop runs as postmaster {pid}, but {self.data_dir} on "
+                f"{self.host.name} has {found}: this service does not control that server "
+                "(wrong data_dir, unit or cluster?); nothing was stopped",
+                field="postmaster pid", declared=mine, reported=pid)
+        if mine is None:
             return
-        if not self.watches:
+        if self.watches:
+            self._control("stop", wait=False, mode=mode)
+        else:
             self._control("stop", mode=mode)
-            return
-        pid = self.pid()
-        self._control("stop", wait=False, mode=mode)
-        wait_for(lambda: not self.host.exists(self.data_dir / "postmaster.pid")
-                 or (pid is not None and not self.host.process_alive(pid)),
-                 timeout=self.timeout, what=f"the server on {self.data_dir} to stop",
+        wait_for(lambda: not self.host.process_alive(mine), timeout=self.timeout,
+                 what=f"the postmaster {mine} of {self.data_dir} ({self.host.name}) to exit",
                  detail=lambda: "server log:\n" + self.log_tail(10))
 
     def restart(self, mode: commands.StopMode = "fast") -> None:

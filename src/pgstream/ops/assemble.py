@@ -1,5 +1,5 @@
-"""Plans over a whole cluster: set it up (primary, then every standby), add a standby, promote
-one alone. :class:`pgstream.Cluster` delegates to these.
+"""Plans over a whole cluster: set it up (primary, then every standby), add a standby, and the
+cross-checks of the nodes they touch. :class:`pgstream.Cluster` delegates to these.
 
 A standby streams through its own slot and ``application_name`` (``Standby.slot_name`` and
 ``Standby.application_name``, by default its name): the plans use those, never the name.
@@ -7,18 +7,18 @@ A standby streams through its own slot and ``application_name`` (``Standby.slot_
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from psycopg import conninfo as pg_conninfo
 
-from pgstream.errors import InvalidInput, PgStreamError
+from pgstream.errors import InvalidInput
+from pgstream.facts import arguments
 from pgstream.hosts import binaries
 from pgstream.hosts.binaries import Installation
 from pgstream.hosts.wait import DEFAULT_TIMEOUT
+from pgstream.nodes import identity
 from pgstream.nodes.node import Node, Standby
 from pgstream.ops.clone import standby_clone_steps
-from pgstream.ops.follow import promote_step
 from pgstream.ops.plan import Plan, Report, Step, StepKind, StepResult
 from pgstream.ops.setup import ReplicationAuth, hba_step, primary_setup_steps, slot_step
 from pgstream.ops.view import ClusterView, RoleChange
@@ -48,15 +48,42 @@ def conninfo_port(node: Node) -> int:
     return int(pg_conninfo.conninfo_to_dict(node.conninfo).get("port") or 5432)
 
 
+def role_of(cluster: ClusterView, node: Node) -> identity.Role | None:
+    """What ``cluster`` says ``node`` is (None: not one of its nodes)."""
+    if node is cluster.primary:
+        return "primary"
+    return "standby" if any(node is s for s in cluster.standbys) else None
+
+
+def settings_of(cluster: ClusterView, *nodes: Node) -> dict[str, dict[str, str]]:
+    """``node_settings`` of those of ``nodes`` that are the cluster's own node objects (a node
+    of another cluster may carry the same name)."""
+    mine = [*cluster.nodes, *cluster.failed]
+    return {n.name: cluster.node_settings[n.name] for n in nodes
+            if any(n is m for m in mine) and n.name in cluster.node_settings}
+
+
+def verify(cluster: ClusterView, standby: Node, upstream: Node) -> None:
+    """``standby`` and its (future) ``upstream`` are what the cluster says, on their servers
+    (data directory, port, role, one system): :class:`~pgstream.errors.ServerMismatch`."""
+    identity.verify_all([(standby, role_of(cluster, standby)),
+                         (upstream, role_of(cluster, upstream))],
+                        settings_of(cluster, standby, upstream), required=[upstream.name])
+
+
 def setup_plan(cluster: ClusterView, *, auth: ReplicationAuth, settings: dict[str, str] | None,
-               primary_address: tuple[str, int] | None, hba_addresses: Sequence[str],
-               replace: bool, server: Installation | None, client: Installation | None,
-               sync: bool, timeout: float) -> Plan:
-    """The runbook: prepare the primary (seed steps 1-5), clone each standby (6-11)."""
+               hba_addresses: Sequence[str], replace: bool, server: Installation | None,
+               client: Installation | None, sync: bool, timeout: float) -> Plan:
+    """The runbook: prepare the primary (seed steps 1-5), clone each standby (6-11).
+
+    Checked first: the timeout, and that no two standbys share a data directory (they would
+    be cloned into it at once)."""
+    timeout = arguments.timeout(timeout)
+    identity.refuse_shared_places(cluster.standbys, {})
     primary = cluster.primary
     version = primary.version
     wanted = settings or ConfigRenderer(version).primary_settings()
-    host, port = primary_address or address_from_conninfo(primary)
+    host, port = cluster.address_of(primary)
     steps = primary_setup_steps(primary, auth=auth, settings=wanted,
                                 hba_addresses=hba_addresses,
                                 slots=[cluster.slot_for(s) for s in cluster.standbys])
@@ -77,14 +104,23 @@ def setup_plan(cluster: ClusterView, *, auth: ReplicationAuth, settings: dict[st
 
 def add_standby_plan(cluster: ClusterView, standby: Standby, *, upstream: Node | str | None,
                      replace: bool, sync: bool, timeout: float = DEFAULT_TIMEOUT,
-                     hba_address: str | None = None) -> Plan:
+                     hba_address: str | None = None,
+                     node_settings: Mapping[str, str] | None = None,
+                     address: tuple[str, int] | None = None) -> Plan:
     """Clone one more standby from ``upstream`` (default the primary; a standby gives a
     cascading standby, with its slot on that standby). ``hba_address``: also allow
-    replication from that address on the upstream, with a line marked for this standby."""
-    source = cluster.primary if upstream is None else (
-        cluster.node(upstream) if isinstance(upstream, str) else upstream)
+    replication from that address on the upstream, with a line marked for this standby.
+
+    ``node_settings`` (default the cluster's for that name) and ``address`` (where others
+    will reach it) are recorded in the cluster once the standby streams. Everything is
+    checked before anything changes: the name and slot are new, its data directory and
+    address are not another node's, the upstream is the declared live server."""
+    timeout = arguments.timeout(timeout)
+    replace = arguments.flag(replace, "replace")
     if standby.name in {n.name for n in [*cluster.nodes, *cluster.failed]}:
         raise InvalidInput(f"a node named {standby.name!r} exists already")
+    source = cluster.primary if upstream is None else (
+        cluster.node(upstream) if isinstance(upstream, str) else upstream)
     taken = {cluster.slot_for(s) for s in cluster.standbys
              if (s.upstream or cluster.primary.name) == source.name}
     if cluster.slot_for(standby) in taken:
@@ -92,6 +128,13 @@ def add_standby_plan(cluster: ClusterView, standby: Standby, *, upstream: Node |
                            "standby's: give this one its own slot_name")
     if standby.service is None:
         raise InvalidInput(f"{standby.name} needs a service to be cloned")
+    identity.refuse_shared_places([*cluster.nodes, *cluster.failed, standby], {
+        **{n.name: cluster.address_of(n) for n in cluster.nodes if _has_address(cluster, n)},
+        **({standby.name: address} if address else {})})
+    own = dict(node_settings) if node_settings is not None else cluster.node_settings.get(
+        standby.name)
+    identity.verify_all([(cluster.primary, "primary"), (source, role_of(cluster, source))],
+                        settings_of(cluster, cluster.primary, source), required=[source.name])
     server = binaries.probe(standby.service.bindir, host=standby.host)
     client = binaries.find_client("pg_basebackup", source.version, prefer=server)
     host, port = cluster.address_of(source)
@@ -109,11 +152,14 @@ def add_standby_plan(cluster: ClusterView, standby: Standby, *, upstream: Node |
     steps += standby_clone_steps(
         source, standby, auth=cluster.auth, primary_host=host, primary_port=port, slot=slot,
         server=server, client=client, passfile=cluster.passfile_of(standby), replace=replace,
-        node_settings=cluster.node_settings.get(standby.name), sync=sync, timeout=timeout)
+        node_settings=own, sync=sync, timeout=timeout)
 
     def record(report: Report) -> StepResult:
-        cluster.apply(RoleChange("add standby", f"{standby.name} streams from {source.name}",
-                                 added=(standby,), upstreams=((standby.name, source.name),)))
+        cluster.apply(RoleChange(
+            "add standby", f"{standby.name} streams from {source.name}", added=(standby,),
+            upstreams=((standby.name, source.name),),
+            node_settings=((standby.name, own),) if own is not None else (),
+            addresses=((standby.name, address),) if address is not None else ()))
         return StepResult(True, f"{standby.name} streams from {source.name}")
 
     steps.append(Step(standby.name, StepKind.RECORD, "record the new standby", "",
@@ -133,22 +179,10 @@ def _reload_if(node: Node, changed: set[str]) -> Step:
                 "SELECT pg_reload_conf();", action=action, host=node.host.name)
 
 
-def promote_plan(cluster: ClusterView, target: Standby, *, timeout: float) -> Plan:
-    """Promote one standby alone: it leaves the cluster (the primary and the other standbys
-    carry on); its slot on the primary is dropped."""
-    old = cluster.primary
 
-    def record(report: Report) -> StepResult:
-        with contextlib.suppress(PgStreamError):  # its slot would hold WAL forever
-            if (slot := old.slot(cluster.slot_for(target))) is not None and not slot.active:
-                old.drop_slot(slot.name)
-        cluster.apply(RoleChange(
-            "promote", f"{target.name} promoted on timeline {target.timeline()} and "
-                       f"detached from the cluster (its primary {old.name} and other "
-                       "standbys unchanged; its slot dropped)", detached=(target.name,)))
-        return StepResult(True, f"{target.name} accepts writes, apart from this cluster")
-
-    return Plan(f"promote {target.name}", [
-        promote_step(target, timeout),
-        Step(target.name, StepKind.RECORD, "record the new role", "", action=record,
-             host=target.host.name)])
+def _has_address(cluster: ClusterView, node: Node) -> bool:
+    try:
+        cluster.address_of(node)
+    except InvalidInput:
+        return False  # a socket conninfo and no address: nothing to compare
+    return True

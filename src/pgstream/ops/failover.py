@@ -3,6 +3,10 @@
 The primary must be dead: no connection and, where pgstream controls it, no postmaster. A
 live primary is refused (use a switchover), unless ``force=True``, which first stops it at
 once when pgstream controls its service (fencing), so two primaries never run together. The
+fence is proven (:mod:`pgstream.nodes.fence`): a live primary is first cross-checked against
+its declaration (data directory, port, role), and after the stop its postmaster must be gone
+and its conninfo reach no writable server, else ``PrimaryStillAlive`` and nothing promoted.
+Just before the promotion the old primary is checked once more (one connection attempt). The
 standby that has received the most WAL is promoted (unless one is named), then every other
 standby follows it. The old primary is kept in ``cluster.failed`` until it rejoins.
 """
@@ -18,7 +22,10 @@ from pgstream.errors import (
     PrimaryStillAlive,
     QueryError,
 )
+from pgstream.facts import arguments
 from pgstream.facts.lsn import Lsn
+from pgstream.nodes import fence, identity
+from pgstream.nodes.identity import ServerReport
 from pgstream.nodes.node import Standby
 from pgstream.ops.follow import follow_steps, promote_step
 from pgstream.ops.plan import Plan, Report, Step, StepKind, StepResult
@@ -55,8 +62,19 @@ def candidates(cluster: ClusterView) -> list[Candidate]:
 
 def failover_plan(cluster: ClusterView, candidate: Standby | str | None = None, *,
                   force: bool = False, timeout: float = 60.0) -> Plan:
+    """An unplanned failover; raises before anything changes when an argument is bad, a
+    reachable node is not the declared server (``ServerMismatch``) or the primary lives and
+    ``force`` is not given or cannot fence it (``PrimaryStillAlive``)."""
+    timeout = arguments.timeout(timeout)
+    force = arguments.flag(force, "force")
     old = cluster.primary
-    alive = old.ping() or (old.service is not None and old.service.running())
+    port = identity.declared_port(old, cluster.node_settings.get(old.name))
+    seen: ServerReport | None = None
+    try:  # a live primary must be the declared one: fencing another server proves nothing
+        seen = identity.verify(old, role="primary", port=port)
+    except NodeUnreachable:
+        seen = None
+    alive = seen is not None or (old.service is not None and old.service.running())
     if alive and not force:
         raise PrimaryStillAlive(
             f"{old.name} is still alive (it accepts connections or its postmaster runs): "
@@ -65,6 +83,9 @@ def failover_plan(cluster: ClusterView, candidate: Standby | str | None = None, 
     if alive and old.service is None:
         raise PrimaryStillAlive(f"{old.name} is alive and pgstream cannot stop it (no "
                                 "service): stop or fence it yourself, then fail over")
+    reports = identity.verify_all(
+        [(s, "standby") for s in cluster.standbys], cluster.node_settings,
+        system_identifier=seen.system_identifier if seen is not None else None)
     ranked = candidates(cluster)
     if not ranked:
         raise PgStreamError("no reachable standby of the primary can be promoted")
@@ -74,26 +95,47 @@ def failover_plan(cluster: ClusterView, candidate: Standby | str | None = None, 
         target = cluster.standby(candidate) if isinstance(candidate, str) else candidate
         if target.name not in {c.name for c in ranked}:
             raise InvalidInput(f"{target.name} is not a reachable standby of {old.name}")
+    system = reports[target.name].system_identifier if target.name in reports else None
+    fenced: list[int | None] = []
     steps: list[Step] = []
     if alive:
         service = old.service
         assert service is not None
 
-        def fence(report: Report) -> StepResult:
-            old.close()
-            service.stop("immediate")
-            return StepResult(True, f"stopped {old.name} (immediate)")
+        def fence_old(report: Report) -> StepResult:
+            now: ServerReport | None
+            try:  # the same server as at build, asked once more just before it is stopped
+                now = identity.verify(old, role="primary", port=port,
+                                      system_identifier=system, known=seen)
+            except NodeUnreachable:
+                now = seen  # gone meanwhile: prove that the pid seen at build is gone
+            proof = fence.stop_proven(old, "immediate", report=now)
+            fenced.append(now.postmaster_pid if now is not None else None)
+            return StepResult(True, f"stopped {old.name} (immediate): {proof}")
 
         steps.append(Step(old.name, StepKind.STOP, f"fence {old.name}: stop it at once",
-                          "pg_ctl stop -m immediate  (force=True)", action=fence,
-                          host=old.host.name))
+                          "re-check: " + queries.shown(queries.server_identity(old.version))
+                          + "  -- the declared server\n"
+                          + service.describe("stop", "immediate") + "  (force=True)\n"
+                          "proof: its postmaster gone, no writable server behind its conninfo",
+                          action=fence_old, host=old.host.name))
+
+    def still_down() -> str:
+        proof = fence.prove_down(old, fenced[0] if fenced else None)
+        if old.service is not None and old.service.running():
+            raise PrimaryStillAlive(f"{old.name}'s postmaster runs again ({old.service.pid()}):"
+                                    " nothing was promoted")
+        return f"{old.name}: {proof}"
 
     def choose(report: Report) -> StepResult:
         return StepResult(False, f"promoting {target.name}")
 
     steps.append(Step(target.name, StepKind.CHECK, f"choose {target.name} (most WAL received)",
                       "\n".join(str(c) for c in ranked), action=choose, host=target.host.name))
-    steps.append(promote_step(target, timeout))
+    steps.append(promote_step(
+        target, timeout, port=identity.declared_port(target, cluster.node_settings.get(
+            target.name)), system_identifier=system, guard=still_down,
+        known=reports.get(target.name)))
     followers = [s for s in cluster.standbys
                  if s is not target and (s.upstream or old.name) == old.name]
 

@@ -9,15 +9,24 @@ upstream is dropped once that one is reachable and the slot inactive.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from pathlib import Path
 
-from pgstream.errors import InvalidInput, NodeUnreachable
+from pgstream.errors import (
+    InvalidInput,
+    NodeUnreachable,
+    PgStreamError,
+    ServerMismatch,
+    WaitTimeout,
+)
+from pgstream.facts import arguments
 from pgstream.facts.version import ServerVersion
 from pgstream.hosts import binaries, controlfile
 from pgstream.hosts.wait import wait_for
+from pgstream.nodes import identity
 from pgstream.nodes.node import Node, Standby, stream_names
-from pgstream.ops.plan import Report, Step, StepKind, StepResult
+from pgstream.ops.plan import Plan, Report, Step, StepKind, StepResult
 from pgstream.ops.recovery import RecoveryConfig, passfile_for, write_passfile
 from pgstream.ops.view import ClusterView, RoleChange
 from pgstream.render import queries
@@ -44,22 +53,79 @@ def server_version(node: Node) -> ServerVersion:
 def check_same_system(node: Node, upstream: Node) -> None:
     mine, theirs = system_identifier(node), system_identifier(upstream)
     if mine != theirs:
-        raise InvalidInput(
+        raise ServerMismatch(
             f"{node.name} (system {mine}) cannot stream from {upstream.name} (system "
-            f"{theirs}): they are not copies of the same cluster")
+            f"{theirs}): they are not copies of the same cluster", node=upstream.name,
+            field="system_identifier", declared=mine, reported=theirs)
 
 
-def promote_step(standby: Standby, timeout: float) -> Step:
+def promote_step(standby: Standby, timeout: float, *, port: int | None = None,
+                 system_identifier: str | None = None, guard: Callable[[], str] | None = None,
+                 on_request: Callable[[], None] | None = None, after_request: str = "",
+                 known: identity.ServerReport | None = None) -> Step:
+    """Promote ``standby``, after checking once more (one query) that it is the declared
+    server, still in recovery, of ``system_identifier``, on ``port``.
+
+    ``guard`` runs first and raises if promoting is no longer safe (an old primary that is
+    not proven down); what it returns goes into the step's message. ``on_request`` is called
+    just before the promotion is requested: from then on the standby may become a primary
+    whatever happens next, so nothing may start another primary beside it.
+    ``after_request`` is added to the error when the promotion was requested but not seen
+    to finish (it may still). ``known``: the standby's report from the plan's build (its
+    path resolutions are reused).
+    """
     method = ("SELECT pg_promote(false);  -- then until SELECT pg_is_in_recovery() is false"
               if standby.version.adapter.supports("pg_promote")
               else "pg_ctl promote -W  -- then until SELECT pg_is_in_recovery() is false")
 
     def action(report: Report) -> StepResult:
-        timeline = standby.promote(timeout=timeout)
-        return StepResult(True, f"{standby.name} accepts writes on timeline {timeline}")
+        proof = guard() if guard is not None else ""
+        identity.verify(standby, role="standby", port=port,
+                        system_identifier=system_identifier, known=known)
+        if on_request is not None:
+            on_request()
+        try:
+            timeline = standby.promote(timeout=timeout)
+        except WaitTimeout as exc:
+            raise WaitTimeout(f"{exc}: the promotion of {standby.name} was requested and may "
+                              f"still complete{'; ' + after_request if after_request else ''}"
+                              ) from exc
+        done = f"{standby.name} accepts writes on timeline {timeline}"
+        return StepResult(True, f"{done} ({proof})" if proof else done)
 
-    return Step(standby.name, StepKind.PROMOTE, f"promote {standby.name}", method,
+    return Step(standby.name, StepKind.PROMOTE, f"promote {standby.name}",
+                "re-check: " + queries.shown(queries.server_identity(standby.version))
+                + "  -- same server, in recovery\n" + method,
                 action=action, host=standby.host.name)
+
+
+def promote_alone_plan(cluster: ClusterView, target: Standby, *, timeout: float) -> Plan:
+    """Promote ``target`` alone: it leaves the cluster (its slot on the primary dropped),
+    after the cross-checks (it is the declared standby; the primary, if it answers, too)."""
+    timeout = arguments.timeout(timeout)
+    old = cluster.primary
+    reports = identity.verify_all(
+        [(target, "standby"), (old, "primary")],
+        {n.name: cluster.node_settings[n.name] for n in (target, old)
+         if n.name in cluster.node_settings}, required=[target.name])
+
+    def record(report: Report) -> StepResult:
+        with contextlib.suppress(PgStreamError):  # its slot would hold WAL forever
+            if (slot := old.slot(cluster.slot_for(target))) is not None and not slot.active:
+                old.drop_slot(slot.name)
+        cluster.apply(RoleChange(
+            "promote", f"{target.name} promoted on timeline {target.timeline()} and "
+                       f"detached from the cluster (its primary {old.name} and other "
+                       "standbys unchanged; its slot dropped)", detached=(target.name,)))
+        return StepResult(True, f"{target.name} accepts writes, apart from this cluster")
+
+    return Plan(f"promote {target.name}", [
+        promote_step(target, timeout, port=identity.declared_port(
+            target, cluster.node_settings.get(target.name)),
+            system_identifier=reports[target.name].system_identifier,
+            known=reports[target.name]),
+        Step(target.name, StepKind.RECORD, "record the new role", "", action=record,
+             host=target.host.name)])
 
 
 def follow_steps(cluster: ClusterView, node: Node, upstream: Node, *, previous: Node | None,

@@ -17,11 +17,13 @@ from psycopg import conninfo as pg_conninfo
 from psycopg import sql
 
 from pgstream.errors import BinaryNotFound, InvalidInput, PgStreamError, RejoinRefused
+from pgstream.facts import arguments
 from pgstream.facts.lsn import Lsn
 from pgstream.facts.version import ServerVersion
 from pgstream.hosts import binaries, controlfile
 from pgstream.hosts.controlfile import ControlData, DbState
 from pgstream.hosts.host import LocalHost
+from pgstream.nodes import identity
 from pgstream.nodes.node import Node
 from pgstream.ops.follow import (
     check_same_system,
@@ -85,7 +87,15 @@ def divergence(node: Node, primary: Node) -> Divergence:
 
 def rejoin_plan(cluster: ClusterView, node: Node | str, *, rewind: bool | None = None,
                 timeout: float = 60.0) -> Plan:
-    """``rewind``: None decides from the divergence; False refuses to rewind; True forces."""
+    """``rewind``: None decides from the divergence; False refuses to rewind; True forces.
+
+    The node streams from the primary's own address (``cluster.address_of``), whichever node
+    that is now. The primary is cross-checked against its declaration before the plan is
+    built, and the node proven stopped once more just before a rewind.
+    """
+    timeout = arguments.timeout(timeout)
+    if rewind is not None:
+        arguments.flag(rewind, "rewind")
     target = cluster.node(node) if isinstance(node, str) else node
     primary = cluster.primary
     if target.name == primary.name:
@@ -95,6 +105,8 @@ def rejoin_plan(cluster: ClusterView, node: Node | str, *, rewind: bool | None =
     if target.ping() or target.service.running():
         raise RejoinRefused(f"{target.name} is running: stop it first (if it still acts as a "
                             "primary, it may have taken writes the new primary does not have)")
+    identity.verify(primary, role="primary",
+                    port=identity.declared_port(primary, cluster.node_settings.get(primary.name)))
     check_same_system(target, primary)
     found = divergence(target, primary)
     use_rewind = found.needs_rewind if rewind is None else rewind
@@ -173,6 +185,8 @@ def _rewind_step(cluster: ClusterView, target: Node, primary: Node, version: Ser
                                    mode=0o600, owner=target.os_user)
             env["PGPASSFILE"] = str(secret)
         assert target.service is not None
+        if target.ping() or target.service.running():  # it must still be down: rewinding
+            raise RejoinRefused(f"{target.name} runs again: not rewound (stop it first)")
         target.service.wait_gone()
         # A freshly promoted source may still name its old timeline in pg_control until its
         # first checkpoint; pg_rewind before 16 reads it there ("no rewind required").

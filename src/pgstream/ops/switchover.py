@@ -1,11 +1,21 @@
 """How a planned switchover is done without losing a committed transaction: plan steps.
 
-Pre-checks (the target streams, its replay is not paused, it lags at most ``max_lag_bytes``),
-then: a clean (fast) stop of the old primary, proof that the target received everything up to
-the old primary's shutdown checkpoint (read from its ``pg_control``: the target's received
-LSN must pass that record), promotion, every other standby re-pointed, and the old primary
-back as a standby of the new one (it stopped cleanly and is not ahead: no rewind needed).
-If the old primary was stopped but the target not yet promoted, rollback starts it again.
+Pre-checks, asked of the servers when the plan is built (one query per node: what each server
+is, see :mod:`pgstream.nodes.identity`, and its replication state): every node is the server
+it was declared to be, the target streams, its replay is not paused, it lags at most
+``max_lag_bytes``. Then, each step re-checking what it relies on just before it acts:
+
+1. a clean (fast) stop of the old primary, after the same pre-checks once more (one query on
+   each of the two nodes), proven: its postmaster gone and no writable server behind its
+   conninfo (:mod:`pgstream.nodes.fence`), else ``PrimaryStillAlive`` and nothing promoted;
+2. proof that the target received everything up to the old primary's shutdown checkpoint
+   (read from its ``pg_control``: the target's received LSN must pass that record);
+3. promotion (the old primary proven down once more), every other standby re-pointed, and the
+   old primary back as a standby of the new one (it stopped cleanly and is not ahead).
+
+If the old primary was stopped but the promotion not yet requested, rollback starts it again.
+Once the promotion has been requested it is never started again as a primary: it stays
+stopped, and the error says so.
 """
 
 from __future__ import annotations
@@ -14,11 +24,20 @@ from pathlib import Path
 
 import attrs
 
-from pgstream.errors import InvalidInput, PgStreamError, SwitchoverRefused
+from pgstream.errors import (
+    InvalidInput,
+    NodeUnreachable,
+    OperationFailed,
+    PgStreamError,
+    SwitchoverRefused,
+)
+from pgstream.facts import arguments
 from pgstream.facts.lsn import Lsn
 from pgstream.hosts import controlfile
 from pgstream.hosts.wait import wait_for
-from pgstream.nodes.node import Standby
+from pgstream.nodes import fence, identity
+from pgstream.nodes.identity import ServerReport
+from pgstream.nodes.node import Node, Standby
 from pgstream.ops.follow import drop_stale_slots_step, follow_steps, promote_step
 from pgstream.ops.plan import Plan, Report, Step, StepKind, StepResult
 from pgstream.ops.view import ClusterView, RoleChange
@@ -37,79 +56,131 @@ class PreCheck:
         return f"[{'ok' if self.ok else 'FAILED'}] {self.name}: {self.detail}"
 
 
-def prechecks(cluster: ClusterView, target: Standby, max_lag_bytes: int) -> list[PreCheck]:
-    primary = cluster.primary
-    results = []
-    up = primary.ping()
-    results.append(PreCheck("primary reachable", up, primary.name))
+def evaluate(primary: Node, target: Standby, mine: ServerReport | None,
+             theirs: ServerReport | None, max_lag_bytes: int) -> list[PreCheck]:
+    """The pre-checks, from what the primary (``mine``) and the target (``theirs``) reported
+    (None: unreachable)."""
+    results = [PreCheck("primary reachable", mine is not None, primary.name)]
     managed = primary.service is not None and primary.data_dir is not None
     results.append(PreCheck("primary's service controlled by pgstream", managed,
                             "needed to stop it cleanly" if managed else "no service/data_dir"))
-    reachable = target.ping()
-    results.append(PreCheck("target reachable", reachable, target.name))
-    if not (up and reachable):
+    results.append(PreCheck("target reachable", theirs is not None, target.name))
+    if mine is None or theirs is None:
         return results
-    recovering = target.in_recovery
+    recovering = theirs.in_recovery
     results.append(PreCheck("target is a standby", recovering,
                             "in recovery" if recovering else "not in recovery"))
-    streaming = primary.streams_to(target.application_name, target.slot_name)
-    results.append(PreCheck(f"target streams from {primary.name}", streaming,
-                            "streaming" if streaming else "no streaming walsender for it"))
+    results.append(PreCheck(f"target streams from {primary.name}", mine.streams_to,
+                            "streaming" if mine.streams_to else "no streaming walsender for it"))
     if recovering:
-        paused = bool(target.value(queries.replay_paused(target.version)))
+        paused = bool(theirs.replay_paused)
         results.append(PreCheck("target replay not paused", not paused,
                                 "paused: resume it first" if paused else "replaying"))
-        replayed = target.replay_lsn()
-        lag = primary.current_lsn() - replayed if replayed is not None else None
+        replayed, current = theirs.replay_lsn, mine.current_lsn
+        lag = current - replayed if replayed is not None and current is not None else None
         fine = lag is not None and lag <= max_lag_bytes
         results.append(PreCheck("target lag within bound", fine,
                                 f"{lag} bytes behind (bound {max_lag_bytes})"))
     return results
 
 
+def _probe(node: Node, *, streaming_to: tuple[str, str | None] | None = None,
+           known: ServerReport | None = None) -> ServerReport | None:
+    try:
+        return identity.probe(node, streaming_to=streaming_to, known=known)
+    except NodeUnreachable:
+        return None
+
+
+def prechecks(cluster: ClusterView, target: Standby, max_lag_bytes: int) -> list[PreCheck]:
+    """The pre-checks as they stand now (two queries: one on the primary, one on the target)."""
+    primary = cluster.primary
+    stream = (target.application_name, target.slot_name)
+    return evaluate(primary, target, _probe(primary, streaming_to=stream),
+                    _probe(target), max_lag_bytes)
+
+
 def switchover_plan(cluster: ClusterView, to: Standby | str, *,
                     max_lag_bytes: int = DEFAULT_MAX_LAG_BYTES,
                     timeout: float = 60.0) -> Plan:
+    """A planned switchover to ``to``: raises ``InvalidInput`` for bad arguments,
+    ``ServerMismatch`` when a node is not the declared server and ``SwitchoverRefused`` when
+    a pre-check fails, all before anything changes."""
+    timeout = arguments.timeout(timeout)
+    max_lag_bytes = arguments.byte_count(max_lag_bytes, "max_lag_bytes")
     target = cluster.standby(to) if isinstance(to, str) else to
     if target not in cluster.standbys:
         raise InvalidInput(f"{target.name} is not a standby of this cluster")
     if (target.upstream or cluster.primary.name) != cluster.primary.name:
         raise SwitchoverRefused(f"{target.name} streams from {target.upstream}, not from the "
                                 "primary: switch over to a direct standby")
-    results = prechecks(cluster, target, max_lag_bytes)
+    old = cluster.primary
+    stream = (target.application_name, target.slot_name)
+    others = [s for s in cluster.standbys
+              if s is not target and (s.upstream or old.name) == old.name]
+    reports = identity.verify_all(
+        [(old, "primary"), (target, "standby"),
+         *((s, "standby") for s in cluster.standbys if s is not target)],
+        cluster.node_settings, streaming_to={old.name: stream})
+    mine, theirs = reports.get(old.name), reports.get(target.name)
+    results = evaluate(old, target, mine, theirs, max_lag_bytes)
     if not all(r.ok for r in results):
         raise SwitchoverRefused("switchover refused, nothing changed:\n"
                                 + "\n".join(str(r) for r in results))
-    old = cluster.primary
     assert old.service is not None and old.data_dir is not None
+    assert mine is not None and theirs is not None
     service, data_dir = old.service, Path(old.data_dir)
-    others = [s for s in cluster.standbys
-              if s is not target and (s.upstream or old.name) == old.name]
+    system = mine.system_identifier
+    ports = {n.name: identity.declared_port(n, cluster.node_settings.get(n.name))
+             for n in (old, target)}
+    stopped: list[int | None] = []
     shutdown: list[Lsn] = []
+    requested: list[bool] = []
     steps: list[Step] = []
 
     def check(report: Report) -> StepResult:
-        again = prechecks(cluster, target, max_lag_bytes)
-        if not all(r.ok for r in again):
-            raise SwitchoverRefused("\n".join(str(r) for r in again))
-        return StepResult(False, "all pre-checks passed")
+        return StepResult(False, "passed when the plan was built; asked again just before "
+                                 f"{old.name} is stopped")
 
     steps.append(Step(old.name, StepKind.CHECK, "pre-checks",
                       "\n".join(str(r) for r in results), action=check, host=old.host.name))
 
     def stop(report: Report) -> StepResult:
-        old.close()
-        service.stop("fast")
-        return StepResult(True, f"{old.name} stopped cleanly")
+        # The state may have changed since the plan was built: the same checks, one query
+        # on each node, then the stop, proven.
+        now_mine = _probe(old, streaming_to=stream, known=mine)
+        now_theirs = _probe(target, known=theirs)
+        again = evaluate(old, target, now_mine, now_theirs, max_lag_bytes)
+        if not all(r.ok for r in again):
+            raise SwitchoverRefused("switchover refused just before the stop, nothing "
+                                    "changed:\n" + "\n".join(str(r) for r in again))
+        assert now_mine is not None and now_theirs is not None
+        identity.check(old, now_mine, role="primary", port=ports[old.name],
+                       system_identifier=system)
+        identity.check(target, now_theirs, role="standby", port=ports[target.name],
+                       system_identifier=system)
+        proof = fence.stop_proven(old, "fast", report=now_mine)
+        stopped.append(now_mine.postmaster_pid)
+        return StepResult(True, f"{old.name} stopped cleanly ({proof})")
 
     def restart_if_not_promoted() -> None:
+        if requested:
+            raise OperationFailed(
+                f"{old.name} is left stopped: the promotion of {target.name} had been "
+                f"requested, and starting {old.name} again could make two primaries. Check "
+                f"{target.name} (SELECT pg_is_in_recovery()); once it accepts writes, "
+                f"cluster.record_roles(new_primary={target.name!r}, failed=[{old.name!r}]) "
+                f"and cluster.rejoin({old.name!r})")
         if target.ping() and target.in_recovery and not service.running():
             service.start()
 
     steps.append(Step(old.name, StepKind.STOP, f"stop {old.name} cleanly (fast shutdown)",
-                      "pg_ctl stop -m fast  -- walsenders send everything, up to the "
-                      "shutdown checkpoint", action=stop, undo=restart_if_not_promoted,
-                      host=old.host.name))
+                      f"re-check, on {old.name} and on {target.name}: "
+                      + queries.shown(queries.server_identity(old.version, stream)) + "\n"
+                      + service.describe("stop", "fast")
+                      + "  -- walsenders send everything, up to the shutdown checkpoint\n"
+                      "proof: its postmaster gone, no writable server behind its conninfo",
+                      action=stop, undo=restart_if_not_promoted, host=old.host.name))
 
     def received(report: Report) -> StepResult:
         control = controlfile.read(data_dir, host=old.host)
@@ -133,7 +204,17 @@ def switchover_plan(cluster: ClusterView, to: Standby | str, *,
                       "checkpoint", "pg_control of the old primary: latest checkpoint C;\n"
                       "pg_last_wal_receive_lsn() on the target > C", action=received,
                       host=target.host.name))
-    steps.append(promote_step(target, timeout))
+
+    def old_still_down() -> str:
+        return fence.prove_down(old, stopped[0] if stopped else None)
+
+    steps.append(promote_step(
+        target, timeout, port=ports[target.name], system_identifier=system,
+        guard=old_still_down, on_request=lambda: requested.append(True), known=theirs,
+        after_request=f"{old.name} is left stopped (never started again beside a possibly "
+                      f"promoted {target.name}); once {target.name} accepts writes: cluster."
+                      f"record_roles(new_primary={target.name!r}, failed=[{old.name!r}]), "
+                      f"then cluster.rejoin({old.name!r})"))
 
     def promoted(report: Report) -> StepResult:
         # Recorded at once: if a later step fails, the cluster already names the new primary.

@@ -25,9 +25,10 @@ class RoleChange:
 
     ``new_primary`` is the primary from now on (``None``: unchanged); ``rejoined`` stream from
     it; ``failed`` are set aside until they rejoin; ``detached`` leave the cluster;
-    ``upstreams`` re-point standbys (``None``: the primary); ``added`` are new standbys.
-    ``operation`` and ``detail`` go to the history, unless ``record`` is false (an
-    intermediate change that a later one completes).
+    ``upstreams`` re-point standbys (``None``: the primary); ``added`` are new standbys, with
+    their own settings (``node_settings``) and the addresses others reach them at
+    (``addresses``). ``operation`` and ``detail`` go to the history, unless ``record`` is
+    false (an intermediate change that a later one completes).
     """
 
     operation: str
@@ -38,6 +39,8 @@ class RoleChange:
     detached: tuple[str, ...] = ()
     upstreams: tuple[tuple[str, str | None], ...] = ()
     added: tuple[Standby, ...] = ()
+    node_settings: tuple[tuple[str, Mapping[str, str]], ...] = ()
+    addresses: tuple[tuple[str, tuple[str, int]], ...] = ()
     record: bool = True
 
 

@@ -281,3 +281,33 @@ def database_exists(dbname: str) -> Query:
 def resume_replay(version: ServerVersion) -> Query:
     """On a standby: resume paused WAL replay."""
     return sql.SQL("SELECT {}()").format(_fn(version, "pg_wal_replay_resume")), ()
+
+
+IDENTITY_FIELDS = ("data_directory", "port", "in_recovery", "system_identifier", "backend_pid",
+                   "current_lsn", "replay_lsn", "replay_paused", "streams_to")
+
+
+def server_identity(version: ServerVersion,
+                    streaming_to: tuple[str, str | None] | None = None) -> Query:
+    """What a live server says about itself, in one round trip (:data:`IDENTITY_FIELDS`).
+
+    Its data directory and port (superuser or ``pg_read_all_settings``), whether it is in
+    recovery, its ``system_identifier`` (``pg_control_system()``, 9.6+) and this backend's
+    pid; a primary's current LSN, or a standby's replay LSN and whether replay is paused
+    (each NULL where it does not apply); and whether it has a streaming walsender for the
+    standby ``streaming_to``: its ``(application_name, slot)``, the slot None when it uses
+    none (false when ``streaming_to`` is None).
+    """
+    app, slot = streaming_to if streaming_to is not None else (None, None)
+    return sql.SQL(
+        "SELECT current_setting('data_directory'), current_setting('port')::int, "
+        "pg_is_in_recovery(), (SELECT system_identifier::text FROM pg_control_system()), "
+        "pg_backend_pid(), "
+        "CASE WHEN pg_is_in_recovery() THEN NULL ELSE {}()::text END, "
+        "CASE WHEN pg_is_in_recovery() THEN {}()::text END, "
+        "CASE WHEN pg_is_in_recovery() THEN {}() END, "
+        "EXISTS (SELECT 1 FROM pg_stat_replication r "
+        "WHERE r.application_name = %s AND r.state = 'streaming' AND (%s::text IS NULL OR "
+        "r.pid IN (SELECT active_pid FROM pg_replication_slots WHERE slot_name = %s)))"
+    ).format(_fn(version, "pg_current_wal_lsn"), _fn(version, "pg_last_wal_replay_lsn"),
+             _fn(version, "pg_is_wal_replay_paused")), (app, slot, slot)
