@@ -43,7 +43,8 @@ from pgstream.ops.failover import failover_plan
 from pgstream.ops.follow import follow_steps, promote_step
 from pgstream.ops.plan import Plan, PlanReport, ProgressCallback, Report, Step, StepKind, StepResult
 from pgstream.ops.rejoin import rejoin_plan
-from pgstream.ops.sandbox import Sandbox
+from pgstream.ops.sandbox import Sandbox, replication_limits
+from pgstream.ops.senders import SenderBudget
 from pgstream.ops.setup import ReplicationAuth, primary_setup_steps, slot_step
 from pgstream.ops.status import ClusterStatus, HistoryEntry, PrimaryStatus, StandbyStatus
 from pgstream.ops.switchover import DEFAULT_MAX_LAG_BYTES, switchover_plan
@@ -137,9 +138,10 @@ class Cluster:
                              wal_segsize_mb=wal_segsize_mb)
         try:
             renderer = ConfigRenderer(server.version)
+            senders, slots = replication_limits(standbys)  # every clone at once
             wanted = renderer.primary_settings(
-                listen_addresses="127.0.0.1", wal_keep_segments=4,
-                wal_segment_size_mb=wal_segsize_mb or 16)
+                listen_addresses="127.0.0.1", wal_keep_segments=4, max_wal_senders=senders,
+                max_replication_slots=slots, wal_segment_size_mb=wal_segsize_mb or 16)
             wanted.update(settings or {})
             primary = box.init_primary("primary", wanted)
             nodes = [box.standby_node(f"standby{i}") for i in range(1, standbys + 1)]
@@ -403,6 +405,7 @@ class Cluster:
         steps = primary_setup_steps(self.primary, auth=self.auth, settings=settings,
                                     hba_addresses=self.hba_addresses,
                                     slots=[self.slot_for(s) for s in self.standbys])
+        senders = SenderBudget(self.primary)  # the clones share the primary's walsenders
         for standby in self.standbys:
             if standby.service is None or standby.data_dir is None:
                 raise InvalidInput(f"{standby.name} needs data_dir and service to be cloned")
@@ -413,7 +416,9 @@ class Cluster:
                 self.primary, standby, auth=self.auth, primary_host=host, primary_port=port,
                 slot=self.slot_for(standby), server=srv, client=cli, passfile=passfile,
                 replace=replace, node_settings=self.node_settings.get(standby.name),
-                sync=(self._sandbox is None) if sync is None else sync, timeout=timeout)
+                sync=(self._sandbox is None) if sync is None else sync, timeout=timeout,
+                senders=senders)
+        senders.check(settings.get("max_wal_senders"))
         names = ", ".join(s.name for s in self.standbys) or "no standbys"
         return Plan(f"streaming replication {self.primary.name} -> {names} "
                     f"(PostgreSQL {version.major})", steps)

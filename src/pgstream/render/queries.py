@@ -240,3 +240,10 @@ def walsender_state(application_name: str) -> Query:
     """On an upstream: the state of its walsender(s) for that standby."""
     return sql.SQL(
         "SELECT state FROM pg_stat_replication WHERE application_name = %s"), (application_name,)
+
+
+def walsenders() -> Query:
+    """On an upstream: ``max_wal_senders`` and how many walsenders run now (base backups
+    included: a ``pg_basebackup -X stream`` takes two)."""
+    return sql.SQL("SELECT current_setting('max_wal_senders')::int, "
+                   "(SELECT count(*) FROM pg_stat_replication)::int"), ()
