@@ -110,9 +110,31 @@ def collect(proc: subprocess.Popen[bytes], deadline: float,
     return b"".join(chunks).decode("utf-8", "replace")
 
 
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
+def _kill_group(proc: subprocess.Popen[bytes], wait: float = 5.0) -> None:
+    """SIGKILL the group and wait (up to ``wait`` s) until none of it runs any more, so that
+    nothing of it writes after this returns (a clone's directory is wiped next)."""
+    try:
         os.killpg(proc.pid, 9)
+    except (ProcessLookupError, PermissionError):
+        return
+    deadline = time.monotonic() + wait
+    while _group_runs(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.005)
+
+
+def _group_runs(pgid: int) -> bool:
+    """Does a live (not zombie) process of process group ``pgid`` remain?"""
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", encoding="utf-8", errors="replace") as f:
+                fields = f.read().rsplit(")", 1)[-1].split()
+        except OSError:
+            continue
+        if len(fields) > 2 and int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
+            return True
+    return False
 
 
 def kill(proc: subprocess.Popen[bytes]) -> None:

@@ -16,7 +16,7 @@ import enum
 import threading
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 
 import attrs
 
@@ -287,6 +287,9 @@ class _Runner:
         pool = ThreadPoolExecutor(max_workers=len(lanes))
         try:
             futures = [pool.submit(lane, items) for items in lanes.values()]
+            pending = set(futures)
+            while pending:  # short waits: a signal another thread took is handled here soon
+                _done, pending = wait(pending, timeout=0.05)
             errors = [f.exception() for f in futures]
         except BaseException:
             # Interrupted while the lanes run: they start nothing more, and the commands they
