@@ -211,19 +211,22 @@ def test_ctrl_c_while_copying_kills_the_copy(tmp_path: Path) -> None:
     """What Sandbox._initdb does with a cached template: LocalHost.copy_tree (cp -a)."""
     source = tmp_path / "template"
     source.mkdir()
-    (source / "data").write_bytes(os.urandom(1 << 20) * 64)
+    (source / "data").write_bytes(os.urandom(1 << 20) * 128)
     seen: list[int] = []
+
+    children = Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children")  # the main thread's
 
     def interrupt_when_copying() -> None:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and not seen:
-            for pid, ppid, argv in _procs():
-                if ppid == os.getpid() and argv[:2] == ["cp", "-a"]:
-                    os.kill(pid, signal.SIGSTOP)  # mid-copy for as long as the test needs
-                    seen.append(pid)
-                    os.kill(os.getpid(), signal.SIGINT)
-                    return
-            time.sleep(0.001)
+            for pid in map(int, children.read_text().split()):
+                with contextlib.suppress(OSError):
+                    if Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"cp\0-a\0"):
+                        os.kill(pid, signal.SIGSTOP)  # mid-copy for as long as the test needs
+                        seen.append(pid)
+                        os.kill(os.getpid(), signal.SIGINT)
+                        return
+            time.sleep(0.0002)
 
     def copy() -> None:
         LocalHost().copy_tree(source, tmp_path / "copy")
@@ -249,7 +252,7 @@ _HOLDER = textwrap.dedent("""
     from pgstream import Cluster
     def progress(event):
         print(json.dumps({"event": event.event, "kind": event.step.kind.value}), flush=True)
-    cluster = Cluster.sandbox(standbys=1, base_dir=sys.argv[1], progress=progress)
+    cluster = Cluster.sandbox(standbys=int(sys.argv[2]), base_dir=sys.argv[1], progress=progress)
     print(json.dumps({"ready": str(cluster.base_dir)}), flush=True)
     time.sleep(60)
 """)
@@ -257,7 +260,8 @@ _HOLDER = textwrap.dedent("""
 
 @pytest.mark.parametrize("when", ["holding", "cloning"])
 def test_sigterm_stops_every_server_like_ctrl_c(empty_dir: Path, when: str) -> None:
-    proc = subprocess.Popen([sys.executable, "-c", _HOLDER, str(empty_dir)], cwd=ROOT,
+    standbys = "0" if when == "holding" else "1"
+    proc = subprocess.Popen([sys.executable, "-c", _HOLDER, str(empty_dir), standbys], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None and proc.stderr is not None

@@ -30,6 +30,7 @@ import attrs
 
 from pgstream.errors import CommandFailed, InvalidInput
 from pgstream.hosts.process import (
+    GroupPopen,
     OutputCallback,
     collect,
     kill,
@@ -172,7 +173,7 @@ class LocalHost:
         if target is not None:
             kwargs.update(user=target.uid, group=target.gid, extra_groups=[])
         try:
-            proc = subprocess.Popen(
+            proc = GroupPopen(
                 argv, stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                 env=self.environment(user, env),

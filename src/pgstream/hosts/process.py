@@ -24,9 +24,42 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 OutputCallback = Callable[[str], None]
 SERVER_PROGRAMS = ("postgres", "postmaster")
+
+
+class GroupPopen(subprocess.Popen[bytes]):
+    """``Popen`` that kills the child (and its process group) if starting it is interrupted
+    (Ctrl-C or SIGTERM right after the fork, before ``Popen`` returns and anyone could)."""
+
+    def _execute_child(self, *args: Any, **kwargs: Any) -> None:
+        before = _my_children()
+        try:
+            super()._execute_child(*args, **kwargs)  # type: ignore[misc]
+        except BaseException:
+            # The signal may land before the pid is even stored: this thread's new child.
+            pid = getattr(self, "pid", None)
+            started = (_my_children() - before) | ({pid} if isinstance(pid, int) else set())
+            for child in started:
+                with contextlib.suppress(OSError):
+                    os.kill(child, 9)  # perhaps not yet the leader of its own group
+                with contextlib.suppress(OSError):
+                    os.killpg(child, 9)
+                with contextlib.suppress(OSError):
+                    os.waitpid(child, 0)
+            raise
+
+
+def _my_children() -> set[int]:
+    """The live children this thread started (``/proc/PID/task/TID/children``)."""
+    path = f"/proc/{os.getpid()}/task/{threading.get_native_id()}/children"
+    try:
+        with open(path, encoding="ascii") as f:
+            return {int(p) for p in f.read().split()}
+    except (OSError, ValueError):
+        return set()
 
 
 # Commands running now, per thread: a plan interrupted in its main thread kills those of its
