@@ -74,7 +74,8 @@ def test_a_failed_undo_is_named_in_plan_failed() -> None:
     assert error.undo_failed == ((plan.steps[0], gone),)
     assert error.cause is error.__cause__
     assert isinstance(error.cause, OSError)
-    assert "could not undo [primary] slot s1: primary is down" in str(error)
+    assert ("could not undo [primary] slot s1 (left behind, it needs a person): "
+            "primary is down") in str(error)
     assert "rolled back" not in str(error)
 
 
@@ -93,7 +94,7 @@ def test_failed_undos_are_notes_on_an_interrupt() -> None:
                       _step(log, "n", "b", fail=KeyboardInterrupt())])
     with pytest.raises(KeyboardInterrupt) as caught:
         plan.apply()
-    assert any("could not undo [n] a: cannot drop" in note
+    assert any("could not undo [n] a (left behind, it needs a person): cannot drop" in note
                for note in getattr(caught.value, "__notes__", []))
 
 

@@ -195,8 +195,8 @@ class Plan:
 
 
 def _undo_failures(failed: tuple[tuple[Step, BaseException], ...]) -> list[str]:
-    return [f"could not undo [{step.node}] {step.title}: {error} -- this is left behind "
-            "and needs a person" for step, error in failed]
+    return [f"could not undo [{step.node}] {step.title} (left behind, it needs a person): "
+            f"{error}" for step, error in failed]
 
 
 class _Interrupted(BaseException):

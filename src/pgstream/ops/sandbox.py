@@ -308,6 +308,12 @@ class Sandbox:
                  "nodes": {name: str(svc.data_dir) for name, svc in self.services.items()}}
         self.host.write_text(self.base_dir / MARKER, json.dumps(state, indent=1), mode=0o600)
 
+    def keep(self) -> None:
+        """The sandbox is to outlive this process (``detach``): SIGTERM no longer stops it."""
+        if self.holds_sigterm:
+            self.holds_sigterm = False
+            sigterm.release()
+
     def destroy(self) -> Destroyed:
         """Stop every server (immediate shutdown: SIGQUIT, then SIGKILL after
         :data:`STOP_WAIT` s) and remove the sandbox directory.
