@@ -180,7 +180,7 @@ class Plan:
             lines += _undo_failures(undo_failed)
             raise PlanFailed("\n".join(lines), step=failure.step, done=done, undone=undone,
                              cause=failure.cause, undo_failed=undo_failed) from failure.cause
-        except BaseException as exc:  # Ctrl-C, SIGTERM (see hosts.signals), SystemExit
+        except BaseException as exc:  # Ctrl-C, SIGTERM (see hosts.sigterm), SystemExit
             cause = exc.cause if isinstance(exc, _Interrupted) else exc
             if rollback:
                 _undone, undo_failed = runner.rollback()
