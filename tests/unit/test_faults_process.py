@@ -252,3 +252,23 @@ def test_budget_bounds_how_many_clones_run_at_once() -> None:
     # 3 streaming, 2 free: one more clone holds them; then none for the next.
     with budget.clone(timeout=1), pytest.raises(OperationFailed, match="no free walsender"):
         fourth()
+
+
+def test_an_interrupted_ssh_command_kills_the_local_ssh_client(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SshHost runs the system's ssh through LocalHost.run: Ctrl-C kills that client (and
+    what it started) with its process group."""
+    from pgstream.hosts.ssh import SshHost
+
+    marker = tmp_path / "child.pid"
+    fake = tmp_path / "ssh"
+    fake.write_text(f"#!/bin/sh\nsleep 60 & echo $! > {marker}\necho connected\nwait\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+
+    def on_output(line: str) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        SshHost("db1").run(("pg_basebackup", "-D", "/x"), on_output=on_output, timeout=30)
+    assert not _alive(int(marker.read_text()))
