@@ -420,6 +420,8 @@ class Cluster:
         if self._finalizer is not None:
             self._finalizer.detach()
             self._finalizer = None
+        if self._sandbox is not None:
+            self._sandbox.keep()
         for node in self.nodes:
             node.close()
         return self.base_dir

@@ -193,3 +193,12 @@ class PlanFailed(OperationFailed):
         self.undone = undone
         self.cause = cause
         self.undo_failed = undo_failed
+
+
+# -- not errors: how the process is asked to end
+
+
+class Terminated(KeyboardInterrupt):
+    """Raised in the main thread when SIGTERM arrives while a sandbox lives (see
+    :mod:`pgstream.hosts.sigterm`): a ``KeyboardInterrupt``, so that whatever cleans up after
+    Ctrl-C (``with`` blocks, plans rolling back, fixtures) stops the servers too."""

@@ -84,12 +84,18 @@ def demo(args: argparse.Namespace) -> int:
 
 
 def sandbox_stop(args: argparse.Namespace) -> int:
-    """Stop and remove a sandbox kept with ``demo --keep``."""
+    """Stop a kept sandbox's servers and remove it; exit 1 if a server could not be stopped
+    (its directory is removed all the same)."""
     from pgstream.ops.sandbox import destroy_kept
 
-    problems = destroy_kept(args.dir)
-    for problem in problems:
-        print(f"warning: {problem}", file=sys.stderr)
+    done = destroy_kept(args.dir)
+    for note in done.notes:
+        print(f"note: {note}", file=sys.stderr)
+    for problem in done.problems:
+        print(f"error: {problem}", file=sys.stderr)
+    if done.problems:
+        print(f"removed {args.dir}, but a server of it could not be stopped", file=sys.stderr)
+        return 1
     print(f"stopped and removed {args.dir}")
     return 0
 

@@ -101,3 +101,10 @@ def check_replaceable(path: Path, *, replace: bool, protected: Iterable[Path] = 
 def wipe_contents(path: Path, host: Host | None = None) -> bool:
     """Remove everything inside ``path`` (kept itself, with its owner and mode)."""
     return (host or LocalHost()).wipe_contents(Path(path))
+
+
+def remove_empty(path: Path, host: Host | None = None) -> None:
+    """Remove the (emptied) directory ``path`` itself, if it is still there."""
+    host = host or LocalHost()
+    if host.is_dir(Path(path)):
+        host.remove_empty_dir(Path(path))

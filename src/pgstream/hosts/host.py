@@ -4,6 +4,12 @@
 another OS user (PostgreSQL refuses to run as root, so a root process runs servers as
 ``postgres``). Files are written atomically with a mode and an owner; anything holding a
 secret is written 0600. :class:`~pgstream.hosts.ssh.SshHost` offers the same interface over ssh.
+
+Each command runs in its own process group, and that group is what is waited for and killed:
+the command ends when its main process exits (children it left holding the output, such as
+``pg_basebackup``'s WAL streamer after its parent was killed, are killed with the group); on a
+timeout, a failure to read its output, Ctrl-C or SIGTERM the whole group is killed before the
+exception propagates.
 """
 
 from __future__ import annotations
@@ -13,12 +19,11 @@ import logging
 import os
 import pwd
 import re
-import selectors
 import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -26,10 +31,17 @@ import attrs
 
 from pgstream.errors import CommandFailed, InvalidInput
 from pgstream.facts import redact
+from pgstream.hosts.process import (
+    GroupPopen,
+    OutputCallback,
+    collect,
+    kill,
+    local_postmaster_proven,
+    register,
+    unregister,
+)
 
 _log = logging.getLogger(__name__)
-
-OutputCallback = Callable[[str], None]
 
 # Variables that would silently redirect PostgreSQL's tools to another server or user.
 _SCRUBBED_ENV = re.compile(r"^PG(?!STREAM_)[A-Z_]*$")
@@ -113,9 +125,11 @@ class Host(Protocol):
     def make_dir(self, path: Path, *, mode: int = 0o700, owner: OsUser | None = None) -> None: ...
     def list_dir(self, path: Path) -> list[str]: ...
     def wipe_contents(self, path: Path) -> bool: ...
+    def remove_empty_dir(self, path: Path) -> None: ...
     def executable(self, path: Path) -> bool: ...
     def process_alive(self, pid: int) -> bool: ...
     def process_exists(self, pid: int) -> bool: ...
+    def postmaster_proven(self, pid: int, data_dir: Path) -> bool: ...
     def lookup_user(self, name: str) -> OsUser: ...
     def home_dirs(self) -> set[Path]: ...
     def resolve(self, path: Path) -> Path: ...
@@ -166,7 +180,7 @@ class LocalHost:
         if target is not None:
             kwargs.update(user=target.uid, group=target.gid, extra_groups=[])
         try:
-            proc = subprocess.Popen(
+            proc = GroupPopen(
                 argv, stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                 env=self.environment(user, env),
@@ -176,14 +190,21 @@ class LocalHost:
         except OSError as exc:
             raise CommandFailed(f"{what or Path(argv[0]).name}: cannot run {argv[0]}: {exc}",
                                 argv=argv) from None
-        if stdin is not None:
-            assert proc.stdin is not None
-            try:
-                proc.stdin.write(stdin.encode())
-                proc.stdin.close()
-            except BrokenPipeError:
-                pass
-        output = _collect(proc, started + timeout, on_output)
+        register(proc)
+        try:
+            if stdin is not None:
+                assert proc.stdin is not None
+                try:
+                    proc.stdin.write(stdin.encode())
+                    proc.stdin.close()
+                except BrokenPipeError:
+                    pass
+            output = collect(proc, started + timeout, on_output)
+        except BaseException:  # Ctrl-C, SIGTERM, a failing callback: the group goes too
+            kill(proc)
+            raise
+        finally:
+            unregister(proc)
         seconds = time.monotonic() - started
         if output is None:
             raise CommandFailed(
@@ -226,6 +247,10 @@ class LocalHost:
             removed = True
         return removed
 
+    def remove_empty_dir(self, path: Path) -> None:
+        """Remove the directory ``path``, which must be empty."""
+        os.rmdir(path)
+
     def process_alive(self, pid: int) -> bool:
         """A running process (a zombie waiting to be reaped is not)."""
         try:
@@ -243,6 +268,12 @@ class LocalHost:
     def process_exists(self, pid: int) -> bool:
         """The pid is taken at all (zombies included)."""
         return Path(f"/proc/{pid}").exists()
+
+    def postmaster_proven(self, pid: int, data_dir: Path) -> bool:
+        """Is ``pid`` alive and the postmaster of ``data_dir`` (its executable a PostgreSQL
+        server, its working directory or ``-D`` that directory)? Only then may it be signalled:
+        the pid in a stale ``postmaster.pid`` may have been given to any other process."""
+        return local_postmaster_proven(pid, data_dir)
 
     def lookup_user(self, name: str) -> OsUser:
         return OsUser.lookup(name)
@@ -304,44 +335,3 @@ class LocalHost:
     def copy_tree(self, source: Path, target: Path) -> None:
         """Copy a directory, keeping owners and modes (``cp -a``)."""
         self.run(("cp", "-a", "--reflink=auto", str(source), str(target)), what="copy")
-
-
-def _collect(proc: subprocess.Popen[bytes], deadline: float,
-             on_output: OutputCallback | None) -> str | None:
-    assert proc.stdout is not None
-    chunks: list[bytes] = []
-    pending = b""
-    with selectors.DefaultSelector() as selector:
-        selector.register(proc.stdout, selectors.EVENT_READ)
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                _kill(proc)
-                return None
-            if not selector.select(timeout=min(remaining, 1.0)):
-                continue
-            data = os.read(proc.stdout.fileno(), 65536)
-            if not data:
-                break
-            chunks.append(data)
-            if on_output is not None:
-                pending += data
-                *lines, pending = re.split(rb"[\r\n]", pending)
-                for line in lines:
-                    if line.strip():
-                        on_output(line.decode("utf-8", "replace"))
-    if on_output is not None and pending.strip():
-        on_output(pending.decode("utf-8", "replace"))
-    proc.stdout.close()
-    try:
-        proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-    except subprocess.TimeoutExpired:
-        _kill(proc)
-        return None
-    return b"".join(chunks).decode("utf-8", "replace")
-
-
-def _kill(proc: subprocess.Popen[bytes]) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, 9)
-    proc.wait()

@@ -181,9 +181,12 @@ class PgCtlService:
                  what=f"the dead postmaster {pid} of {self.data_dir} to be reaped")
 
     def kill(self) -> None:
-        """Stop at once (SIGQUIT, immediate shutdown): for cleanup when all else failed."""
+        """Stop at once (SIGQUIT, immediate shutdown): for cleanup when all else failed.
+
+        Only a pid proven to be this data directory's postmaster is signalled (a stale
+        ``postmaster.pid`` may name a recycled pid: another, unrelated process)."""
         pid = self.pid()
-        if pid is not None:
+        if pid is not None and self.host.postmaster_proven(pid, self.data_dir):
             with contextlib.suppress(PgStreamError):
                 self.host.run(("kill", f"-{int(signal.SIGQUIT)}", str(pid)), check=False)
 

@@ -23,13 +23,23 @@ import attrs
 from pgstream.errors import CommandFailed, HostUnreachable, InvalidInput, PgStreamError
 from pgstream.facts import redact
 from pgstream.facts.identifiers import os_user_name
-from pgstream.hosts.host import Completed, LocalHost, OsUser, OutputCallback
+from pgstream.hosts.host import Completed, LocalHost, OsUser
+from pgstream.hosts.process import OutputCallback, postmaster_proven
 
 _log = logging.getLogger(__name__)
 
 _WRITE = ('set -e; umask 077; tmp=$(mktemp "$1.pgstream.XXXXXX"); '
           'trap \'rm -f "$tmp"\' EXIT; cat > "$tmp"; chmod "$2" "$tmp"; '
           'if [ -n "$3" ]; then chown "$3" "$tmp"; fi; mv "$tmp" "$1"; trap - EXIT')
+
+
+# Prints, between markers: "alive" (or "gone"), the exe and cwd links (empty if unreadable), the
+# data directory resolved, then the arguments one a line.
+_PROC_VIEW = ('p=/proc/$1; if kill -0 "$1" 2>/dev/null && ! grep -q "^[^)]*) [ZX]" $p/stat; '
+              'then s=alive; else s=gone; fi; printf "<<proc:%s\\n%s\\n%s\\n%s\\n" "$s" '
+              '"$(readlink $p/exe 2>/dev/null)" "$(readlink $p/cwd 2>/dev/null)" '
+              '"$(realpath -m -- "$2")"; tr "\\000" "\\n" < $p/cmdline 2>/dev/null; '
+              'printf ":proc>>"')
 
 
 @attrs.define
@@ -212,6 +222,10 @@ class SshHost:
                  timeout=600)
         return had
 
+    def remove_empty_dir(self, path: Path) -> None:
+        """Remove the directory ``path``, which must be empty (``rmdir``)."""
+        self.run(("rmdir", "--", str(path)), what=f"rmdir {path}")
+
     def process_alive(self, pid: int) -> bool:
         done = self.run(("sh", "-c", 'kill -0 "$1" 2>/dev/null && '
                          '! grep -q "^[^)]*) Z" "/proc/$1/stat" 2>/dev/null', "sh", str(pid)),
@@ -220,6 +234,23 @@ class SshHost:
 
     def process_exists(self, pid: int) -> bool:
         return self._test("-e", Path(f"/proc/{pid}"))
+
+    def postmaster_proven(self, pid: int, data_dir: Path) -> bool:
+        """Is ``pid`` alive there and the postmaster of ``data_dir`` (see
+        :func:`pgstream.hosts.process.postmaster_proven`)? Read from its ``/proc``."""
+        done = self.run(("sh", "-c", _PROC_VIEW, "sh", str(int(pid)), str(data_dir)),
+                        check=False, what="check process")
+        text = done.output
+        start, end = text.find("<<proc:"), text.rfind(":proc>>")
+        if done.returncode != 0 or start < 0 or end < start:
+            return False
+        fields = text[start + 7:end].split("\n")
+        if len(fields) < 4 or fields[0] != "alive":
+            return False
+        exe, cwd, resolved = fields[1] or None, fields[2] or None, fields[3]
+        cmdline = [a for a in fields[4:] if a]
+        return any(postmaster_proven(Path(d), exe=exe, cwd=cwd, cmdline=cmdline)
+                   for d in {str(data_dir), resolved or str(data_dir)})
 
     def lookup_user(self, name: str) -> OsUser:
         done = self.run(("getent", "passwd", name), check=False, what="getent")

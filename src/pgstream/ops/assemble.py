@@ -20,6 +20,7 @@ from pgstream.nodes import identity
 from pgstream.nodes.node import Node, Standby
 from pgstream.ops.clone import standby_clone_steps
 from pgstream.ops.plan import Plan, Report, Step, StepKind, StepResult
+from pgstream.ops.senders import SenderBudget
 from pgstream.ops.setup import ReplicationAuth, hba_step, primary_setup_steps, slot_step
 from pgstream.ops.view import ClusterView, RoleChange
 from pgstream.render import queries
@@ -87,6 +88,7 @@ def setup_plan(cluster: ClusterView, *, auth: ReplicationAuth, settings: dict[st
     steps = primary_setup_steps(primary, auth=auth, settings=wanted,
                                 hba_addresses=hba_addresses,
                                 slots=[cluster.slot_for(s) for s in cluster.standbys])
+    senders = SenderBudget(primary)  # the clones share the primary's walsenders
     for standby in cluster.standbys:
         if standby.service is None or standby.data_dir is None:
             raise InvalidInput(f"{standby.name} needs data_dir and service to be cloned")
@@ -96,7 +98,9 @@ def setup_plan(cluster: ClusterView, *, auth: ReplicationAuth, settings: dict[st
             primary, standby, auth=auth, primary_host=host, primary_port=port,
             slot=cluster.slot_for(standby), server=srv, client=cli,
             passfile=cluster.passfile_of(standby), replace=replace,
-            node_settings=cluster.node_settings.get(standby.name), sync=sync, timeout=timeout)
+            node_settings=cluster.node_settings.get(standby.name), sync=sync, timeout=timeout,
+            senders=senders)
+    senders.check(wanted.get("max_wal_senders"))
     names = ", ".join(s.name for s in cluster.standbys) or "no standbys"
     return Plan(f"streaming replication {primary.name} -> {names} "
                 f"(PostgreSQL {version.major})", steps)

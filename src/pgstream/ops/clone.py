@@ -5,7 +5,10 @@ wipe, then wipe it; 7. write the passfile (0600) and clone the primary with ``pg
 through the standby's slot, WAL streamed, progress reported; 8. write the recovery
 configuration for the *standby server's* version (never ``-R``); 9. its own settings; 10. start
 it; 11. check it is in recovery and streaming. A failure after the clone began removes the
-half-made copy and drops the slot this plan created.
+half-made copy and drops the slot this plan created: a clone that fails (or is killed, or
+outlives ``timeout``) cleans up after itself, but only in a directory this plan created or
+emptied, so that the same call can simply be tried again. Clones from one upstream share a
+:class:`~pgstream.ops.senders.SenderBudget`: no more run at once than it has walsenders for.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from pgstream.hosts.wait import DEFAULT_TIMEOUT, wait_for
 from pgstream.nodes.node import Node, Standby
 from pgstream.ops.plan import Report, Step, StepKind, StepResult
 from pgstream.ops.recovery import RecoveryConfig, passfile_for, write_passfile
+from pgstream.ops.senders import SenderBudget
 from pgstream.ops.setup import ReplicationAuth
 from pgstream.render import commands, queries
 from pgstream.render.config import passfile_line
@@ -43,11 +47,15 @@ def standby_clone_steps(
     node_settings: Mapping[str, str] | None = None,
     sync: bool = True,
     timeout: float = DEFAULT_TIMEOUT,
+    senders: SenderBudget | None = None,
 ) -> list[Step]:
     """Steps 6-11 of the seed for ``standby``; validates every input before returning.
 
     A standby that already streams from ``primary`` (same system, in recovery, a walsender
     for it in ``streaming`` state) gets only the check step: applying twice changes nothing.
+    ``timeout`` bounds each wait and the ``pg_basebackup`` run itself. ``senders``: the
+    walsender budget shared with the plan's other clones from ``primary`` (default: its own,
+    checked now).
     """
     if standby.data_dir is None or standby.service is None:
         raise InvalidInput(f"{standby.name}: pgstream needs its data_dir and service to clone it")
@@ -71,6 +79,12 @@ def standby_clone_steps(
     protected = [primary_dir] if primary_dir is not None and same_host else []
     datadir.check_replaceable(data_dir, replace=replace, protected=protected,
                               allow_running=replace, host=standby.host)
+    if senders is None:
+        senders = SenderBudget(primary)
+        senders.plan_clone()
+        senders.check()
+    else:
+        senders.plan_clone()
     if auth.password is not None:
         passfile, named = passfile_for(server.version, data_dir, standby.os_user, passfile)
     else:
@@ -87,9 +101,13 @@ def standby_clone_steps(
     steps: list[Step] = []
 
     def step(kind: StepKind, title: str, detail: str, action: Callable[[Report], StepResult],
-             undo: Callable[[], None] | None = None) -> None:
-        steps.append(Step(name, kind, title, detail, action=action, undo=undo, host=host.name,
-                          concurrent=True))
+             undo: Callable[[], None] | None = None,
+             cleanup: Callable[[], None] | None = None) -> None:
+        steps.append(Step(name, kind, title, detail, action=action, undo=undo, cleanup=cleanup,
+                          host=host.name, concurrent=True))
+
+    # What this plan did to the directory: only then may a failure wipe it again.
+    made: dict[str, bool] = {}
 
     # -- 6: stop, prove safe, wipe
     def stop_and_wipe(report: Report) -> StepResult:
@@ -99,11 +117,19 @@ def standby_clone_steps(
                 raise UnsafeDataDirectory(
                     f"a server (pid {state.running_pid}) is running on {data_dir}: stop it "
                     "first, or pass replace=True")
+            if not host.postmaster_proven(state.running_pid, data_dir):
+                raise UnsafeDataDirectory(
+                    f"{data_dir}/postmaster.pid names pid {state.running_pid}, which runs but "
+                    "cannot be proven to be that directory's server (a recycled pid?): "
+                    "pgstream signals no such process; stop the server yourself, or remove "
+                    "the stale postmaster.pid if none runs")
             service.stop("fast")
         datadir.check_replaceable(data_dir, replace=replace, protected=protected, host=host)
         if not host.exists(data_dir):
             host.make_dir(data_dir, owner=user)
+            made["created"] = True
             return StepResult(True, f"created {data_dir}")
+        made["emptied"] = True
         if datadir.wipe_contents(data_dir, host):
             return StepResult(True, f"wiped {data_dir}")
         return StepResult(False, f"{data_dir} is empty")
@@ -135,19 +161,29 @@ def standby_clone_steps(
             match = _PERCENT.search(text)
             report(text.strip(), float(match[1]) if match else None)
 
-        done = host.run(argv, user=user, env=env, timeout=max(timeout, 3600.0), cwd=data_dir,
-                        on_output=on_line, what=f"pg_basebackup for {name}")
+        with senders.clone(timeout):
+            done = host.run(argv, user=user, env=env, timeout=timeout, cwd=data_dir,
+                            on_output=on_line, what=f"pg_basebackup for {name}")
         return StepResult(True, f"cloned {primary.name} in {done.seconds:.2f} s")
 
     def remove_clone() -> None:
+        """Remove what the clone wrote; only in a directory this plan created or emptied."""
+        if not made:
+            return
+        standby.close()
         if service.running():
             service.kill()
+            wait_for(lambda: not service.running(), timeout=timeout,
+                     what=f"the server on {data_dir} to stop")
         datadir.wipe_contents(data_dir, host)
+        if made.get("created"):
+            datadir.remove_empty(data_dir, host)
+            made.clear()
 
     step(StepKind.BASE_BACKUP, f"clone {primary.name} with pg_basebackup "
          f"{client.version.major} ({client.bindir})",
          " ".join(argv) + (f"\n(env PGPASSFILE={passfile})" if passfile else ""),
-         base_backup, remove_clone)
+         base_backup, remove_clone, cleanup=remove_clone)
 
     # -- 8/9: recovery configuration and the standby's own settings
     def write_recovery(report: Report) -> StepResult:
@@ -169,11 +205,11 @@ def standby_clone_steps(
         if service.running():
             service.stop("immediate")
 
-    step(StepKind.START, "start the standby", service.describe("start"), start, stop_again)
+    step(StepKind.START, "start the standby", service.describe("start"), start, stop_again,
+         cleanup=stop_again)
 
     steps.append(_check_step(primary, standby, timeout))
     return steps
-
 
 
 def already_streaming(primary: Node, standby: Standby) -> bool:

@@ -4,8 +4,10 @@ Each :class:`Step` names its node and host, its kind (setting, hba line, SQL, re
 base backup, recovery config, start, check, ...) and the exact SQL, command or file content it
 will run or write, with passwords masked. ``print(plan)`` reads like the seed's runbook;
 ``plan.apply()`` runs it, reports progress to a callback, and stops at the first failure with a
-:class:`~pgstream.errors.PlanFailed` that says which step failed, what was already done, and
-what was rolled back (a slot it created, a half-made standby it cloned).
+:class:`~pgstream.errors.PlanFailed` that says which step failed, what was already done, what
+was rolled back (a slot it created, a half-made standby it cloned) and what could not be (an
+undo that failed: what it leaves needs a person). A failing step first takes back its own
+partial effect (its ``cleanup``), then the completed steps' ``undo`` run in reverse order.
 """
 
 from __future__ import annotations
@@ -15,11 +17,12 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 
 import attrs
 
 from pgstream.errors import PlanFailed, Refused
+from pgstream.hosts.process import stop_commands
 from pgstream.render import html as render_html
 
 _log = logging.getLogger(__name__)
@@ -72,7 +75,9 @@ Report = Callable[[str, "float | None"], None]
 
 @attrs.frozen(eq=False)
 class Step:
-    """One runbook step. ``action(report)`` does it; ``undo()`` takes back what it made."""
+    """One runbook step. ``action(report)`` does it; ``undo()`` takes back what it made once
+    it completed; ``cleanup()`` takes back what the action did before it *failed* (a half-made
+    copy), and runs for the failing step itself when the plan rolls back."""
 
     node: str
     kind: StepKind
@@ -80,6 +85,7 @@ class Step:
     detail: str = ""
     action: Callable[[Report], StepResult | None] = attrs.field(repr=False, kw_only=True)
     undo: Callable[[], None] | None = attrs.field(default=None, repr=False, kw_only=True)
+    cleanup: Callable[[], None] | None = attrs.field(default=None, repr=False, kw_only=True)
     host: str = attrs.field(default="localhost", kw_only=True)
     concurrent: bool = attrs.field(default=False, kw_only=True)
 
@@ -153,22 +159,22 @@ class Plan:
         """Run every step in order; stop at the first failure.
 
         Consecutive steps marked ``concurrent`` run one thread per node (each node's steps
-        still in order) when ``parallel``. On failure, with ``rollback``, the ``undo`` of every
-        completed step that has one runs in reverse order, then :class:`PlanFailed` is raised.
+        still in order) when ``parallel``; after a failure in one lane the others start no
+        further step. On failure, with ``rollback``, the ``cleanup`` of each failing step and
+        then the ``undo`` of every completed step that has one run (in reverse order), then
+        :class:`PlanFailed` is raised; its ``undo_failed`` (and its message) name every undo
+        that failed. A ``KeyboardInterrupt`` (or any other ``BaseException``) rolls back the
+        same way and then propagates, with the failed undos added as notes.
         """
         runner = _Runner(self, progress)
         try:
             for block in _blocks(self.steps, parallel):
                 runner.run_block(block)
-        except _Interrupted as interrupted:
-            if rollback:
-                runner.rollback()
-            raise interrupted.cause from None
         except _StepError as failure:
-            undone = runner.rollback() if rollback else ()
+            undone, undo_failed = runner.rollback() if rollback else ((), ())
             done = tuple(a.step for a in runner.applied)
             if isinstance(failure.cause, Refused) and not any(
-                    a.result.changed for a in runner.applied):
+                    a.result.changed for a in runner.applied) and not undo_failed:
                 # A pre-check refused before anything changed: the same error as from the
                 # plan's builder, not a failed plan.
                 raise failure.cause from None
@@ -181,11 +187,26 @@ class Plan:
                 lines.append("nothing had been changed")
             if undone:
                 lines.append("rolled back: " + "; ".join(f"[{s.node}] {s.title}" for s in undone))
-            raise PlanFailed("\n".join(lines), step=failure.step, done=done,
-                             undone=undone) from failure.cause
+            lines += _undo_failures(undo_failed)
+            raise PlanFailed("\n".join(lines), step=failure.step, done=done, undone=undone,
+                             cause=failure.cause, undo_failed=undo_failed) from failure.cause
+        except BaseException as exc:  # Ctrl-C, SIGTERM (see hosts.sigterm), SystemExit
+            cause = exc.cause if isinstance(exc, _Interrupted) else exc
+            if rollback:
+                _undone, undo_failed = runner.rollback()
+                for note in _undo_failures(undo_failed):
+                    cause.add_note(note)
+            if cause is exc:
+                raise
+            raise cause from None
         order = {id(step): n for n, step in enumerate(self.steps)}
         applied = sorted(runner.applied, key=lambda a: order.get(id(a.step), 0))
         return PlanReport(self.title, tuple(applied))
+
+
+def _undo_failures(failed: tuple[tuple[Step, BaseException], ...]) -> list[str]:
+    return [f"could not undo [{step.node}] {step.title} (left behind, it needs a person): "
+            f"{error}" for step, error in failed]
 
 
 class _Interrupted(BaseException):
@@ -218,6 +239,8 @@ class _Runner:
         self.plan = plan
         self.progress = progress
         self.applied: list[AppliedStep] = []
+        self.failed: list[Step] = []
+        self.stopping = threading.Event()
         self.lock = threading.Lock()
 
     def emit(self, number: int, step: Step, event: str, message: str = "",
@@ -242,11 +265,13 @@ class _Runner:
         except Exception as exc:
             _log.warning("step %d/%d [%s@%s] %s: failed: %s", number, len(self.plan.steps),
                          step.node, step.host, step.title, exc)
+            self._failed(step)
             self.emit(number, step, "failed", str(exc))
             raise _StepError(number, step, exc) from exc
         except BaseException as exc:  # KeyboardInterrupt too: roll back, then re-raise it
             _log.warning("step %d/%d [%s@%s] %s: interrupted (%r)", number,
                          len(self.plan.steps), step.node, step.host, step.title, exc)
+            self._failed(step)
             self.emit(number, step, "failed", repr(exc))
             raise _Interrupted(number, step, exc) from exc
         with self.lock:
@@ -257,6 +282,11 @@ class _Runner:
         self.emit(number, step, "done", result.message or
                   ("changed" if result.changed else "unchanged"))
 
+    def _failed(self, step: Step) -> None:
+        with self.lock:
+            self.failed.append(step)
+        self.stopping.set()
+
     def run_block(self, block: list[tuple[int, Step]]) -> None:
         if len(block) == 1:
             self.run_one(*block[0])
@@ -264,32 +294,52 @@ class _Runner:
         lanes: dict[str, list[tuple[int, Step]]] = {}
         for number, step in block:
             lanes.setdefault(step.node, []).append((number, step))
+        threads: set[int] = set()
 
         def lane(items: list[tuple[int, Step]]) -> None:
+            threads.add(threading.get_ident())
             for number, step in items:
+                if self.stopping.is_set():  # another lane failed: start nothing more
+                    return
                 self.run_one(number, step)
 
-        with ThreadPoolExecutor(max_workers=len(lanes)) as pool:
+        pool = ThreadPoolExecutor(max_workers=len(lanes))
+        try:
             futures = [pool.submit(lane, items) for items in lanes.values()]
+            pending = set(futures)
+            while pending:  # short waits: a signal another thread took is handled here soon
+                _done, pending = wait(pending, timeout=0.05)
             errors = [f.exception() for f in futures]
+        except BaseException:
+            # Interrupted while the lanes run: they start nothing more, and the commands they
+            # are running now (a pg_basebackup) are killed, so rollback need not wait for them.
+            self.stopping.set()
+            stop_commands(threads)
+            pool.shutdown(wait=True)
+            raise
+        pool.shutdown(wait=True)
         for error in errors:
             if error is not None:
                 raise error
 
-    def rollback(self) -> tuple[Step, ...]:
+    def rollback(self) -> tuple[tuple[Step, ...], tuple[tuple[Step, BaseException], ...]]:
+        """Clean up after each failed step, then undo the completed ones, newest first."""
         undone: list[Step] = []
-        for item in reversed(self.applied):
-            if item.step.undo is None:
+        failed: list[tuple[Step, BaseException]] = []
+        work = [(s, s.cleanup) for s in reversed(self.failed)]
+        work += [(a.step, a.step.undo) for a in reversed(self.applied)]
+        for step, undo in work:
+            if undo is None:
                 continue
-            _log.warning("rolling back [%s@%s] %s", item.step.node, item.step.host,
-                         item.step.title)
+            _log.warning("rolling back [%s@%s] %s", step.node, step.host, step.title)
             try:
-                item.step.undo()
+                undo()
             except Exception as exc:  # noqa: BLE001 - report it, keep undoing the rest
-                _log.warning("could not undo [%s@%s] %s: %s", item.step.node, item.step.host,
-                             item.step.title, exc)
-                self.emit(0, item.step, "failed", f"could not undo: {exc}")
+                _log.warning("could not undo [%s@%s] %s: %s", step.node, step.host,
+                             step.title, exc)
+                failed.append((step, exc))
+                self.emit(0, step, "failed", f"could not undo: {exc}")
                 continue
-            undone.append(item.step)
-            self.emit(0, item.step, "undone", item.step.title)
-        return tuple(undone)
+            undone.append(step)
+            self.emit(0, step, "undone", step.title)
+        return tuple(undone), tuple(failed)

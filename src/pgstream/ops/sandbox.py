@@ -6,6 +6,12 @@ choose another place),
 owned by the server's OS user: data directories, logs, the Unix socket directory and the
 passfile. ``destroy()`` stops every server and removes that directory, and nothing else.
 A ``sandbox.json`` marker lets ``pgstream sandbox-stop DIR`` clean up a kept sandbox later.
+
+Every postmaster a sandbox starts is remembered by its pid, so that it is stopped even when
+its ``postmaster.pid`` (or its whole data directory) is gone; and a pid, remembered or read
+from a file, is signalled only once proven to be that directory's postmaster (a stale file
+may name a recycled pid). While a sandbox lives, SIGTERM ends the process like Ctrl-C (see
+:mod:`pgstream.hosts.sigterm`), so its servers are stopped.
 """
 
 from __future__ import annotations
@@ -17,9 +23,11 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import socket
 import stat
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,6 +36,7 @@ from psycopg import conninfo as pg_conninfo
 
 from pgstream.errors import InvalidInput, PgStreamError
 from pgstream.facts import identifiers
+from pgstream.hosts import sigterm
 from pgstream.hosts.binaries import Installation, probe
 from pgstream.hosts.host import LocalHost, OsUser
 from pgstream.hosts.service import PgCtlService
@@ -85,6 +94,16 @@ def _first_blocked(path: Path, user: OsUser) -> Path | None:
     return None
 
 
+SPARE_SENDERS = 4  # room for standbys added later (one clone at a time) and a user's backup
+
+
+def replication_limits(standbys: int) -> tuple[int, int]:
+    """``(max_wal_senders, max_replication_slots)`` for a sandbox of ``standbys``: every
+    clone runs at once and takes two walsenders (``pg_basebackup -X stream``), with
+    :data:`SPARE_SENDERS` to spare; never below PostgreSQL's default of 10."""
+    return max(10, 2 * standbys + SPARE_SENDERS), max(10, standbys + SPARE_SENDERS)
+
+
 def free_port(taken: set[int]) -> int:
     """A TCP port free on 127.0.0.1 now (the OS picks it), not already handed out here."""
     for _ in range(50):
@@ -98,6 +117,65 @@ def free_port(taken: set[int]) -> int:
 
 
 @attrs.define
+class SandboxService(PgCtlService):
+    """``pg_ctl`` for a sandbox server, remembering the pid of each postmaster it started."""
+
+    started: list[int] = attrs.field(factory=list)
+
+    def start(self) -> None:
+        """Start (see :meth:`PgCtlService.start`) and remember the new postmaster's pid."""
+        try:
+            super().start()
+        finally:
+            self._remember()
+
+    def restart(self, mode: commands.StopMode = "fast") -> None:
+        """Restart and remember the new postmaster's pid."""
+        try:
+            super().restart(mode)
+        finally:
+            self._remember()
+
+    def _remember(self) -> None:
+        pid = self.pid()
+        if pid is not None and pid not in self.started:
+            self.started.append(pid)
+
+    def postmasters(self) -> list[int]:
+        """Live pids proven to be this data directory's postmaster: the one its
+        ``postmaster.pid`` names, and those this service started (the file may be gone)."""
+        found = []
+        for pid in [*self._pidfile_pids(), *self.started]:
+            if pid not in found and self.host.postmaster_proven(pid, self.data_dir):
+                found.append(pid)
+        return found
+
+    def _pidfile_pids(self) -> list[int]:
+        lines = self._pidfile_lines()
+        return [int(lines[0])] if lines and lines[0].isdigit() else []
+
+    def stale_pid(self) -> int | None:
+        """A live pid that ``postmaster.pid`` names but that is not this directory's server."""
+        for pid in self._pidfile_pids():
+            if self.host.process_alive(pid) and not self.host.postmaster_proven(
+                    pid, self.data_dir):
+                return pid
+        return None
+
+
+@attrs.frozen
+class Destroyed:
+    """What :meth:`Sandbox.destroy` did: ``problems`` are servers it could not stop (the
+    ``sandbox-stop`` command fails then), ``notes`` what it left alone and why."""
+
+    problems: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+
+
+STOP_WAIT = 10.0  # seconds for an immediate shutdown before SIGKILL
+
+
+@attrs.define
 class Sandbox:
     """The local directory, ports and processes of a sandbox cluster."""
 
@@ -108,7 +186,8 @@ class Sandbox:
     template: bool = True
     wal_segsize_mb: int | None = None
     ports: set[int] = attrs.field(factory=set)
-    services: dict[str, PgCtlService] = attrs.field(factory=dict)
+    services: dict[str, SandboxService] = attrs.field(factory=dict)
+    holds_sigterm: bool = False
 
     @classmethod
     def create(cls, server: Installation, user: OsUser, base_dir: str | Path | None = None,
@@ -123,14 +202,24 @@ class Sandbox:
                 raise InvalidInput(
                     f"the server user {user.name!r} cannot enter {blocked}, so it could not "
                     f"{why}: choose another place, or allow it (chmod o+x {blocked})")
-        path = Path(tempfile.mkdtemp(prefix="pgstream-", dir=parent))
-        if os.geteuid() == 0 and user.uid != 0:
-            os.chown(path, user.uid, user.gid)
-        box = cls(path, server, user, template=template, wal_segsize_mb=wal_segsize_mb)
-        box.save_marker()
-        (box.socket_dir).mkdir(mode=0o700)
-        if os.geteuid() == 0 and user.uid != 0:
-            os.chown(box.socket_dir, user.uid, user.gid)
+        sigterm.hold()  # before anything exists: a SIGTERM from now on cleans up
+        try:
+            path = Path(tempfile.mkdtemp(prefix="pgstream-", dir=parent))
+        except BaseException:
+            sigterm.release()
+            raise
+        box = cls(path, server, user, template=template, wal_segsize_mb=wal_segsize_mb,
+                  holds_sigterm=True)
+        try:
+            if os.geteuid() == 0 and user.uid != 0:
+                os.chown(path, user.uid, user.gid)
+            box.save_marker()
+            (box.socket_dir).mkdir(mode=0o700)
+            if os.geteuid() == 0 and user.uid != 0:
+                os.chown(box.socket_dir, user.uid, user.gid)
+        except BaseException:
+            box.destroy()
+            raise
         return box
 
     @property
@@ -151,9 +240,9 @@ class Sandbox:
         return pg_conninfo.make_conninfo("", host=str(self.socket_dir), port=port,
                                          user=SUPERUSER, dbname="postgres")
 
-    def service(self, name: str) -> PgCtlService:
-        svc = PgCtlService(self.host, self.server.bindir, self.data_dir(name), self.user,
-                           self.log_file(name), version=self.server.version)
+    def service(self, name: str) -> SandboxService:
+        svc = SandboxService(self.host, self.server.bindir, self.data_dir(name), self.user,
+                             self.log_file(name), version=self.server.version)
         self.services[name] = svc
         self.save_marker()
         return svc
@@ -229,18 +318,33 @@ class Sandbox:
                  "nodes": {name: str(svc.data_dir) for name, svc in self.services.items()}}
         self.host.write_text(self.base_dir / MARKER, json.dumps(state, indent=1), mode=0o600)
 
-    def destroy(self) -> list[str]:
-        """Stop every server (immediate shutdown) and remove the sandbox directory."""
-        problems: list[str] = []
+    def keep(self) -> None:
+        """The sandbox is to outlive this process (``detach``): SIGTERM no longer stops it."""
+        if self.holds_sigterm:
+            self.holds_sigterm = False
+            sigterm.release()
+
+    def destroy(self) -> Destroyed:
+        """Stop every server (immediate shutdown: SIGQUIT, then SIGKILL after
+        :data:`STOP_WAIT` s) and remove the sandbox directory.
+
+        Only pids proven to be a sandbox data directory's postmaster are signalled: those the
+        ``postmaster.pid`` files name and those this sandbox started (whose directory may be
+        gone). A file naming another process is left alone (a note, not a problem)."""
+        notes: list[str] = []
+        targets: dict[int, tuple[str, Path]] = {}
         for name, svc in self.services.items():
-            try:
-                if svc.running():
-                    svc.stop("immediate")
-            except PgStreamError as exc:
-                problems.append(f"{name}: {exc}")
-                svc.kill()
+            if (stale := svc.stale_pid()) is not None:
+                notes.append(f"{name}: {svc.data_dir}/postmaster.pid names pid {stale}, which "
+                             "is not that directory's server (a recycled pid): not signalled")
+            for pid in svc.postmasters():
+                targets[pid] = (name, svc.data_dir)
+        problems = _stop_all(targets, self.host)
         shutil.rmtree(self.base_dir, ignore_errors=True)
-        return problems
+        if self.holds_sigterm:
+            self.holds_sigterm = False
+            sigterm.release()
+        return Destroyed(tuple(problems), tuple(notes))
 
 
 @contextlib.contextmanager
@@ -258,7 +362,27 @@ def _template_lock(cached: Path) -> Iterator[None]:
         yield
 
 
-def destroy_kept(path: str | Path) -> list[str]:
+
+def _stop_all(targets: dict[int, tuple[str, Path]], host: LocalHost) -> list[str]:
+    """SIGQUIT each proven postmaster, wait, SIGKILL those still there (proven again: a pid
+    that ended may be recycled); name the survivors."""
+    for sig, wait in ((signal.SIGQUIT, STOP_WAIT), (signal.SIGKILL, 5.0)):
+        for pid, (_name, data_dir) in targets.items():
+            if host.postmaster_proven(pid, data_dir):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, sig)
+        deadline = time.monotonic() + wait
+        while targets and time.monotonic() < deadline:
+            targets = {p: t for p, t in targets.items() if host.postmaster_proven(p, t[1])}
+            if targets:
+                time.sleep(0.01)
+        if not targets:
+            return []
+    return [f"{name}: its postmaster (pid {pid}) did not stop, even after SIGKILL"
+            for pid, (name, _dir) in targets.items()]
+
+
+def destroy_kept(path: str | Path) -> Destroyed:
     """Stop and remove a sandbox left running with ``--keep`` (``pgstream sandbox-stop``)."""
     base = Path(path)
     marker = base / MARKER

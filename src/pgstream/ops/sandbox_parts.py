@@ -16,7 +16,7 @@ from pgstream.hosts.binaries import Installation
 from pgstream.hosts.host import server_user
 from pgstream.nodes.node import Primary, Standby
 from pgstream.ops.assemble import conninfo_port
-from pgstream.ops.sandbox import Sandbox
+from pgstream.ops.sandbox import Sandbox, replication_limits
 from pgstream.ops.setup import ReplicationAuth
 from pgstream.render.config import ConfigRenderer
 
@@ -65,9 +65,10 @@ def sandbox_parts(standbys: int, *, bindir: str | Path | None, base_dir: str | P
                          wal_segsize_mb=wal_segsize_mb)
     try:
         renderer = ConfigRenderer(server.version)
+        senders, slots = replication_limits(standbys)  # every clone at once
         wanted = renderer.primary_settings(
-            listen_addresses="127.0.0.1", wal_keep_segments=4,
-            wal_segment_size_mb=wal_segsize_mb or 16)
+            listen_addresses="127.0.0.1", wal_keep_segments=4, max_wal_senders=senders,
+            max_replication_slots=slots, wal_segment_size_mb=wal_segsize_mb or 16)
         wanted.update(settings or {})
         primary = box.init_primary("primary", wanted)
         nodes = [box.standby_node(f"standby{i}") for i in range(1, standbys + 1)]

@@ -20,6 +20,7 @@ from pgstream.errors import InvalidInput, PgStreamError, SlotError
 from pgstream.facts import identifiers
 from pgstream.facts.identifiers import MASK, Secret
 from pgstream.facts.passwords import verifier_matches
+from pgstream.hosts.wait import wait_for
 from pgstream.nodes.node import Node, Primary
 from pgstream.ops.plan import Report, Step, StepKind, StepResult
 from pgstream.render import queries
@@ -144,8 +145,13 @@ def slot_step(primary: Node, slot: str) -> Step:
 
     def undo() -> None:
         if created:
-            state = primary.slot(slot)
-            if state is not None and not state.active:
+            def released() -> bool:  # a killed clone's walsender may hold it a moment
+                state = primary.slot(slot)
+                return state is None or not state.active
+
+            wait_for(released, timeout=10.0, what=f"slot {slot} on {primary.name} to be "
+                     "released by its walsender, to drop it")
+            if primary.slot(slot) is not None:
                 primary.drop_slot(slot)
             created.clear()
 

@@ -311,3 +311,10 @@ def server_identity(version: ServerVersion,
         "r.pid IN (SELECT active_pid FROM pg_replication_slots WHERE slot_name = %s)))"
     ).format(_fn(version, "pg_current_wal_lsn"), _fn(version, "pg_last_wal_replay_lsn"),
              _fn(version, "pg_is_wal_replay_paused")), (app, slot, slot)
+
+
+def walsenders() -> Query:
+    """On an upstream: ``max_wal_senders`` and how many walsenders run now (base backups
+    included: a ``pg_basebackup -X stream`` takes two)."""
+    return sql.SQL("SELECT current_setting('max_wal_senders')::int, "
+                   "(SELECT count(*) FROM pg_stat_replication)::int"), ()

@@ -1,0 +1,94 @@
+"""Walsenders for clones: how many standbys an upstream can serve while they are cloned.
+
+Each ``pg_basebackup -X stream`` takes two walsenders of its upstream while it runs (the base
+backup and the WAL stream); the standby it made takes one once it streams. Cloning N standbys
+at once needs ``2 N`` free senders; one after another, ``N + 1``. A :class:`SenderBudget` is
+shared by the clone steps of one plan: it refuses, while the plan is built, an upstream whose
+``max_wal_senders`` (as it will be when the clones run) cannot serve even one clone at a time,
+and while the plan runs it lets only as many clones run at once as there are free senders.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import attrs
+
+from pgstream.errors import InvalidInput, OperationFailed
+from pgstream.nodes.node import Node
+from pgstream.render import queries
+
+PER_CLONE = 2  # pg_basebackup -X stream: the backup and the WAL stream
+
+
+def needed_senders(clones: int, in_use: int = 0) -> int:
+    """``max_wal_senders`` needed to clone ``clones`` standbys one after another while
+    ``in_use`` walsenders already run (each finished clone keeps one for its streaming)."""
+    return in_use + (clones - 1 + PER_CLONE if clones > 0 else 0)
+
+
+@attrs.define(eq=False)
+class SenderBudget:
+    """The walsenders of ``source`` that one plan's clones may use (see the module doc)."""
+
+    source: Node
+    planned: int = 0
+    _free: int | None = attrs.field(default=None, init=False)
+    _running: int = attrs.field(default=0, init=False)
+    _cond: threading.Condition = attrs.field(factory=threading.Condition, init=False)
+
+    def plan_clone(self) -> None:
+        """One more standby will be cloned from ``source`` by this plan."""
+        self.planned += 1
+
+    def check(self, setting: str | int | None = None) -> None:
+        """Raise :class:`InvalidInput` (nothing changed) when ``source`` could not serve the
+        planned clones even one at a time. ``setting``: the ``max_wal_senders`` the plan will
+        have set by then (None: the server's current value)."""
+        if not self.planned:
+            return
+        current, in_use = self.source.query(*queries.walsenders())[0]
+        try:
+            limit = int(setting) if setting is not None else int(current)
+        except ValueError:
+            return  # an invalid value is refused where the settings are validated
+        need = needed_senders(self.planned, int(in_use))
+        if limit < need:
+            raise InvalidInput(
+                f"{self.source.name} has max_wal_senders = {limit} but cloning "
+                f"{self.planned} standby(s) needs at least {need}: {in_use} walsender(s) run "
+                f"now, each clone takes {PER_CLONE} while it runs and 1 once it streams; set "
+                f"max_wal_senders to {need} or more (to clone all at once: "
+                f"{int(in_use) + PER_CLONE * self.planned})")
+
+    @contextmanager
+    def clone(self, timeout: float) -> Iterator[None]:
+        """Hold two walsenders for a clone, waiting (up to ``timeout``) while other clones of
+        this plan use them; afterwards keep one for the standby's streaming."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            if self._free is None:  # the first clone: nothing of this plan runs yet
+                limit, in_use = self.source.query(*queries.walsenders())[0]
+                self._free = int(limit) - int(in_use)
+            while self._free < PER_CLONE:
+                left = deadline - time.monotonic()
+                if self._running == 0 or left <= 0:
+                    raise OperationFailed(
+                        f"no free walsender on {self.source.name} for a clone: it has "
+                        f"{self._free} free and a clone needs {PER_CLONE}; raise "
+                        "max_wal_senders")
+                self._cond.wait(left)
+            self._free -= PER_CLONE
+            self._running += 1
+        kept = 0
+        try:
+            yield
+            kept = 1
+        finally:
+            with self._cond:
+                self._running -= 1
+                self._free += PER_CLONE - kept
+                self._cond.notify_all()
