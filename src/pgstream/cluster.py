@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import secrets
-import time
 import weakref
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -24,10 +23,8 @@ from psycopg import conninfo as pg_conninfo
 from pgstream.errors import (
     BinaryNotFound,
     InvalidInput,
-    NodeUnreachable,
     NotAvailable,
     PgStreamError,
-    QueryError,
 )
 from pgstream.facts import identifiers
 from pgstream.facts.identifiers import Secret
@@ -37,7 +34,6 @@ from pgstream.hosts.binaries import Installation
 from pgstream.hosts.host import server_user
 from pgstream.hosts.wait import DEFAULT_TIMEOUT
 from pgstream.nodes.node import Node, Primary, Standby, as_primary, as_standby
-from pgstream.nodes.slot import SlotStatus
 from pgstream.ops.clone import standby_clone_steps
 from pgstream.ops.failover import failover_plan
 from pgstream.ops.follow import follow_steps, promote_step
@@ -45,11 +41,10 @@ from pgstream.ops.plan import Plan, PlanReport, ProgressCallback, Report, Step, 
 from pgstream.ops.rejoin import rejoin_plan
 from pgstream.ops.sandbox import Sandbox
 from pgstream.ops.setup import ReplicationAuth, primary_setup_steps, slot_step
-from pgstream.ops.status import ClusterStatus, HistoryEntry, PrimaryStatus, StandbyStatus
+from pgstream.ops.status import ClusterStatus, HistoryEntry, cluster_status, wait_for_catchup
 from pgstream.ops.switchover import DEFAULT_MAX_LAG_BYTES, switchover_plan
 from pgstream.ops.sync import synchronous_plan
 from pgstream.ops.view import RoleChange
-from pgstream.render import queries
 from pgstream.render.config import ConfigRenderer
 from pgstream.render.sync_spec import SyncSpec
 
@@ -119,7 +114,8 @@ class Cluster:
         if isinstance(standbys, bool) or not isinstance(standbys, int) or not (
                 0 <= standbys <= MAX_SANDBOX_STANDBYS):
             raise InvalidInput(f"standbys must be an integer from 0 to {MAX_SANDBOX_STANDBYS}")
-        auth = ReplicationAuth("replicator", password or secrets.token_urlsafe(24))
+        auth = ReplicationAuth(
+            "replicator", secrets.token_urlsafe(24) if password is None else password)
         server = binaries.find_server(bindir)
         asked = binaries.probe(client_bindir) if client_bindir is not None else server
         client = binaries.find_client("pg_basebackup", server.version, prefer=asked)
@@ -333,7 +329,8 @@ class Cluster:
                          timeout: float = DEFAULT_TIMEOUT) -> Plan:
         """Set ``synchronous_standby_names`` from a typed spec (see :mod:`pgstream.ops.sync`)."""
         return synchronous_plan(self.primary, spec, synchronous_commit=synchronous_commit,
-                                wait_for=wait_for, timeout=timeout)
+                                wait_for=wait_for, timeout=timeout,
+                                standbys=[s.name for s in self.standbys if s.upstream is None])
 
     def set_synchronous(self, spec: SyncSpec, *, synchronous_commit: str | None = None,
                         wait_for: Mapping[str, str] | None = None,
@@ -421,72 +418,12 @@ class Cluster:
     # -- waiting and status
     def wait_for_catchup(self, timeout: float = 30.0) -> Lsn:
         """Wait until every standby has replayed the primary's current LSN; return that LSN."""
-        target = self.primary.current_lsn()
-        deadline = time.monotonic() + timeout
-        for standby in self.standbys:
-            standby.wait_for_replay(target, timeout=max(0.0, deadline - time.monotonic()))
-        return target
+        return wait_for_catchup(self, timeout)
 
     def status(self) -> ClusterStatus:
-        """Primary position and per-standby state, lag, sync state, slot and recovery."""
-        primary = self.primary
-        version = primary.version
-        head = PrimaryStatus(primary.name, str(version), primary.current_lsn(),
-                             primary.in_recovery, primary.timeline())
-        # Each standby as its upstream sees it: the primary, or (cascading) another standby.
-        upstreams = {s.upstream or primary.name for s in self.standbys}
-        rows: dict[tuple[str, str], dict[str, Any]] = {}
-        slots: dict[tuple[str, str], SlotStatus] = {}
-        for name in upstreams:
-            upstream = self.node(name)
-            try:
-                recovering = upstream.in_recovery
-                statement, params, names = queries.replication_status(
-                    upstream.version, recovering)
-                for found in upstream.query(statement, params):
-                    rows[(name, found[0])] = dict(zip(names, found, strict=True))
-                for kept in upstream.slots():
-                    slots[(name, kept.name)] = kept
-            except (NodeUnreachable, QueryError):
-                continue
-        items = []
-        for standby in self.standbys:
-            up = standby.upstream or primary.name
-            row = rows.get((up, standby.name))
-            slot_name = (row or {}).get("slot_name") or self.slot_for(standby)
-            slot = slots.get((up, slot_name))
-            in_recovery: bool | None = None
-            lag = row.get("replay_lag") if row else None
-            reachable = True
-            try:
-                in_recovery = standby.in_recovery
-                if lag is None and not version.adapter.has("column", "replay_lag",
-                                                           "pg_stat_replication"):
-                    lag = standby.value(queries.replay_delay())
-            except (NodeUnreachable, QueryError):
-                reachable = False
-            items.append(StandbyStatus(
-                name=standby.name,
-                state=row["state"] if row else "disconnected",
-                sent_lsn=Lsn.maybe(row["sent_lsn"]) if row else None,
-                write_lsn=Lsn.maybe(row["write_lsn"]) if row else None,
-                flush_lsn=Lsn.maybe(row["flush_lsn"]) if row else None,
-                replay_lsn=Lsn.maybe(row["replay_lsn"]) if row else None,
-                # Disconnected: what its slot holds back is how far behind it is (and grows).
-                replay_lag_bytes=row["replay_lag_bytes"] if row else (
-                    slot.retained_bytes if slot else None),
-                replay_lag=lag,
-                sync_state=row["sync_state"] if row else None,
-                sync_priority=row["sync_priority"] if row else None,
-                slot_name=slot.name if slot else None,
-                slot_active=slot.active if slot else None,
-                slot_wal_status=slot.wal_status if slot else None,
-                slot_retained_bytes=slot.retained_bytes if slot else None,
-                in_recovery=in_recovery, reachable=reachable,
-                upstream=up,
-            ))
-        return ClusterStatus(head, tuple(items), dt.datetime.now(dt.UTC),
-                             tuple(self.history), tuple(n.name for n in self.failed))
+        """Primary position and per-standby state, lag, sync state, slot and recovery (every
+        node asked at once; see :func:`pgstream.ops.status.cluster_status`)."""
+        return cluster_status(self, history=self.history)
 
     # -- lifetime
     def close(self) -> None:

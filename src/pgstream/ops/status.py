@@ -4,16 +4,38 @@
 ``pg_stat_replication`` says of it (state, LSNs, lag in bytes and time, sync state, slot) and
 what the standby says of itself (``pg_is_in_recovery()``, replay position). ``str()`` is a
 table; ``to_dict()`` is JSON-ready; notebooks get an HTML table.
+
+:func:`cluster_status` reads it: one thread per node, one round trip per node (a standby's
+own facts; an upstream's also its walsenders and slots), each connection opened within
+:data:`STATUS_CONNECT_TIMEOUT` seconds, so a standby that cannot be reached costs that bound
+once, not libpq's full timeout per node in turn.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import html
+import time
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import attrs
+from psycopg import sql
 
+from pgstream.errors import InvalidInput, NodeUnreachable, QueryError
 from pgstream.facts.lsn import Lsn
+from pgstream.facts.version import ServerVersion
+from pgstream.nodes.node import Node, slot_status_of
+from pgstream.nodes.slot import SlotStatus
+from pgstream.ops.view import ClusterView
+from pgstream.render import queries
+
+STATUS_CONNECT_TIMEOUT = 3.0
+"""Seconds ``status()`` waits for a connection to a node to open (per address; libpq counts
+whole seconds, at least 2). An open connection to a server that stops answering fails within
+the node's TCP user timeout (8 s); a refused or missing server fails at once."""
 
 
 def _fmt(value: object) -> str:
@@ -70,9 +92,13 @@ class StandbyStatus:
     """One standby, as its primary and as it itself sees it.
 
     ``state`` is pg_stat_replication's (``streaming``, ``catchup``, ...) or ``disconnected``
-    when the primary has no walsender for it. ``replay_lag_bytes`` is the primary's current LSN
-    minus ``replay_lsn`` (``pg_wal_lsn_diff``); ``replay_lag`` the time lag (``replay_lag`` from
-    10, ``now() - pg_last_xact_replay_timestamp()`` on the standby for 9.6), None when unknown.
+    when the primary has no walsender for it. ``replay_lag_bytes`` is how far replay is
+    behind: while it streams, its upstream's position minus ``replay_lsn``
+    (``pg_wal_lsn_diff``); while disconnected, the primary's current LSN minus the replay LSN
+    the standby reports itself; None when it cannot be known (disconnected and unreachable).
+    ``slot_retained_bytes`` is what its slot holds back, a separate thing. ``replay_lag`` is the
+    time lag (``replay_lag`` from 10, ``now() - pg_last_xact_replay_timestamp()`` on the standby
+    for 9.6), None when unknown.
     """
 
     name: str
@@ -104,7 +130,7 @@ class StandbyStatus:
 COLUMNS = (("name", "name"), ("upstream", "upstream"), ("state", "state"), ("sent", "sent_lsn"),
            ("replay", "replay_lsn"), ("lag bytes", "replay_lag_bytes"), ("lag", "replay_lag"),
            ("sync", "sync_state"), ("slot", "slot_name"), ("slot wal", "slot_wal_status"),
-           ("recovery", "in_recovery"))
+           ("slot held", "slot_retained_bytes"), ("recovery", "in_recovery"))
 
 
 @attrs.frozen
@@ -164,3 +190,148 @@ class ClusterStatus:
                 f"(PostgreSQL {html.escape(self.primary.version)}) at "
                 f"<code>{self.primary.lsn}</code></p>"
                 f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+
+
+# -- reading it
+
+
+@attrs.frozen
+class _Seen:
+    """What one node says of itself (and, as an upstream, of its walsenders and slots)."""
+
+    in_recovery: bool
+    lsn: Lsn | None
+    timeline: int | None
+    replay_lsn: Lsn | None
+    replay_delay: dt.timedelta | None
+    walsenders: dict[str, dict[str, Any]]
+    slots: dict[str, SlotStatus]
+
+
+@functools.lru_cache(maxsize=32)
+def _statements(num: int) -> tuple[tuple[sql.SQL, ...], tuple[str, ...]]:
+    """The three statements of a status round trip, rendered once per server version."""
+    version = ServerVersion.parse(num)
+    replication, _params, names = queries.replication_status(version, None)
+    built = (queries.node_facts(version)[0], replication, queries.slot_status(version, None)[0])
+    return tuple(sql.SQL(b.as_string(None)) for b in built), names
+
+
+def _observe(node: Node, upstream: bool, timeout: float) -> _Seen:
+    """One round trip to ``node`` (plus one retry at once if a kept connection had gone)."""
+    for attempt in (1, 2):
+        kept = node.connected
+        started = time.monotonic()
+        try:
+            node.connect(timeout)
+            statements, names = _statements(node.version.num)
+            sets = node.query_sets(statements if upstream else statements[:1], timeout=timeout)
+            break
+        except NodeUnreachable:
+            # A connection kept from before a restart fails at once: open a fresh one.
+            if attempt == 2 or not kept or time.monotonic() - started > 1.0:
+                raise
+    in_recovery, lsn, timeline, replay, delay = sets[0][0]
+    walsenders: dict[str, dict[str, Any]] = {}
+    slots: dict[str, SlotStatus] = {}
+    if upstream:
+        for row in sets[1]:
+            walsenders[str(row[0])] = dict(zip(names, row, strict=True))
+        slots = {kept.name: kept for kept in map(slot_status_of, sets[2])}
+    return _Seen(bool(in_recovery), Lsn.maybe(lsn), None if timeline is None else int(timeline),
+                 Lsn.maybe(replay), delay, walsenders, slots)
+
+
+def _observe_all(nodes: list[Node], upstreams: set[str],
+                 timeout: float) -> dict[str, _Seen | Exception]:
+    def one(node: Node) -> _Seen | Exception:
+        try:
+            return _observe(node, node.name in upstreams, timeout)
+        except (NodeUnreachable, QueryError) as exc:
+            return exc
+
+    # The first node in this thread, the others in one thread each.
+    with ThreadPoolExecutor(max_workers=max(1, len(nodes) - 1),
+                            thread_name_prefix="pgstream-status") as pool:
+        others = pool.map(one, nodes[1:])
+        first = one(nodes[0])
+        return dict(zip([n.name for n in nodes], [first, *others], strict=True))
+
+
+def cluster_status(view: ClusterView, *, history: Iterable[HistoryEntry] = (),
+                   connect_timeout: float = STATUS_CONNECT_TIMEOUT) -> ClusterStatus:
+    """The cluster now: every node asked at once, each in one round trip.
+
+    A standby that cannot be reached is ``reachable=False`` with ``in_recovery`` None; one
+    whose upstream cannot be reached is ``disconnected``; neither raises. The primary must be
+    reachable (its ``NodeUnreachable`` or ``QueryError`` is raised). A connection opens within
+    ``connect_timeout`` seconds (:data:`STATUS_CONNECT_TIMEOUT`), so the call takes about the
+    slowest node's time, not the sum.
+    """
+    if isinstance(connect_timeout, bool) or not isinstance(connect_timeout, int | float) \
+            or connect_timeout <= 0:
+        raise InvalidInput(f"connect_timeout must be a positive number of seconds, not "
+                           f"{connect_timeout!r}")
+    primary = view.primary
+    members = [primary, *view.standbys]
+    upstreams = {s.upstream or primary.name for s in view.standbys}
+    seen = _observe_all(members, upstreams, connect_timeout)
+    head = seen[primary.name]
+    if isinstance(head, Exception):
+        raise head
+    head_lsn = head.lsn or Lsn(0)
+    version = primary.version
+    time_lag_from_standby = not version.adapter.has("column", "replay_lag",
+                                                    "pg_stat_replication")
+    items = []
+    for standby in view.standbys:
+        up = standby.upstream or primary.name
+        upstream = seen.get(up)
+        row = upstream.walsenders.get(standby.name) if isinstance(upstream, _Seen) else None
+        slot_name = (row or {}).get("slot_name") or view.slot_for(standby)
+        slot = upstream.slots.get(slot_name) if isinstance(upstream, _Seen) else None
+        own = seen[standby.name]
+        mine = own if isinstance(own, _Seen) else None
+        lag = row.get("replay_lag") if row else None
+        if lag is None and time_lag_from_standby and mine is not None:
+            lag = mine.replay_delay
+        if row:
+            lag_bytes = row["replay_lag_bytes"]
+        elif mine is not None and mine.replay_lsn is not None:
+            lag_bytes = max(0, head_lsn - mine.replay_lsn)
+        else:
+            lag_bytes = None
+        items.append(StandbyStatus(
+            name=standby.name,
+            state=row["state"] if row else "disconnected",
+            sent_lsn=Lsn.maybe(row["sent_lsn"]) if row else None,
+            write_lsn=Lsn.maybe(row["write_lsn"]) if row else None,
+            flush_lsn=Lsn.maybe(row["flush_lsn"]) if row else None,
+            replay_lsn=Lsn.maybe(row["replay_lsn"]) if row else None,
+            replay_lag_bytes=lag_bytes, replay_lag=lag,
+            sync_state=row["sync_state"] if row else None,
+            sync_priority=row["sync_priority"] if row else None,
+            slot_name=slot.name if slot else None,
+            slot_active=slot.active if slot else None,
+            slot_wal_status=slot.wal_status if slot else None,
+            slot_retained_bytes=slot.retained_bytes if slot else None,
+            in_recovery=mine.in_recovery if mine else None, reachable=mine is not None,
+            upstream=up))
+    return ClusterStatus(
+        PrimaryStatus(primary.name, str(version), head_lsn, head.in_recovery, head.timeline),
+        tuple(items), dt.datetime.now(dt.UTC), tuple(history),
+        tuple(n.name for n in view.failed))
+
+
+def wait_for_catchup(view: ClusterView, timeout: float = 30.0) -> Lsn:
+    """Wait until every standby has replayed the primary's current LSN; return that LSN.
+
+    ``timeout`` is for all standbys together.
+    """
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
+        raise InvalidInput(f"timeout must be a positive number of seconds, not {timeout!r}")
+    target = view.primary.current_lsn()
+    deadline = time.monotonic() + timeout
+    for standby in view.standbys:
+        standby.wait_for_replay(target, timeout=max(0.0, deadline - time.monotonic()))
+    return target
