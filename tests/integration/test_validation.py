@@ -193,10 +193,10 @@ def test_a_failed_sync_wait_restores_the_old_value(cluster: Cluster, spec: SyncS
         assert _auto_conf(primary, "synchronous_standby_names") is None
         assert primary.show("synchronous_standby_names") == ""
         with psycopg.connect(primary.conninfo, autocommit=True) as conn:
-            notices: list[str] = []
-            conn.add_notice_handler(lambda diag: notices.append(str(diag.message_primary)))
             conn.execute("SET statement_timeout = '5s'")
             conn.execute("CREATE TABLE IF NOT EXISTS sync_probe (id int)")
+            notices: list[str] = []
+            conn.add_notice_handler(lambda diag: notices.append(str(diag.message_primary)))
             conn.execute("INSERT INTO sync_probe VALUES (1)")  # a commit that does not wait
             assert notices == []  # (a cancelled sync wait would leave a WARNING)
     finally:  # never leave the module's primary waiting for a standby

@@ -6,6 +6,12 @@ sent as a client-computed SCRAM verifier), 5. a reload, and a restart only when 
 setting needs one (``pg_settings.context = 'postmaster'``), then 4. one physical slot per
 standby: the seed creates slots before its restart, but a slot needs ``wal_level >= replica``
 in effect, so pgstream creates them after it. Applying twice changes nothing the second time.
+
+Every setting value is checked against the primary's ``pg_settings`` while the plan is built
+(:func:`check_settings`, one query); a value the server still refuses makes the settings step
+restore what it already wrote to ``postgresql.auto.conf`` before it fails. The password is a
+:class:`~pgstream.facts.identifiers.Secret` and is compared with the stored SCRAM verifier as
+libpq hashes it (SASLprep, :mod:`pgstream.facts.saslprep`).
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from pgstream.facts import identifiers
 from pgstream.facts.identifiers import MASK, Secret
 from pgstream.facts.passwords import verifier_matches
 from pgstream.facts.settings import SettingDefinition, check_value, same_value
+from pgstream.nodes.conninfo import check_conninfo
 from pgstream.nodes.node import Node, Primary
 from pgstream.ops.plan import Report, Step, StepKind, StepResult
 from pgstream.render import queries
@@ -29,7 +36,12 @@ from pgstream.render.config import ConfigRenderer
 
 @attrs.frozen
 class ReplicationAuth:
-    """Who standbys connect as, and how (the seed's ``<replicationuser>`` and method)."""
+    """Who standbys connect as, and how (the seed's ``<replicationuser>`` and method).
+
+    ``password`` is kept a :class:`~pgstream.facts.identifiers.Secret` (a ``str`` is wrapped),
+    so reprs and ``attrs.asdict`` never show it; it must be non-empty and hold no control
+    character (a line break would split its passfile entry).
+    """
 
     user: str = attrs.field(default="replicator",
                             validator=lambda _i, _a, v: identifiers.role_name(v))
@@ -75,6 +87,9 @@ def check_settings(node: Node, settings: Mapping[str, str]) -> dict[str, str]:
     problems = []
     for name, value in settings.items():
         try:
+            if name == "primary_conninfo" and "password" in check_conninfo(value):
+                raise InvalidInput("primary_conninfo cannot hold a password (plans show "
+                                   "settings): give it to ReplicationAuth, for a passfile")
             normalized[name] = check_value(definitions[name][0], value)
         except InvalidInput as exc:
             problems.append(str(exc))

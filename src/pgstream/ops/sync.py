@@ -174,8 +174,12 @@ def _settings_step(settings: _Settings) -> Step:
                 settings.previous[name] = current[name][3]
                 primary.execute(queries.alter_system(name, value))
                 changed.append(name)
-        except BaseException:
-            settings.restore()
+        except BaseException as exc:
+            try:
+                settings.restore()
+            except PgStreamError as undo:
+                raise OperationFailed(f"{exc}; restoring the settings failed too: {undo}") \
+                    from exc
             raise
         if not changed:
             return StepResult(False, "already set in postgresql.auto.conf or postgresql.conf")
