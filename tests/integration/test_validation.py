@@ -6,6 +6,8 @@ changed."""
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
 import socket
 import time
 from collections.abc import Iterator
@@ -23,7 +25,7 @@ from pgstream.hosts.wait import wait_for
 from pgstream.nodes.node import Node, Primary, Standby
 from pgstream.ops.plan import Plan, StepKind
 from pgstream.ops.setup import primary_setup_steps, settings_step
-from pgstream.ops.status import STATUS_CONNECT_TIMEOUT
+from pgstream.ops.status import STATUS_CONNECT_TIMEOUT, cluster_status
 from pgstream.ops.sync import synchronous_plan
 from pgstream.render.sync_spec import SyncSpec
 
@@ -305,3 +307,20 @@ def test_status_of_a_running_disconnected_standby_shows_its_own_lag(cluster: Clu
             psycopg.sql.Literal(conninfo)))
         standby.execute("SELECT pg_reload_conf()")
         wait_for(lambda: _streaming(cluster), timeout=60, what="standby1 to stream again")
+
+
+def test_status_cuts_off_a_server_that_does_not_answer(cluster: Cluster) -> None:
+    standby = cluster.standbys[0]
+    (backend,) = standby.query("SELECT pg_backend_pid()")[0]
+    os.kill(backend, signal.SIGSTOP)  # the backend serving pgstream's connection hangs
+    try:
+        started = time.monotonic()
+        status = cluster_status(cluster, connect_timeout=2, answer_timeout=1)
+        took = time.monotonic() - started
+        assert took < 4.5, took  # connect bound + answer bound, and a little
+        assert not status.standby("standby1").reachable
+        assert status.standby("standby1").state == "streaming"  # as the primary sees it
+        assert status.standby("standby2").reachable
+    finally:
+        os.kill(backend, signal.SIGCONT)
+    assert cluster.status().standby("standby1").reachable  # a fresh connection next time

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import threading
 import time
 
 import pytest
@@ -152,6 +153,8 @@ class FakeNode:
         self.connected = False
         self.round_trips: list[int] = []
         self.timeouts: list[float | None] = []
+        self.hangs = False
+        self.aborted = threading.Event()
 
     def connect(self, timeout: float | None = None) -> None:
         self.timeouts.append(timeout)
@@ -163,8 +166,14 @@ class FakeNode:
     def query_sets(self, statements: list[object], *,
                    timeout: float | None = None) -> list[list[tuple[object, ...]]]:
         self.round_trips.append(len(statements))
+        if self.hangs:
+            self.aborted.wait(30)
+            raise NodeUnreachable(f"lost the connection to {self.name}")
         time.sleep(self.delay)
         return [[self.facts], self.walsenders, self.slots][:len(statements)]
+
+    def abort(self) -> None:
+        self.aborted.set()
 
 
 class FakeView:
@@ -242,3 +251,15 @@ def test_connect_timeout_is_validated() -> None:
     for bad in (0, -1, True, "3"):
         with pytest.raises(InvalidInput, match="connect_timeout"):
             cluster_status(_cluster(), connect_timeout=bad)  # type: ignore[arg-type]
+        with pytest.raises(InvalidInput, match="answer_timeout"):
+            cluster_status(_cluster(), answer_timeout=bad)  # type: ignore[arg-type]
+
+
+def test_a_node_that_does_not_answer_is_cut_off() -> None:
+    view = _cluster()
+    view.standbys[0].hangs = True
+    started = time.monotonic()
+    status = cluster_status(view, connect_timeout=0.2, answer_timeout=0.3)  # type: ignore[arg-type]
+    assert time.monotonic() - started < 1.5
+    assert view.standbys[0].aborted.is_set()
+    assert not status.standby("s1").reachable and status.standby("s2").reachable

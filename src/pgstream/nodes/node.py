@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
+import socket
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -103,6 +105,19 @@ class Node:
     def connected(self) -> bool:
         """Does the node hold a connection that has not failed yet (it may still be stale)?"""
         return self._conn is not None and not self._conn.closed and not self._conn.broken
+
+    def abort(self) -> None:
+        """From another thread: make what waits on this node's connection fail now (its
+        socket is shut down; the connection is then broken and reopened on next use)."""
+        conn = self._conn
+        if conn is None or conn.closed:
+            return
+        with contextlib.suppress(OSError, psycopg.Error):
+            sock = socket.socket(fileno=os.dup(conn.pgconn.socket))
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            finally:
+                sock.close()
 
     def close(self) -> None:
         """Close the node's connection (the next query opens a new one)."""

@@ -7,8 +7,9 @@ table; ``to_dict()`` is JSON-ready; notebooks get an HTML table.
 
 :func:`cluster_status` reads it: one thread per node, one round trip per node (a standby's
 own facts; an upstream's also its walsenders and slots), each connection opened within
-:data:`STATUS_CONNECT_TIMEOUT` seconds, so a standby that cannot be reached costs that bound
-once, not libpq's full timeout per node in turn.
+:data:`STATUS_CONNECT_TIMEOUT` seconds and each answer awaited at most
+:data:`STATUS_ANSWER_TIMEOUT` seconds more, so a standby that cannot be reached costs that
+bound once, not libpq's full timeout per node in turn.
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import html
+import threading
 import time
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import attrs
@@ -34,8 +35,11 @@ from pgstream.render import queries
 
 STATUS_CONNECT_TIMEOUT = 3.0
 """Seconds ``status()`` waits for a connection to a node to open (per address; libpq counts
-whole seconds, at least 2). An open connection to a server that stops answering fails within
-the node's TCP user timeout (8 s); a refused or missing server fails at once."""
+whole seconds, at least 2). A refused or missing server fails at once."""
+STATUS_ANSWER_TIMEOUT = 3.0
+"""Seconds more ``status()`` gives a node to answer: one that has not answered
+``STATUS_CONNECT_TIMEOUT + STATUS_ANSWER_TIMEOUT`` seconds after the call began (a host that
+drops packets on an open connection, a server that hangs) is cut off, reported unreachable."""
 
 
 def _fmt(value: object) -> str:
@@ -242,40 +246,59 @@ def _observe(node: Node, upstream: bool, timeout: float) -> _Seen:
                  Lsn.maybe(replay), delay, walsenders, slots)
 
 
-def _observe_all(nodes: list[Node], upstreams: set[str],
-                 timeout: float) -> dict[str, _Seen | Exception]:
-    def one(node: Node) -> _Seen | Exception:
-        try:
-            return _observe(node, node.name in upstreams, timeout)
-        except (NodeUnreachable, QueryError) as exc:
-            return exc
+def _observe_all(nodes: list[Node], upstreams: set[str], timeout: float,
+                 answer_timeout: float) -> dict[str, _Seen | Exception]:
+    """Every node in its own thread; one that has not answered ``timeout + answer_timeout``
+    seconds after the start is cut off (its socket shut down) and reported unreachable."""
+    results: dict[str, _Seen | Exception] = {}
+    lock = threading.Lock()
 
-    # The first node in this thread, the others in one thread each.
-    with ThreadPoolExecutor(max_workers=max(1, len(nodes) - 1),
-                            thread_name_prefix="pgstream-status") as pool:
-        others = pool.map(one, nodes[1:])
-        first = one(nodes[0])
-        return dict(zip([n.name for n in nodes], [first, *others], strict=True))
+    def one(node: Node) -> None:
+        try:
+            seen: _Seen | Exception = _observe(node, node.name in upstreams, timeout)
+        except (NodeUnreachable, QueryError) as exc:
+            seen = exc
+        with lock:
+            results.setdefault(node.name, seen)
+
+    threads = [threading.Thread(target=one, args=(node,), daemon=True,
+                                name=f"pgstream-status-{node.name}") for node in nodes]
+    for thread in threads:
+        thread.start()
+    bound = timeout + answer_timeout
+    deadline = time.monotonic() + bound
+    for node, thread in zip(nodes, threads, strict=True):
+        thread.join(max(0.0, deadline - time.monotonic()))
+        if thread.is_alive():
+            node.abort()  # a server that accepted the connection but does not answer
+            thread.join(0.5)
+            with lock:
+                results.setdefault(node.name, NodeUnreachable(
+                    f"{node.name} did not answer within {bound:g} s"))
+    return results
 
 
 def cluster_status(view: ClusterView, *, history: Iterable[HistoryEntry] = (),
-                   connect_timeout: float = STATUS_CONNECT_TIMEOUT) -> ClusterStatus:
+                   connect_timeout: float = STATUS_CONNECT_TIMEOUT,
+                   answer_timeout: float = STATUS_ANSWER_TIMEOUT) -> ClusterStatus:
     """The cluster now: every node asked at once, each in one round trip.
 
     A standby that cannot be reached is ``reachable=False`` with ``in_recovery`` None; one
     whose upstream cannot be reached is ``disconnected``; neither raises. The primary must be
     reachable (its ``NodeUnreachable`` or ``QueryError`` is raised). A connection opens within
-    ``connect_timeout`` seconds (:data:`STATUS_CONNECT_TIMEOUT`), so the call takes about the
-    slowest node's time, not the sum.
+    ``connect_timeout`` seconds (:data:`STATUS_CONNECT_TIMEOUT`, per address), and a node that
+    has not answered ``connect_timeout + answer_timeout`` seconds after the call began is cut
+    off and reported unreachable: the call takes about the slowest node's time, at most that
+    bound (6 s by default), not the sum over nodes.
     """
-    if isinstance(connect_timeout, bool) or not isinstance(connect_timeout, int | float) \
-            or connect_timeout <= 0:
-        raise InvalidInput(f"connect_timeout must be a positive number of seconds, not "
-                           f"{connect_timeout!r}")
+    for label, value in (("connect_timeout", connect_timeout),
+                         ("answer_timeout", answer_timeout)):
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            raise InvalidInput(f"{label} must be a positive number of seconds, not {value!r}")
     primary = view.primary
     members = [primary, *view.standbys]
     upstreams = {s.upstream or primary.name for s in view.standbys}
-    seen = _observe_all(members, upstreams, connect_timeout)
+    seen = _observe_all(members, upstreams, connect_timeout, answer_timeout)
     head = seen[primary.name]
     if isinstance(head, Exception):
         raise head
