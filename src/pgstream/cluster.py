@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import time
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -38,7 +37,12 @@ from pgstream.ops.discover_probe import NodeSpec
 from pgstream.ops.discover_view import Discovery
 from pgstream.ops.failover import failover_plan
 from pgstream.ops.follow import follow_steps, promote_alone_plan
-from pgstream.ops.observe import cluster_status
+from pgstream.ops.observe import (
+    STATUS_ANSWER_TIMEOUT,
+    STATUS_CONNECT_TIMEOUT,
+    cluster_status,
+    wait_for_catchup,
+)
 from pgstream.ops.plan import Plan, PlanReport, ProgressCallback
 from pgstream.ops.rejoin import rejoin_plan
 from pgstream.ops.remove import remove_standby_plan
@@ -312,7 +316,8 @@ class Cluster:
         """Set ``synchronous_standby_names`` from a typed spec (see :mod:`pgstream.ops.sync`)."""
         timeout = arguments.timeout(timeout)
         return synchronous_plan(self.primary, spec, synchronous_commit=synchronous_commit,
-                                wait_for=wait_for, timeout=timeout)
+                                wait_for=wait_for, timeout=timeout,
+                                standbys=[s.name for s in self.standbys if s.upstream is None])
 
     def set_synchronous(self, spec: SyncSpec, *, synchronous_commit: str | None = None,
                         wait_for: Mapping[str, str] | None = None,
@@ -386,18 +391,15 @@ class Cluster:
     # -- waiting and status
     def wait_for_catchup(self, timeout: float = 30.0) -> Lsn:
         """Wait until every standby has replayed the primary's current LSN; return that LSN."""
-        timeout = arguments.timeout(timeout)
-        target = self.primary.current_lsn()
-        deadline = time.monotonic() + timeout
-        for standby in self.standbys:
-            standby.wait_for_replay(target, timeout=max(0.0, deadline - time.monotonic()))
-        return target
+        return wait_for_catchup(self, arguments.timeout(timeout))
 
     def status(self) -> ClusterStatus:
         """Primary position and per-standby state, lag, sync state, slot and recovery (every
-        node asked in parallel); a standby that does not stream carries its problem (the code
-        of its most severe :meth:`check` finding)."""
-        return annotate_status(cluster_status(self, self.history), self)
+        node asked at once, each in one round trip; see :func:`pgstream.ops.status.
+        cluster_status`); a standby that does not stream carries its problem (the code of its
+        most severe :meth:`check` finding)."""
+        return annotate_status(cluster_status(self, history=self.history), self,
+                               timeout=STATUS_CONNECT_TIMEOUT + STATUS_ANSWER_TIMEOUT)
 
     def check(self, *, thresholds: Thresholds | None = None,
               timeout: float = 10.0) -> CheckReport:

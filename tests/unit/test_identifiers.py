@@ -5,6 +5,7 @@ from __future__ import annotations
 import pickle
 from collections.abc import Callable, Iterable
 
+import attrs
 import pytest
 
 from pgstream.errors import InvalidAddress, InvalidInput, InvalidName, PgStreamError
@@ -288,7 +289,7 @@ def test_secret_equality_and_hash() -> None:
 def test_secret_is_frozen() -> None:
     secret = Secret("a")
     with pytest.raises(AttributeError):
-        secret._value = "b"  # type: ignore[misc]
+        secret._value = "b"
 
 
 def test_secret_pickles() -> None:
@@ -305,3 +306,48 @@ def test_as_secret() -> None:
     assert made.reveal() == "y"
     with pytest.raises(InvalidInput):
         as_secret("")
+
+
+# ---------------------------------------------------------------------------------------------
+# hosts, port text, and Secret's refusals and attrs behaviour
+
+
+@pytest.mark.parametrize("value", ["127.0.0.1", "::1", "fe80::1%eth0", "db1.example.com",
+                                   "db1.example.com.", "localhost", "db_1", "/run/pg",
+                                   "@abstract"])
+def test_valid_hosts(value: str) -> None:
+    assert identifiers.host(value)
+
+
+@pytest.mark.parametrize("value", ["", " db", "db ", "a b", "bad!host", "-lead.example.com",
+                                   "x" * 64 + ".example.com", "a..b", None, 5432])
+def test_invalid_hosts(value: object) -> None:
+    with pytest.raises(InvalidAddress):
+        identifiers.host(value)
+
+
+def test_port_text() -> None:
+    assert identifiers.port_text("5432") == 5432
+    assert identifiers.port_text(" 1 ") == 1
+    for bad in ("0", "65536", "99999", "-1", "5432x", "", "٥٤٣٢", 1.5):
+        with pytest.raises(InvalidInput, match="port"):
+            identifiers.port_text(bad)
+
+
+@pytest.mark.parametrize("control", ["\n", "\r", "\t", "\x1b", "\x7f", "\x85", "\x9f"])
+def test_secret_refuses_control_characters(control: str) -> None:
+    with pytest.raises(InvalidInput, match="control character") as caught:
+        Secret(f"hunter2{control}x")
+    assert "hunter2" not in str(caught.value)
+
+
+def test_secret_refuses_lone_surrogates() -> None:
+    with pytest.raises(InvalidInput, match="surrogate"):
+        Secret("hunter2\ud800")
+
+
+def test_secret_is_not_an_attrs_class() -> None:
+    assert not attrs.has(Secret)
+    holder = attrs.make_class("Holder", {"password": attrs.field()})(Secret(PASSWORD))
+    assert attrs.asdict(holder) == {"password": Secret(PASSWORD)}
+    assert PASSWORD not in repr(attrs.asdict(holder))

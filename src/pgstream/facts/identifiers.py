@@ -6,10 +6,10 @@ with an error that says what a valid value looks like.
 
 from __future__ import annotations
 
+import hmac
 import ipaddress
 import re
-
-import attrs
+import unicodedata
 
 from pgstream.errors import InvalidAddress, InvalidInput, InvalidName
 
@@ -17,6 +17,7 @@ _SLOT = re.compile(r"^[a-z0-9_]{1,63}$")
 _ROLE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _NODE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 _APP = re.compile(r"^[A-Za-z0-9_.-]{1,63}$")
+_LABEL = re.compile(r"^[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$")
 _OS_USER = re.compile(r"^[a-z_][a-z0-9_.-]{0,30}[a-z0-9_$-]?$")
 # Words pg_hba.conf reads as keywords in the user column, and role names PostgreSQL reserves.
 _HBA_KEYWORDS = frozenset({"all", "replication", "sameuser", "samerole", "samegroup"})
@@ -102,30 +103,101 @@ def hba_address(address: object) -> str:
 
 
 def port(value: object) -> int:
-    """A TCP port, 1 to 65535, from an int or digits; raises :class:`InvalidInput` otherwise."""
+    """A TCP port: an integer from 1 to 65535."""
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
         raise InvalidInput(f"invalid port {value!r}: give an integer from 1 to 65535")
     return value
 
 
-@attrs.frozen(repr=False)
+def port_text(value: object) -> int:
+    """A port as a conninfo or configuration file writes it (``"5432"``), or an int."""
+    if isinstance(value, str):
+        text = value.strip()
+        if not text.isascii() or not text.isdigit():
+            raise InvalidInput(f"invalid port {value!r}: give an integer from 1 to 65535")
+        return port(int(text))
+    return port(value)
+
+
+def host(value: object) -> str:
+    """Where a server is reached: an IP address, a DNS host name, or (for a local server) the
+    absolute path of its Unix-socket directory."""
+    if not isinstance(value, str) or not value or value != value.strip():
+        raise InvalidAddress(f"invalid host {value!r}: give an IP address, a host name or a "
+                             "socket directory (an absolute path)")
+    if value.startswith("/") or value.startswith("@"):  # a socket directory (@: abstract)
+        if "\0" in value or "\n" in value:
+            raise InvalidAddress(f"invalid socket directory {value!r}")
+        return value
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        pass
+    if len(value) > 253 or not all(_LABEL.fullmatch(label) for label in
+                                   value.removesuffix(".").split(".")):
+        raise InvalidAddress(
+            f"invalid host {value!r}: give an IP address such as 192.0.2.10, a host name "
+            "such as db1.example.com (letters, digits, '-', dots), or a socket directory")
+    return value
+
+
+def address(value: object) -> tuple[str, int]:
+    """A ``(host, port)`` pair other nodes connect to."""
+    if not isinstance(value, tuple | list) or len(value) != 2:
+        raise InvalidAddress(f"invalid address {value!r}: give a (host, port) pair")
+    return host(value[0]), port(value[1])
+
+
+def _check_password(value: object) -> str:
+    if not isinstance(value, str) or not value:
+        raise InvalidInput("a password must be a non-empty string")
+    if any(unicodedata.category(c) == "Cc" for c in value):
+        # A line break ends a passfile entry; no control character belongs in a password.
+        raise InvalidInput("a password cannot contain a line break, NUL or other control "
+                           "character")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInput("a password must be valid Unicode (it has a lone surrogate)") \
+            from None
+    return value
+
+
 class Secret:
-    """A password. Its ``repr``/``str`` are masked; call :meth:`reveal` where it must be used."""
+    """A password. Its ``repr``/``str`` are masked; call :meth:`reveal` where it must be used.
 
-    _value: str = attrs.field(alias="value")
+    Not an attrs class on purpose: ``attrs.asdict`` of a value holding a ``Secret`` keeps the
+    ``Secret`` (masked) instead of recursing into it. Immutable, comparable, hashable. A
+    password must be a non-empty string without control characters (a line break would split
+    a passfile entry).
+    """
 
-    @_value.validator
-    def _check(self, _attr: object, value: object) -> None:
-        if not isinstance(value, str) or not value:
-            raise InvalidInput("a password must be a non-empty string")
-        if "\0" in value:
-            raise InvalidInput("a password cannot contain a NUL character")
+    __slots__ = ("_value",)
+    _value: str
+
+    def __init__(self, value: str) -> None:
+        object.__setattr__(self, "_value", _check_password(value))
 
     def reveal(self) -> str:
-        """The secret itself, for the one place that must send it (stdin, a 0600 file, a SCRAM
-        verifier).
-        """
+        """The password in clear, for the one place that must use it."""
         return self._value
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("a Secret is immutable")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError("a Secret is immutable")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Secret):
+            return NotImplemented
+        return hmac.compare_digest(self._value.encode(), other._value.encode())
+
+    def __hash__(self) -> int:
+        return hash((Secret, self._value))
+
+    def __reduce__(self) -> tuple[type[Secret], tuple[str]]:
+        return Secret, (self._value,)
 
     def __repr__(self) -> str:
         return "Secret('********')"
@@ -138,7 +210,7 @@ MASK = "********"
 
 
 def as_secret(value: str | Secret | None) -> Secret | None:
-    """``value`` as a :class:`Secret` (a Secret is returned as it is)."""
+    """``value`` as a :class:`Secret` (``None`` stays ``None``)."""
     if value is None or isinstance(value, Secret):
         return value
     return Secret(value)

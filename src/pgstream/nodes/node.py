@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
+import os
+import socket
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import attrs
 import psycopg
-from psycopg import conninfo as pg_conninfo
 from psycopg import errors as pg_errors
 from psycopg import sql
 
@@ -35,11 +37,14 @@ from pgstream.facts.version import ServerVersion
 from pgstream.hosts.host import Host, LocalHost, OsUser
 from pgstream.hosts.service import PgCtlService
 from pgstream.hosts.wait import DEFAULT_TIMEOUT, wait_for
+from pgstream.nodes.conninfo import check_conninfo, masked_conninfo
 from pgstream.nodes.slot import ReplicationSlot, SlotStatus
 from pgstream.render import queries
 
 Params = Sequence[Any] | dict[str, Any] | None
 _log = logging.getLogger(__name__)
+CONNECT_TIMEOUT = 10
+"""Seconds a node waits for a connection to open (per address), unless told otherwise."""
 
 
 @attrs.frozen
@@ -49,22 +54,8 @@ class ServerPaths:
     hba_file: Path
 
 
-def masked_conninfo(conninfo: str) -> str:
-    """The conninfo with any password replaced by ``********`` (for reprs, logs, errors)."""
-    try:
-        params = pg_conninfo.conninfo_to_dict(conninfo)
-    except psycopg.ProgrammingError:
-        return "<unparsable conninfo>"
-    if "password" in params:
-        params["password"] = identifiers.MASK
-    return pg_conninfo.make_conninfo("", **params)
-
-
 def _check_conninfo(_inst: object, _attr: object, value: str) -> None:
-    try:
-        pg_conninfo.conninfo_to_dict(value)
-    except psycopg.ProgrammingError as exc:
-        raise InvalidInput(f"invalid conninfo: {exc}") from None
+    check_conninfo(value)
 
 
 @attrs.define(eq=False, repr=False)
@@ -86,17 +77,23 @@ class Node:
                 f"conninfo={masked_conninfo(self.conninfo)!r}{where})")
 
     # -- connection
-    def connect(self) -> psycopg.Connection[tuple[Any, ...]]:
-        """The node's connection (autocommit), opened on first use and after a failure."""
+    def connect(self, timeout: float | None = None) -> psycopg.Connection[tuple[Any, ...]]:
+        """The node's connection (autocommit), opened on first use and after a failure.
+
+        Opening it waits at most ``timeout`` seconds per address tried (libpq's
+        ``connect_timeout``, whole seconds, at least 2; default :data:`CONNECT_TIMEOUT`).
+        """
         if self._conn is not None and not self._conn.closed and not self._conn.broken:
             return self._conn
         self.close()
+        seconds = CONNECT_TIMEOUT if timeout is None else max(2, math.ceil(timeout))
         try:
             # client_encoding utf8: a SQL_ASCII database (initdb in a C locale, common on
             # servers) would otherwise hand back bytes instead of str.
             # TCP keepalives and tcp_user_timeout: over a cut network a query fails within
             # seconds instead of hanging (ignored on Unix sockets).
-            self._conn = psycopg.connect(self.conninfo, autocommit=True, connect_timeout=10,
+            self._conn = psycopg.connect(self.conninfo, autocommit=True,
+                                         connect_timeout=seconds,
                                          client_encoding="utf8", keepalives=1,
                                          keepalives_idle=5, keepalives_interval=2,
                                          keepalives_count=3, tcp_user_timeout=8000)
@@ -106,7 +103,26 @@ class Node:
                 f"{str(exc).strip()}") from None
         return self._conn
 
+    @property
+    def connected(self) -> bool:
+        """Does the node hold a connection that has not failed yet (it may still be stale)?"""
+        return self._conn is not None and not self._conn.closed and not self._conn.broken
+
+    def abort(self) -> None:
+        """From another thread: make what waits on this node's connection fail now (its
+        socket is shut down; the connection is then broken and reopened on next use)."""
+        conn = self._conn
+        if conn is None or conn.closed:
+            return
+        with contextlib.suppress(OSError, psycopg.Error):
+            sock = socket.socket(fileno=os.dup(conn.pgconn.socket))
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            finally:
+                sock.close()
+
     def close(self) -> None:
+        """Close the node's connection (the next query opens a new one)."""
         if self._conn is not None:
             with contextlib.suppress(Exception):
                 self._conn.close()
@@ -159,6 +175,17 @@ class Node:
             text = "<statement that could not be rendered>"
         count = f" [{len(params)} parameter(s)]" if params else ""
         _log.debug("sql on %s: %s%s", self.name, redact.text(text), count)
+    def query_sets(self, statements: Sequence[sql.Composable], *,
+                   timeout: float | None = None) -> list[list[tuple[Any, ...]]]:
+        """Several statements in one round trip (libpq's pipeline mode, where libpq has it):
+        one list of rows per statement. ``timeout`` bounds opening the connection."""
+        conn = self.connect(timeout)
+        with self._errors(statements), contextlib.ExitStack() as stack:
+            cursors = [stack.enter_context(conn.cursor()) for _ in statements]
+            with conn.pipeline() if psycopg.Pipeline.is_supported() else contextlib.nullcontext():
+                for cur, statement in zip(cursors, statements, strict=True):
+                    cur.execute(_as_query(statement))
+            return [cur.fetchall() if cur.description is not None else [] for cur in cursors]
 
     def _run(self, built: queries.Query) -> list[tuple[Any, ...]]:
         statement, params = built
@@ -224,13 +251,13 @@ class Node:
     # -- slots (on any node: cascading standbys keep slots too)
     def slots(self) -> list[SlotStatus]:
         """Physical slots with the WAL each holds back (``retained_bytes``)."""
-        rows = self._run(queries.slot_status(self.version, self.in_recovery))
-        return [_slot_status(row) for row in rows]
+        rows = self._run(queries.slot_status(self.version, None))
+        return [slot_status_of(row) for row in rows]
 
     def slot(self, name: str) -> SlotStatus | None:
         identifiers.slot_name(name)
-        rows = self._run(queries.slot_status(self.version, self.in_recovery, name))
-        return _slot_status(rows[0]) if rows else None
+        rows = self._run(queries.slot_status(self.version, None, name))
+        return slot_status_of(rows[0]) if rows else None
 
     def create_slot(self, name: str | ReplicationSlot, *,
                     exist_ok: bool = False) -> ReplicationSlot:
@@ -342,7 +369,8 @@ def _as_query(statement: sql.Composable | str) -> Any:
     return statement
 
 
-def _slot_status(row: tuple[Any, ...]) -> SlotStatus:
+def slot_status_of(row: Sequence[Any]) -> SlotStatus:
+    """A row of :func:`~pgstream.render.queries.slot_status` as a ``SlotStatus``."""
     name, active, pid, restart, retained, wal_status, safe, inactive, temporary, reason = row
     return SlotStatus(name=name, active=bool(active), active_pid=pid,
                       restart_lsn=Lsn.maybe(restart), retained_bytes=retained,

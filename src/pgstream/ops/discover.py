@@ -22,8 +22,10 @@ from psycopg import conninfo as pg_conninfo
 
 from pgstream.errors import NodeUnreachable, ServerMismatch, TopologyError
 from pgstream.hosts.host import Host, LocalHost
+from pgstream.hosts.parallel import in_parallel
 from pgstream.hosts.running import local_walreceivers
-from pgstream.nodes.node import Node, Primary, Standby, masked_conninfo
+from pgstream.nodes.conninfo import masked_conninfo
+from pgstream.nodes.node import Node, Primary, Standby
 from pgstream.ops.discover_build import Found, Seen, build, seen_rows
 from pgstream.ops.discover_probe import (
     NodeSpec,
@@ -32,7 +34,6 @@ from pgstream.ops.discover_probe import (
     is_node_name,
     probe,
 )
-from pgstream.ops.observe import in_parallel
 
 MAX_DEPTH = 8
 

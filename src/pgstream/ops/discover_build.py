@@ -18,7 +18,8 @@ from psycopg import conninfo as pg_conninfo
 
 from pgstream.hosts.service import PgCtlService
 from pgstream.hosts.ssh import SshHost
-from pgstream.nodes.node import Node, Primary, Standby, masked_conninfo
+from pgstream.nodes.conninfo import masked_conninfo
+from pgstream.nodes.node import Node, Primary, Standby
 from pgstream.ops.discover_probe import (
     NodeSpec,
     Probe,

@@ -20,12 +20,12 @@ from psycopg import conninfo as pg_conninfo
 from pgstream.errors import InvalidInput, NodeUnreachable, PgStreamError, ServerStateError
 from pgstream.facts.identifiers import Secret
 from pgstream.hosts.host import Host, LocalHost
+from pgstream.hosts.parallel import in_parallel
 from pgstream.hosts.ssh import SshHost
 from pgstream.nodes.node import Standby
 from pgstream.ops.discover import discover_cluster
 from pgstream.ops.discover_build import Found
 from pgstream.ops.discover_probe import NodeSpec, parse_conninfo
-from pgstream.ops.observe import in_parallel
 from pgstream.render import probes
 from pgstream.render.topology import LOCAL, NodeEntry, ReplicationEntry, Topology, parse_topology
 

@@ -47,7 +47,8 @@ def sandbox_parts(standbys: int, *, bindir: str | Path | None, base_dir: str | P
     if isinstance(standbys, bool) or not isinstance(standbys, int) or not (
             0 <= standbys <= MAX_SANDBOX_STANDBYS):
         raise InvalidInput(f"standbys must be an integer from 0 to {MAX_SANDBOX_STANDBYS}")
-    auth = ReplicationAuth("replicator", password or secrets.token_urlsafe(24))
+    auth = ReplicationAuth(
+        "replicator", secrets.token_urlsafe(24) if password is None else password)
     server = binaries.find_server(bindir)
     asked = binaries.probe(client_bindir) if client_bindir is not None else server
     client = binaries.find_client("pg_basebackup", server.version, prefer=asked)

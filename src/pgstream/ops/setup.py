@@ -6,6 +6,12 @@ sent as a client-computed SCRAM verifier), 5. a reload, and a restart only when 
 setting needs one (``pg_settings.context = 'postmaster'``), then 4. one physical slot per
 standby: the seed creates slots before its restart, but a slot needs ``wal_level >= replica``
 in effect, so pgstream creates them after it. Applying twice changes nothing the second time.
+
+Every setting value is checked against the primary's ``pg_settings`` while the plan is built
+(:func:`check_settings`, one query); a value the server still refuses makes the settings step
+restore what it already wrote to ``postgresql.auto.conf`` before it fails. The password is a
+:class:`~pgstream.facts.identifiers.Secret` and is compared with the stored SCRAM verifier as
+libpq hashes it (SASLprep, :mod:`pgstream.facts.saslprep`).
 """
 
 from __future__ import annotations
@@ -16,11 +22,13 @@ from pathlib import Path
 import attrs
 from psycopg import sql
 
-from pgstream.errors import InvalidInput, PgStreamError, SlotError
+from pgstream.errors import InvalidInput, OperationFailed, PgStreamError, SlotError
 from pgstream.facts import identifiers
 from pgstream.facts.identifiers import MASK, Secret
 from pgstream.facts.passwords import verifier_matches
+from pgstream.facts.settings import SettingDefinition, check_value, same_value
 from pgstream.hosts.wait import wait_for
+from pgstream.nodes.conninfo import check_conninfo
 from pgstream.nodes.node import Node, Primary
 from pgstream.ops.plan import Report, Step, StepKind, StepResult
 from pgstream.render import queries
@@ -29,7 +37,12 @@ from pgstream.render.config import ConfigRenderer
 
 @attrs.frozen
 class ReplicationAuth:
-    """Who standbys connect as, and how (the seed's ``<replicationuser>`` and method)."""
+    """Who standbys connect as, and how (the seed's ``<replicationuser>`` and method).
+
+    ``password`` is kept a :class:`~pgstream.facts.identifiers.Secret` (a ``str`` is wrapped),
+    so reprs and ``attrs.asdict`` never show it; it must be non-empty and hold no control
+    character (a line break would split its passfile entry).
+    """
 
     user: str = attrs.field(default="replicator",
                             validator=lambda _i, _a, v: identifiers.role_name(v))
@@ -41,37 +54,100 @@ def _text(statement: sql.Composable) -> str:
     return statement.as_string(None)
 
 
+def _setting_text(name: object, value: object) -> str:
+    if not isinstance(name, str) or not name:
+        raise InvalidInput(f"a setting name must be a non-empty string, not {name!r}")
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, int | float):
+        return str(value)
+    if not isinstance(value, str):
+        raise InvalidInput(f"the value for {name} must be a string, not {value!r}")
+    return value
+
+
+def read_definitions(node: Node, names: Sequence[str]) -> dict[str, tuple[SettingDefinition,
+                                                                          str | None]]:
+    """Per setting, its ``pg_settings`` definition and what ``postgresql.auto.conf`` holds
+    for it (None: nothing), in one query; unknown names raise ``InvalidInput``."""
+    rows = node.query(*queries.setting_definitions(names))
+    found = {str(row[0]): (SettingDefinition.from_row(row), row[8]) for row in rows}
+    unknown = [n for n in names if n not in found]
+    if unknown:
+        raise InvalidInput(f"{node.name} has no setting(s) {', '.join(unknown)} "
+                           f"(PostgreSQL {node.version.major})")
+    return found
+
+
+def check_settings(node: Node, settings: Mapping[str, str]) -> dict[str, str]:
+    """Every value checked against the server's ``pg_settings`` (one query), before anything
+    changes: returns each value as ``pg_settings.setting`` shows it. All the bad values are
+    named in one ``InvalidInput``."""
+    definitions = read_definitions(node, list(settings))
+    normalized: dict[str, str] = {}
+    problems = []
+    for name, value in settings.items():
+        try:
+            if name == "primary_conninfo" and "password" in check_conninfo(value):
+                raise InvalidInput("primary_conninfo cannot hold a password (plans show "
+                                   "settings): give it to ReplicationAuth, for a passfile")
+            normalized[name] = check_value(definitions[name][0], value)
+        except InvalidInput as exc:
+            problems.append(str(exc))
+    if problems:
+        raise InvalidInput(f"{node.name} would refuse these settings (nothing was changed): "
+                           + "; ".join(problems))
+    return normalized
+
+
+def restore_auto_conf(node: Node, previous: Mapping[str, str | None]) -> list[str]:
+    """Put ``postgresql.auto.conf`` back as it was for these settings (``ALTER SYSTEM SET``
+    the old value, or ``ALTER SYSTEM RESET`` where it held none), the last changed first;
+    returns the errors of those that could not be restored (each names its setting)."""
+    failed = []
+    for name, old in reversed(list(previous.items())):
+        try:
+            node.execute(queries.alter_system_reset(name) if old is None
+                         else queries.alter_system(name, old))
+        except PgStreamError as exc:
+            failed.append(f"{name}: {exc}")
+    return failed
+
+
 def settings_step(primary: Primary, settings: Mapping[str, str],
                   restart_needed: set[str], changed_files: set[str]) -> Step:
-    names = list(settings)
-    detail = "\n".join(_text(queries.alter_system(n, v)) + ";" for n, v in settings.items())
-
-    def current_values() -> dict[str, tuple[str, str]]:
-        rows = primary.query(*queries.settings_values(names))
-        current = {name: (setting, context) for name, setting, context, _pending in rows}
-        unknown = [n for n in names if n not in current]
-        if unknown:
-            raise InvalidInput(f"{primary.name} has no setting(s) {', '.join(unknown)} "
-                               f"(PostgreSQL {primary.version.major})")
-        return current
-
-    current_values()  # unknown names fail now, while the plan is built
+    """``ALTER SYSTEM`` for each setting whose value in effect differs. Every value is
+    checked against the server's ``pg_settings`` now, while the plan is built; if one is still
+    refused when applied, the values this step already wrote are restored before it fails."""
+    wanted = {name: _setting_text(name, value) for name, value in settings.items()}
+    names = list(wanted)
+    detail = "\n".join(_text(queries.alter_system(n, v)) + ";" for n, v in wanted.items())
+    normalized = check_settings(primary, wanted) if wanted else {}
 
     def action(report: Report) -> StepResult:
-        current = current_values()
-        changed = []
-        for name, value in settings.items():
-            setting, context = current[name]
-            if str(setting) == value:
-                continue
-            primary.execute(queries.alter_system(name, value))
-            changed.append(name)
-            if context == "postmaster":
-                restart_needed.add(name)
-        if not changed:
+        if not wanted:
+            return StepResult(False, "no settings to change")
+        current = read_definitions(primary, names)
+        previous: dict[str, str | None] = {}
+        try:
+            for name, value in wanted.items():
+                definition, in_auto_conf = current[name]
+                if same_value(definition, normalized[name]):
+                    continue
+                previous[name] = in_auto_conf
+                primary.execute(queries.alter_system(name, value))
+        except BaseException as exc:
+            failed = restore_auto_conf(primary, previous)
+            if failed:
+                raise OperationFailed(
+                    f"{exc}; restoring postgresql.auto.conf failed too for "
+                    + "; ".join(failed)) from exc
+            raise
+        if not previous:
             return StepResult(False, "all settings already in place")
+        restart_needed.update(n for n in previous if current[n][0].context == "postmaster")
         changed_files.add("postgresql.auto.conf")
-        return StepResult(True, "changed: " + ", ".join(changed))
+        return StepResult(True, "changed: " + ", ".join(previous))
 
     return Step(primary.name, StepKind.SETTING, "replication settings (ALTER SYSTEM)", detail,
                 action=action, host=primary.host.name)

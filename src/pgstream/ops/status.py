@@ -3,7 +3,9 @@
 ``ClusterStatus`` holds the primary's position and, per standby, what the primary's
 ``pg_stat_replication`` says of it (state, LSNs, lag in bytes and time, sync state, slot) and
 what the standby says of itself (``pg_is_in_recovery()``, replay position). ``str()`` is a
-table; ``to_dict()`` is JSON-ready; notebooks get an HTML table.
+table (lag in human units, problems marked); ``to_dict()`` is JSON-ready; notebooks get the
+topology drawn (:mod:`pgstream.render.html`); ``to_prometheus()`` is the metrics text.
+:func:`pgstream.ops.observe.cluster_status` reads it from the servers.
 """
 
 from __future__ import annotations
@@ -88,9 +90,13 @@ class StandbyStatus:
     """One standby, as its primary and as it itself sees it.
 
     ``state`` is pg_stat_replication's (``streaming``, ``catchup``, ...) or ``disconnected``
-    when the primary has no walsender for it. ``replay_lag_bytes`` is the primary's current LSN
-    minus ``replay_lsn`` (``pg_wal_lsn_diff``); ``replay_lag`` the time lag (``replay_lag`` from
-    10, ``now() - pg_last_xact_replay_timestamp()`` on the standby for 9.6), None when unknown.
+    when the primary has no walsender for it. ``replay_lag_bytes`` is how far replay is
+    behind: while it streams, its upstream's position minus ``replay_lsn``
+    (``pg_wal_lsn_diff``); while disconnected, the primary's current LSN minus the replay LSN
+    the standby reports itself; None when it cannot be known (disconnected and unreachable).
+    ``slot_retained_bytes`` is what its slot holds back, a separate thing. ``replay_lag`` is the
+    time lag (``replay_lag`` from 10, ``now() - pg_last_xact_replay_timestamp()`` on the standby
+    for 9.6), None when unknown.
     ``problem`` is the code of the standby's most severe finding (``cluster.check()``; set
     when it does not stream or its replay is paused) and ``replay_paused`` whether replay is
     paused (None when it cannot be asked). The table shows lag in kB/MB/GB and ms/s and marks
@@ -129,7 +135,8 @@ class StandbyStatus:
 COLUMNS = (("name", "name"), ("upstream", "upstream"), ("state", "state"), ("sent", "sent_lsn"),
            ("replay", "replay_lsn"), ("lag bytes", "replay_lag_bytes"), ("lag", "replay_lag"),
            ("sync", "sync_state"), ("slot", "slot_name"), ("slot wal", "slot_wal_status"),
-           ("recovery", "in_recovery"), ("problem", "problem"))
+           ("slot held", "slot_retained_bytes"), ("recovery", "in_recovery"),
+           ("problem", "problem"))
 
 
 @attrs.frozen

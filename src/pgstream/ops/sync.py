@@ -12,20 +12,22 @@ sync_state)}``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from psycopg import sql
 
-from pgstream.errors import InvalidInput, PgStreamError
+from pgstream.errors import InvalidInput, OperationFailed, PgStreamError
 from pgstream.facts import identifiers
+from pgstream.facts.settings import parse_bool
 from pgstream.facts.version import ServerVersion
 from pgstream.hosts.wait import DEFAULT_TIMEOUT
 from pgstream.hosts.wait import wait_for as _poll
 from pgstream.nodes.node import Primary
 from pgstream.ops.plan import Plan, Report, Step, StepKind, StepResult
+from pgstream.ops.setup import restore_auto_conf
 from pgstream.render import queries
-from pgstream.render.sync_spec import SYNC_STATES, SyncSpec
+from pgstream.render.sync_spec import ALL, SYNC_STATES, SyncSpec
 
 SYNCHRONOUS_COMMIT = ("on", "remote_write", "remote_apply", "local", "off")
 STANDBY_NAMES = "synchronous_standby_names"
@@ -66,15 +68,24 @@ def sync_states(primary: Primary) -> dict[str, tuple[int, str]]:
     return states
 
 
-def _settings_query(names: Sequence[str]) -> queries.Query:
-    """Per setting: the value in effect, its source, and what the configuration files hold
-    (the last valid ``pg_file_settings`` entry, else the built-in default)."""
-    return sql.SQL(
-        "SELECT s.name, s.setting, s.source, COALESCE(f.setting, s.boot_val) "
-        "FROM pg_settings s LEFT JOIN LATERAL ("
-        "SELECT setting FROM pg_file_settings WHERE name = s.name AND error IS NULL "
-        "ORDER BY seqno DESC LIMIT 1) f ON true "
-        "WHERE s.name = ANY(%s)"), (list(names),)
+def _equal(value: str, other: str) -> bool:
+    if value.lower() == other.lower():
+        return True
+    as_bool = parse_bool(value)
+    return as_bool is not None and as_bool == parse_bool(other)
+
+
+def _check_names(spec: SyncSpec, wait_for: Mapping[str, str] | None, primary: Primary,
+                 standbys: Iterable[str]) -> None:
+    known = list(standbys)
+    named = [n for n in spec.names if n != ALL]
+    named += [n for n in (wait_for or {}) if n not in named]
+    ghosts = [n for n in named if n not in known]
+    if ghosts:
+        raise InvalidInput(
+            f"{', '.join(ghosts)} {'is not a standby' if len(ghosts) == 1 else 'are not standbys'}"
+            f" streaming from {primary.name} (its standbys: {', '.join(known) or 'none'}): "
+            "a commit waiting for a standby that never connects would wait forever")
 
 
 class _Settings:
@@ -89,6 +100,8 @@ class _Settings:
         if synchronous_commit is not None:
             self.wanted[adapter.setting(COMMIT)] = synchronous_commit
         self.file_changed = False
+        self.previous: dict[str, str | None] = {}
+        """What postgresql.auto.conf held for each setting the step changed (None: none)."""
 
     def same(self, name: str, value: str) -> bool:
         """Is ``value`` the wanted one (for the standby names: the same in effect)?"""
@@ -101,11 +114,14 @@ class _Settings:
         except InvalidInput:
             return False
 
-    def read(self) -> dict[str, tuple[str, str, str]]:
-        """name -> (value in effect, its source, value in the configuration files)."""
-        rows: list[tuple[Any, ...]] = self.primary.query(*_settings_query(list(self.wanted)))
-        found = {str(name): (str(setting), str(source), str(in_file))
-                 for name, setting, source, in_file in rows}
+    def read(self) -> dict[str, tuple[str, str, str, str | None]]:
+        """name -> (value in effect, its source, value in the configuration files, value in
+        postgresql.auto.conf or None)."""
+        rows: list[tuple[Any, ...]] = self.primary.query(*queries.file_settings(
+            list(self.wanted)))
+        found = {str(name): (str(setting), str(source), str(in_file),
+                             None if auto is None else str(auto))
+                 for name, setting, source, in_file, auto in rows}
         missing = [name for name in self.wanted if name not in found]
         if missing:
             raise InvalidInput(f"{self.primary.name} has no setting(s) {', '.join(missing)} "
@@ -114,8 +130,28 @@ class _Settings:
 
     def not_in_effect(self) -> list[str]:
         """Settings whose value in effect is not the wanted one (where a file value would win)."""
-        return [name for name, (setting, source, _file) in self.read().items()
+        return [name for name, (setting, source, _file, _auto) in self.read().items()
                 if source in _FILE_SOURCES and not self.same(name, setting)]
+
+    def restore(self) -> None:
+        """Undo: postgresql.auto.conf as it was before the step, reloaded and in effect."""
+        if not self.previous:
+            return
+        failed = restore_auto_conf(self.primary, self.previous)
+        restored = list(self.previous)
+        self.previous.clear()
+        self.primary.execute(queries.reload_conf()[0])
+        if failed:
+            raise OperationFailed(f"could not restore {self.primary.name}'s "
+                                  + "; ".join(failed))
+
+        def back() -> bool:
+            now = self.read()
+            return all(now[n][1] not in _FILE_SOURCES or _equal(now[n][0], now[n][2])
+                       for n in restored)
+
+        _poll(back, timeout=_RELOAD_TIMEOUT,
+              what=f"{self.primary.name} to apply the restored configuration")
 
 
 def _settings_step(settings: _Settings) -> Step:
@@ -125,24 +161,33 @@ def _settings_step(settings: _Settings) -> Step:
 
     def action(report: Report) -> StepResult:
         current = settings.read()
-        setting, source, _file = current[settings.names_setting]
+        setting, source, _file, _auto = current[settings.names_setting]
         if source not in _FILE_SOURCES:
             raise PgStreamError(
                 f"{settings.names_setting} on {primary.name} comes from the {source} "
                 f"(value {setting!r}), which overrides ALTER SYSTEM: remove it there first")
         changed = []
-        for name, value in settings.wanted.items():
-            if settings.same(name, current[name][2]):
-                continue
-            primary.execute(queries.alter_system(name, value))
-            changed.append(name)
+        try:
+            for name, value in settings.wanted.items():
+                if settings.same(name, current[name][2]):
+                    continue
+                settings.previous[name] = current[name][3]
+                primary.execute(queries.alter_system(name, value))
+                changed.append(name)
+        except BaseException as exc:
+            try:
+                settings.restore()
+            except PgStreamError as undo:
+                raise OperationFailed(f"{exc}; restoring the settings failed too: {undo}") \
+                    from exc
+            raise
         if not changed:
             return StepResult(False, "already set in postgresql.auto.conf or postgresql.conf")
         settings.file_changed = True
         return StepResult(True, "set: " + ", ".join(changed))
 
     return Step(primary.name, StepKind.SETTING, "synchronous replication settings (ALTER SYSTEM)",
-                detail, action=action, host=primary.host.name)
+                detail, action=action, undo=settings.restore, host=primary.host.name)
 
 
 def _reload_step(settings: _Settings) -> Step:
@@ -211,13 +256,20 @@ def _expected(spec: SyncSpec, wait_for: Mapping[str, str]) -> dict[str, str]:
 
 def synchronous_plan(primary: Primary, spec: SyncSpec, *, synchronous_commit: str | None = None,
                      wait_for: Mapping[str, str] | None = None,
-                     timeout: float = DEFAULT_TIMEOUT) -> Plan:
+                     timeout: float = DEFAULT_TIMEOUT,
+                     standbys: Iterable[str] | None = None) -> Plan:
     """Set ``synchronous_standby_names`` (and ``synchronous_commit``) on ``primary``.
 
     ``wait_for`` maps standby names (their ``application_name``) to the ``sync_state`` to
     wait for (``sync``, ``potential``, ``quorum`` or ``async``), at most ``timeout`` seconds.
+    ``standbys`` are the application names of the standbys streaming from ``primary``: a
+    name in the spec or in ``wait_for`` that is none of them (``*`` aside) is refused
+    (``Cluster.synchronous_plan`` passes its standbys; None checks nothing).
     Everything is validated while building the plan: an ``ANY`` spec on 9.6 raises
-    :class:`~pgstream.errors.NotAvailable` here, before anything changes.
+    :class:`~pgstream.errors.NotAvailable` here, before anything changes. If a step fails
+    (the wait included), ``postgresql.auto.conf`` gets back what it held for these settings
+    and the configuration is reloaded: no commit is left waiting for a standby that the plan
+    could not see become synchronous.
     """
     if not isinstance(spec, SyncSpec):
         raise InvalidInput(f"spec must be a SyncSpec, not {spec!r}")
@@ -227,6 +279,8 @@ def synchronous_plan(primary: Primary, spec: SyncSpec, *, synchronous_commit: st
     if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
         raise InvalidInput(f"timeout must be a positive number of seconds, not {timeout!r}")
     expected = _expected(spec, wait_for) if wait_for is not None else {}
+    if standbys is not None:
+        _check_names(spec, wait_for, primary, standbys)
     settings = _Settings(primary, spec, synchronous_commit)
     steps = [_settings_step(settings), _reload_step(settings)]
     if expected:

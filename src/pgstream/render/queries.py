@@ -30,6 +30,35 @@ def _fn(version: ServerVersion, name: str) -> sql.Identifier:
     return sql.Identifier(version.adapter.function(name))
 
 
+def _position(version: ServerVersion, in_recovery: bool | None) -> sql.Composable:
+    """This server's WAL position: a primary's current LSN, a standby's received (else
+    replayed) LSN; ``in_recovery=None`` decides on the server (``pg_is_in_recovery()``)."""
+    standby = sql.SQL("COALESCE({}(), {}())").format(
+        _fn(version, "pg_last_wal_receive_lsn"), _fn(version, "pg_last_wal_replay_lsn"))
+    primary = sql.SQL("{}()").format(_fn(version, "pg_current_wal_lsn"))
+    if in_recovery is None:
+        return sql.SQL("CASE WHEN pg_is_in_recovery() THEN {} ELSE {} END").format(
+            standby, primary)
+    return standby if in_recovery else primary
+
+
+def node_facts(version: ServerVersion) -> Query:
+    """What ``status()`` asks of every node, in one statement, primary or standby alike:
+    ``pg_is_in_recovery()``, its WAL position (:func:`_position`), its timeline (as
+    :func:`timeline`), its replay LSN (NULL on a primary), ``now() -
+    pg_last_xact_replay_timestamp()`` (9.6's only time lag) and whether replay is paused
+    (NULL on a primary)."""
+    return sql.SQL(
+        "SELECT pg_is_in_recovery(), ({})::text, "
+        "CASE WHEN pg_is_in_recovery() THEN ({}) ELSE ({}) END, {}()::text, "
+        "now() - {}(), CASE WHEN pg_is_in_recovery() THEN {}() END"
+    ).format(
+        _position(version, None), timeline(version, True)[0], timeline(version, False)[0],
+        _fn(version, "pg_last_wal_replay_lsn"), _fn(version, "pg_last_xact_replay_timestamp"),
+        _fn(version, "pg_is_wal_replay_paused"),
+    ), ()
+
+
 def current_lsn(version: ServerVersion) -> Query:
     """The primary's current WAL write position (``pg_current_xlog_location`` on 9.6)."""
     return sql.SQL("SELECT {}()::text").format(_fn(version, "pg_current_wal_lsn")), ()
@@ -62,14 +91,15 @@ REPLICATION_FIELDS = ("application_name", "state", "sent_lsn", "write_lsn", "flu
                       "replay_lsn", "sync_priority", "sync_state", "client_addr", "pid")
 
 
-def replication_status(version: ServerVersion, in_recovery: bool = False
+def replication_status(version: ServerVersion, in_recovery: bool | None = False
                        ) -> tuple[sql.Composable, tuple[object, ...], tuple[str, ...]]:
     """Rows of ``pg_stat_replication`` under canonical names, plus lag in bytes and time.
 
     Columns: the :data:`REPLICATION_FIELDS`, then ``replay_lag_bytes`` (this server's position
     minus ``replay_lsn``, via ``pg_wal_lsn_diff``: a primary's current LSN, or for a cascading
     standby the WAL it has received itself) and ``replay_lag`` (an interval; NULL on 9.6,
-    which has no lag columns), and the slot this walsender uses (if any).
+    which has no lag columns), and the slot this walsender uses (if any). ``in_recovery``
+    None: the server's own ``pg_is_in_recovery()`` picks the position.
     """
     adapter = version.adapter
     view = "pg_stat_replication"
@@ -78,11 +108,7 @@ def replication_status(version: ServerVersion, in_recovery: bool = False
         actual = sql.Identifier("r", adapter.column(view, name))
         cast = sql.SQL("::text") if name.endswith("_lsn") or name == "client_addr" else sql.SQL("")
         cols.append(sql.SQL("{}{} AS {}").format(actual, cast, sql.Identifier(name)))
-    if in_recovery:
-        position = sql.SQL("COALESCE({}(), {}())").format(
-            _fn(version, "pg_last_wal_receive_lsn"), _fn(version, "pg_last_wal_replay_lsn"))
-    else:
-        position = sql.SQL("{}()").format(_fn(version, "pg_current_wal_lsn"))
+    position = _position(version, in_recovery)
     cols.append(sql.SQL("{}({}, {})::bigint AS replay_lag_bytes").format(
         _fn(version, "pg_wal_lsn_diff"), position,
         sql.Identifier("r", adapter.column(view, "replay_lsn"))))
@@ -104,12 +130,19 @@ SLOT_FIELDS = ("name", "active", "active_pid", "restart_lsn", "retained_bytes", 
                "safe_wal_size", "inactive_since", "temporary", "invalidation_reason")
 
 
-def slot_status(version: ServerVersion, in_recovery: bool = False,
+def slot_status(version: ServerVersion, in_recovery: bool | None = False,
                 name: str | None = None) -> Query:
-    """Physical slots with WAL retained in bytes; version-only columns NULL where absent."""
+    """Physical slots with WAL retained in bytes; version-only columns NULL where absent.
+
+    Retained bytes are counted from the primary's current LSN, or on a standby from the WAL
+    it received; ``in_recovery`` None lets the server choose (``pg_is_in_recovery()``).
+    """
     adapter = version.adapter
     view = "pg_replication_slots"
-    position = "pg_last_wal_receive_lsn" if in_recovery else "pg_current_wal_lsn"
+    receive = sql.SQL("{}()").format(_fn(version, "pg_last_wal_receive_lsn"))
+    current = sql.SQL("{}()").format(_fn(version, "pg_current_wal_lsn"))
+    position = (sql.SQL("CASE WHEN pg_is_in_recovery() THEN {} ELSE {} END").format(
+        receive, current) if in_recovery is None else receive if in_recovery else current)
 
     def optional(col: str, cast: str) -> sql.Composable:
         if adapter.has("column", col, view):
@@ -118,12 +151,12 @@ def slot_status(version: ServerVersion, in_recovery: bool = False,
 
     query = sql.SQL(
         "SELECT slot_name::text, active, active_pid, restart_lsn::text, "
-        "{diff}({pos}(), restart_lsn)::bigint, {wal_status}, {safe}, {inactive}, {temporary}, "
+        "{diff}({pos}, restart_lsn)::bigint, {wal_status}, {safe}, {inactive}, {temporary}, "
         "{reason} "
         "FROM pg_replication_slots WHERE slot_type = 'physical'{filter} ORDER BY slot_name"
     ).format(
         diff=_fn(version, "pg_wal_lsn_diff"),
-        pos=_fn(version, position),
+        pos=position,
         wal_status=optional("wal_status", "text"),
         safe=optional("safe_wal_size", "bigint"),
         inactive=optional("inactive_since", "timestamptz"),
@@ -187,9 +220,48 @@ def settings_values(names: Sequence[str]) -> Query:
     ), (list(names),)
 
 
+SETTING_FIELDS = ("name", "setting", "context", "vartype", "unit", "min_val", "max_val",
+                  "enumvals", "auto_conf")
+
+
+def setting_definitions(names: Sequence[str]) -> Query:
+    """What a value of each named setting must look like, and what it is, in one statement:
+    :data:`SETTING_FIELDS` from ``pg_settings`` (``enumvals`` as a text array), and
+    ``auto_conf``, the value ``postgresql.auto.conf`` holds for it (NULL: none), from
+    ``pg_file_settings`` (superuser) of the file in this server's data directory."""
+    return sql.SQL(
+        "SELECT s.name, s.setting, s.context, s.vartype, s.unit, s.min_val, s.max_val, "
+        "s.enumvals::text[], (SELECT f.setting FROM pg_file_settings f WHERE f.name = s.name "
+        "AND f.error IS NULL AND f.sourcefile = current_setting('data_directory') "
+        "|| '/postgresql.auto.conf' ORDER BY f.seqno DESC LIMIT 1) "
+        "FROM pg_settings s WHERE s.name = ANY(%s)"
+    ), (list(names),)
+
+
+def file_settings(names: Sequence[str]) -> Query:
+    """Per named setting: the value in effect, its source, what the configuration files hold
+    (the last valid ``pg_file_settings`` entry, else the built-in default), and what
+    ``postgresql.auto.conf`` holds (NULL: no entry there)."""
+    return sql.SQL(
+        "SELECT s.name, s.setting, s.source, COALESCE(f.setting, s.boot_val), "
+        "(SELECT a.setting FROM pg_file_settings a WHERE a.name = s.name AND a.error IS NULL "
+        "AND a.sourcefile = current_setting('data_directory') || '/postgresql.auto.conf' "
+        "ORDER BY a.seqno DESC LIMIT 1) "
+        "FROM pg_settings s LEFT JOIN LATERAL ("
+        "SELECT setting FROM pg_file_settings WHERE name = s.name AND error IS NULL "
+        "ORDER BY seqno DESC LIMIT 1) f ON true "
+        "WHERE s.name = ANY(%s)"), (list(names),)
+
+
 def alter_system(name: str, value: str) -> sql.Composed:
     """``ALTER SYSTEM SET name = value`` (utility statement: the value is a literal)."""
     return sql.SQL("ALTER SYSTEM SET {} = {}").format(sql.Identifier(name), sql.Literal(value))
+
+
+def alter_system_reset(name: str) -> sql.Composed:
+    """Remove a setting from ``postgresql.auto.conf`` (undoes an ``ALTER SYSTEM SET`` that
+    added it)."""
+    return sql.SQL("ALTER SYSTEM RESET {}").format(sql.Identifier(name))
 
 
 def pending_restart() -> Query:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from typing import Any
 
 import attrs
 
@@ -19,7 +20,6 @@ from pgstream.ops.check.report import CheckReport, Thresholds
 from pgstream.ops.check.rules import Member, evaluate
 from pgstream.ops.status import ClusterStatus
 from pgstream.ops.view import ClusterView
-from pgstream.render import queries
 
 DEFAULT_TIMEOUT = 10.0
 
@@ -73,34 +73,45 @@ def check(view: ClusterView, *, thresholds: Thresholds | None = None,
 
 def annotate_status(status: ClusterStatus, view: ClusterView,
                     timeout: float = DEFAULT_TIMEOUT) -> ClusterStatus:
-    """``status`` with, per standby, whether replay is paused and, for one that does not
-    stream (or has a problem), the code of its most severe finding."""
+    """``status`` with, for each standby that does not stream (or whose replay is paused), the
+    code of its most severe finding.
+
+    Standbys the status found unreachable are ``node_unreachable`` without being asked again;
+    the others are checked only when one of them does not stream, within ``timeout``."""
     if not status.standbys:
         return status
-    report = check(view, timeout=timeout, plans=False) if not status.all_streaming else None
-    paused = _paused(view, timeout) if report is None else {
-        f.node for f in report.by_code("replay_paused")}
+    silent = {s.name for s in status.standbys if not s.reachable}
+    report = None
+    if any(not s.streaming for s in status.standbys if s.name not in silent):
+        report = check(_Without(view, silent), timeout=timeout, plans=False)
     items = []
     for item in status.standbys:
-        code = None
-        if report is not None:
+        code = "node_unreachable" if item.name in silent else None
+        if report is not None and code is None:
             mine = [f for f in report.for_node(item.name) if f.severity.rank < 2]
             code = mine[0].code if mine else None
-        if code is None and item.name in paused:
+        if code is None and item.replay_paused:
             code = "replay_paused"
-        items.append(attrs.evolve(item, problem=code, replay_paused=item.name in paused
-                                  if item.reachable else None))
+        items.append(attrs.evolve(item, problem=code))
     return attrs.evolve(status, standbys=tuple(items))
 
 
-def _paused(view: ClusterView, timeout: float) -> set[str]:
-    """The standbys whose replay is paused (read concurrently; silent ones are skipped)."""
-    from_view: dict[str, bool] = {}
+@attrs.define
+class _Without:
+    """``view`` without some standbys (those already known to be unreachable)."""
 
-    def ask(node: Standby) -> NodeFacts:
-        value = node.value(queries.replay_paused(node.version))
-        from_view[node.name] = bool(value)
-        return NodeFacts(node.name, True)
+    view: ClusterView
+    left_out: set[str]
 
-    gather({s.name: (lambda s=s: ask(s)) for s in view.standbys}, timeout)  # type: ignore[misc]
-    return {name for name, value in from_view.items() if value}
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.view, name)
+
+    @property
+    def standbys(self) -> list[Standby]:
+        return [s for s in self.view.standbys if s.name not in self.left_out]
+
+    @property
+    def nodes(self) -> list[Node]:
+        return [self.view.primary, *self.standbys]
+
+
