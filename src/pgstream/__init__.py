@@ -35,6 +35,7 @@ from pgstream.errors import (
     Unreachable,
     UnsafeDataDirectory,
     UnsupportedVersion,
+    UpgradeRefused,
     WaitTimeout,
 )
 from pgstream.facts.capabilities import VersionAdapter
@@ -121,6 +122,7 @@ __all__ = [
     "Unreachable",
     "UnsafeDataDirectory",
     "UnsupportedVersion",
+    "UpgradeRefused",
     "VersionAdapter",
     "WaitTimeout",
     "advance_slot",

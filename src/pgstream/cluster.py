@@ -48,8 +48,10 @@ from pgstream.ops.setup import ReplicationAuth, primary_setup_steps, slot_step
 from pgstream.ops.status import ClusterStatus, HistoryEntry, PrimaryStatus, StandbyStatus
 from pgstream.ops.switchover import DEFAULT_MAX_LAG_BYTES, switchover_plan
 from pgstream.ops.sync import synchronous_plan
+from pgstream.ops.upgrade import remove_old_cluster_plan, upgrade_plan
+from pgstream.ops.upgrade_facts import UpgradeMethod
 from pgstream.ops.view import RoleChange
-from pgstream.render import queries
+from pgstream.render import commands, queries
 from pgstream.render.config import ConfigRenderer
 from pgstream.render.sync_spec import SyncSpec
 
@@ -86,6 +88,8 @@ class Cluster:
     failed: list[Node] = attrs.field(factory=list)
     """Former primaries lost in a failover, until they rejoin."""
     history: list[HistoryEntry] = attrs.field(factory=list)
+    old_data_dirs: dict[str, Path] = attrs.field(factory=dict)
+    """Per node: the data directory a major upgrade left, until remove_old_cluster_plan()."""
     _finalizer: Any = attrs.field(default=None, init=False)
 
     def __attrs_post_init__(self) -> None:
@@ -231,6 +235,7 @@ class Cluster:
         self.failed += [everyone[name] for name in lost if name in everyone]
         self.primary = head if isinstance(head, Primary) else as_primary(head)
         self.standbys = standbys
+        self.old_data_dirs.update(change.old_data_dirs)
         if change.record:
             self._note(change.operation, change.detail)
 
@@ -387,6 +392,29 @@ class Cluster:
         self.addresses[node.name] = ("127.0.0.1", primary_port(node))
         self.add_standby_plan(node, upstream=upstream, timeout=timeout).apply(progress)
         return node
+
+    def upgrade_plan(self, to: str | Path | Installation, *, method: UpgradeMethod = "rsync",
+                     mode: commands.TransferMode | None = None, analyze: bool = True,
+                     data_dirs: Mapping[str, Path] | None = None,
+                     timeout: float = DEFAULT_TIMEOUT) -> Plan:
+        """Major upgrade to the installation ``to``, standbys included (see
+        :mod:`pgstream.ops.upgrade`); pre-checked, ``print(plan)`` = dry run."""
+        box = self._sandbox
+        return upgrade_plan(self, to, method=method, mode=mode, analyze=analyze,
+                            data_dirs=data_dirs, register=box.adopt if box else None,
+                            sync=box is None, timeout=timeout)
+
+    def upgrade(self, to: str | Path | Installation, *, method: UpgradeMethod = "rsync",
+                mode: commands.TransferMode | None = None, analyze: bool = True,
+                data_dirs: Mapping[str, Path] | None = None,
+                progress: ProgressCallback | None = None,
+                timeout: float = DEFAULT_TIMEOUT) -> PlanReport:
+        return self.upgrade_plan(to, method=method, mode=mode, analyze=analyze,
+                                 data_dirs=data_dirs, timeout=timeout).apply(progress)
+
+    def remove_old_cluster_plan(self) -> Plan:
+        """Remove the data directories a major upgrade kept (:attr:`old_data_dirs`)."""
+        return remove_old_cluster_plan(self, self.old_data_dirs)
 
     # -- setup
     def setup_plan(self, *, replace: bool = False, server: Installation | None = None,

@@ -40,6 +40,8 @@ class StepKind(enum.Enum):
     PROMOTE = "promote"
     REWIND = "rewind"
     RECORD = "record"
+    UPGRADE = "upgrade"
+    RSYNC = "rsync"
 
 
 @attrs.frozen

@@ -25,6 +25,7 @@ class RoleChange:
     ``new_primary`` is the primary from now on (``None``: unchanged); ``rejoined`` stream from
     it; ``failed`` are set aside until they rejoin; ``detached`` leave the cluster;
     ``upstreams`` re-point standbys (``None``: the primary); ``added`` are new standbys.
+    ``old_data_dirs`` are kept after a major upgrade.
     ``operation`` and ``detail`` go to the history, unless ``record`` is false (an
     intermediate change that a later one completes).
     """
@@ -38,6 +39,9 @@ class RoleChange:
     upstreams: tuple[tuple[str, str | None], ...] = ()
     added: tuple[Standby, ...] = ()
     record: bool = True
+    old_data_dirs: tuple[tuple[str, Path], ...] = ()
+    """Nodes now running from a new data directory (a major upgrade), each with its old
+    one, kept until removed."""
 
 
 class ClusterView(Protocol):
