@@ -18,6 +18,7 @@ import attrs
 import pytest
 
 from pgstream import Cluster, UpgradeRefused
+from pgstream.cli import main
 from pgstream.hosts import binaries
 from pgstream.hosts.binaries import Installation
 from pgstream.hosts.wait import wait_for
@@ -196,3 +197,15 @@ def test_copy_and_reclone(pgstream_sandbox: Callable[..., Cluster],
     for name in ("primary", "standby1", "standby2"):
         assert (base / name / "global" / "pg_control").exists()
         assert Path(base / name / "PG_VERSION").read_text().strip() == old.version.major
+
+
+def test_cli_dry_run_changes_nothing(pair: tuple[Installation, Installation], empty_dir: Path,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    old, new = pair
+    assert main(["upgrade", "--to", str(new.bindir), "--from", str(old.bindir), "--dry-run",
+                 "--standbys", "1", "--rows", "10", "--base-dir", str(empty_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "[ok] pg_upgrade --check: passed" in out and "POINT OF NO RETURN" in out
+    assert "dry run: nothing was changed" in out
+    assert list(empty_dir.iterdir()) == []
+    assert main(["upgrade", "--to", str(empty_dir)]) == 2  # not an installation: refused
