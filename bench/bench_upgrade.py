@@ -18,6 +18,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from pgstream import Cluster, ProgressEvent, StepKind
 from pgstream.hosts import binaries
@@ -92,18 +93,23 @@ def bare(old: Installation, new: Installation, size_mb: int, base: str | None) -
 
 
 def upgraded(old: Installation, new: Installation, method: str, size_mb: int,
-             base: str | None) -> dict[str, float]:
+             base: str | None) -> dict[str, Any]:
     with filled(old, 2, size_mb, base) as cluster:
         clock = Clock(cluster.primary.name)
         began = time.perf_counter()
         plan = cluster.upgrade_plan(new.bindir, method=method, mode="link",  # type: ignore[arg-type]
                                     analyze=False, timeout=1800)
         built = time.perf_counter() - began
-        plan.apply(clock)
+        report = plan.apply(clock)
         assert clock.stopped is not None and clock.started is not None
         end = clock.streaming or time.perf_counter()
+        slowest = sorted(report.applied, key=lambda a: -a.seconds)[:4]
+        for item in slowest:
+            print(f"    {item.seconds:6.2f} s  [{item.step.node}] {item.step.title}")
         return {"no_writes_s": clock.started - clock.stopped,
-                "until_all_stream_s": end - clock.stopped, "prechecks_s": built}
+                "until_all_stream_s": end - clock.stopped, "prechecks_s": built,
+                "steps": {f"[{a.step.node}] {a.step.title}": round(a.seconds, 3)
+                          for a in report.applied}}
 
 
 def main() -> int:

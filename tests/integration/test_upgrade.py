@@ -22,7 +22,7 @@ from pgstream.cli import main
 from pgstream.hosts import binaries
 from pgstream.hosts.binaries import Installation
 from pgstream.hosts.wait import wait_for
-from pgstream.ops.plan import Plan, Report, StepResult
+from pgstream.ops.plan import Plan, ProgressEvent, Report, StepKind, StepResult
 
 TOOLS = ("pg_upgrade", "pg_controldata", "pg_dump", "pg_config")
 ROWS = 100_000
@@ -115,7 +115,19 @@ def test_interrupted_before_point_of_no_return_leaves_the_old_cluster(
     expected = _fill(cluster)
     plan = cluster.upgrade_plan(new.bindir)
     assert cluster.base_dir is not None
-    with pytest.raises(KeyboardInterrupt):
+
+    def ctrl_c_in_pg_upgrade(event: ProgressEvent) -> None:
+        if event.event == "output" and event.step.kind is StepKind.UPGRADE and \
+                "Performing Upgrade" in event.message:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):  # while pg_upgrade runs: it is stopped, undone
+        plan.apply(ctrl_c_in_pg_upgrade)
+    assert not cluster.primary.in_recovery
+    wait_for(lambda: _all_stream(cluster), timeout=30, what="the 15 standbys streaming again")
+    assert not (cluster.base_dir / "primary_18").exists()
+    plan = cluster.upgrade_plan(new.bindir)
+    with pytest.raises(KeyboardInterrupt):  # at the marker, after pg_upgrade --link is done
         _interrupt_at(plan, "POINT OF NO RETURN").apply()
     # pg_upgrade --link had run: pg_control renamed back, the new directory gone, all running.
     assert (cluster.base_dir / "primary" / "global" / "pg_control").exists()

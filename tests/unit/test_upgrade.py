@@ -48,9 +48,12 @@ def test_pg_upgrade_argv_by_new_version() -> None:
 
 
 def test_rsync_is_the_documented_command() -> None:
-    argv = commands.rsync_upgrade(Path("/a/15/main/"), Path("/a/18/main"), "standby:/a")
+    argv = commands.rsync_upgrade(Path("/a/15/main/"), Path("/a/18/main"), "standby:/a",
+                                  skip_old_wal=False)
     assert argv == ("rsync", "--archive", "--delete", "--hard-links", "--size-only",
                     "--no-inc-recursive", "/a/15/main", "/a/18/main", "standby:/a")
+    assert commands.rsync_upgrade(Path("/a/15/main"), Path("/a/18/main"), "/s/")[6] == (
+        "--exclude=/main/pg_wal/*")
     for bad in ("", "-e sh", "a b"):
         with pytest.raises(InvalidInput):
             commands.rsync_upgrade(Path("/a"), Path("/b"), bad)

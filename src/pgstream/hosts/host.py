@@ -176,7 +176,11 @@ class LocalHost:
                 proc.stdin.close()
             except BrokenPipeError:
                 pass
-        output = _collect(proc, started + timeout, on_output)
+        try:
+            output = _collect(proc, started + timeout, on_output)
+        except BaseException:  # interrupted (Ctrl-C, a callback raising): the command stops too
+            _kill(proc)
+            raise
         seconds = time.monotonic() - started
         if output is None:
             raise CommandFailed(

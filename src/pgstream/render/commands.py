@@ -187,15 +187,20 @@ def pg_upgrade(new_bindir: Path, new_version: ServerVersion, *, old_bindir: Path
     return tuple(argv)
 
 
-def rsync_upgrade(old_primary_dir: Path, new_primary_dir: Path, target: str) -> tuple[str, ...]:
+def rsync_upgrade(old_primary_dir: Path, new_primary_dir: Path, target: str, *,
+                  skip_old_wal: bool = True) -> tuple[str, ...]:
     """PostgreSQL's documented rsync of an upgraded primary to a standby: both directories
     (no trailing slash) into ``target`` (a directory, or ``host:directory``); ``--hard-links``
-    turns the new directory's links into links to the standby's own old files."""
+    turns the new directory's links into links to the standby's own old files.
+    ``skip_old_wal``: leave out the old cluster's ``pg_wal`` contents, which no new server
+    reads (pg_upgrade links no WAL) and whose segment names differ between primary and
+    standby, so that they would travel whole."""
     if not target or target.startswith("-") or any(c.isspace() for c in target):
         raise InvalidInput(f"invalid rsync target {target!r}")
+    old = str(old_primary_dir).rstrip("/")
+    skip = [f"--exclude=/{Path(old).name}/pg_wal/*"] if skip_old_wal else []
     return ("rsync", "--archive", "--delete", "--hard-links", "--size-only",
-            "--no-inc-recursive", str(old_primary_dir).rstrip("/"),
-            str(new_primary_dir).rstrip("/"), target)
+            "--no-inc-recursive", *skip, old, str(new_primary_dir).rstrip("/"), target)
 
 
 def vacuumdb_analyze(bindir: Path, *, host: str, port: int, user: str) -> tuple[str, ...]:
