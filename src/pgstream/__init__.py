@@ -38,6 +38,7 @@ from pgstream.errors import (
     Unreachable,
     UnsafeDataDirectory,
     UnsupportedVersion,
+    UpgradeRefused,
     WaitTimeout,
 )
 
@@ -191,6 +192,7 @@ __all__ = [
     "Unreachable",
     "UnsafeDataDirectory",
     "UnsupportedVersion",
+    "UpgradeRefused",
     "VersionAdapter",
     "WaitTimeout",
     "advance_slot",

@@ -52,7 +52,10 @@ from pgstream.ops.setup import ReplicationAuth
 from pgstream.ops.status import ClusterStatus, HistoryEntry
 from pgstream.ops.switchover import DEFAULT_MAX_LAG_BYTES, switchover_plan
 from pgstream.ops.sync import synchronous_plan
+from pgstream.ops.upgrade import remove_old_cluster_plan, upgrade_plan
+from pgstream.ops.upgrade_facts import UpgradeMethod
 from pgstream.ops.view import RoleChange, rearrange
+from pgstream.render import commands
 from pgstream.render.sync_spec import SyncSpec
 
 
@@ -93,6 +96,8 @@ class Cluster:
     history: list[HistoryEntry] = attrs.field(factory=list)
     discovery: Discovery | None = None
     """What :meth:`discover` / :meth:`from_file` found (None for a cluster built by hand)."""
+    old_data_dirs: dict[str, Path] = attrs.field(factory=dict)
+    """Per node: the data directory a major upgrade left, until remove_old_cluster_plan()."""
     _finalizer: Any = attrs.field(default=None, init=False)
     _stream_names: dict[str, tuple[str, str]] = attrs.field(factory=dict, init=False)
 
@@ -227,6 +232,7 @@ class Cluster:
             self.primary, self.standbys, self.failed, change, self._stream_names)
         self.node_settings.update((name, dict(own)) for name, own in change.node_settings)
         self.addresses.update(change.addresses)
+        self.old_data_dirs.update(change.old_data_dirs)
         if change.record:
             self._note(change.operation, change.detail)
 
@@ -374,6 +380,29 @@ class Cluster:
         self.add_standby_plan(node, upstream=upstream, timeout=timeout, node_settings=own,
                               address=("127.0.0.1", conninfo_port(node))).apply(progress)
         return node
+
+    def upgrade_plan(self, to: str | Path | Installation, *, method: UpgradeMethod = "rsync",
+                     mode: commands.TransferMode | None = None, analyze: bool = True,
+                     data_dirs: Mapping[str, Path] | None = None,
+                     timeout: float = DEFAULT_TIMEOUT) -> Plan:
+        """Major upgrade to the installation ``to``, standbys included (see
+        :mod:`pgstream.ops.upgrade`); pre-checked, ``print(plan)`` = dry run."""
+        box = self._sandbox
+        return upgrade_plan(self, to, method=method, mode=mode, analyze=analyze,
+                            data_dirs=data_dirs, register=box.adopt if box else None,
+                            sync=box is None, timeout=timeout)
+
+    def upgrade(self, to: str | Path | Installation, *, method: UpgradeMethod = "rsync",
+                mode: commands.TransferMode | None = None, analyze: bool = True,
+                data_dirs: Mapping[str, Path] | None = None,
+                progress: ProgressCallback | None = None,
+                timeout: float = DEFAULT_TIMEOUT) -> PlanReport:
+        return self.upgrade_plan(to, method=method, mode=mode, analyze=analyze,
+                                 data_dirs=data_dirs, timeout=timeout).apply(progress)
+
+    def remove_old_cluster_plan(self) -> Plan:
+        """Remove the data directories a major upgrade kept (:attr:`old_data_dirs`)."""
+        return remove_old_cluster_plan(self, self.old_data_dirs)
 
     # -- setup
     def setup_plan(self, *, replace: bool = False, server: Installation | None = None,

@@ -103,6 +103,11 @@ class RejoinRefused(Refused):
     """The node cannot rejoin as it is (running, another system, diverged without pg_rewind)."""
 
 
+class UpgradeRefused(Refused):
+    """A major-upgrade pre-check failed (``pg_upgrade --check``, a missing extension, a
+    standby not caught up, ...): nothing was changed."""
+
+
 class SlotError(Refused):
     """A replication slot operation was refused (active slot, missing slot, ...)."""
 

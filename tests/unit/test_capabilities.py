@@ -521,6 +521,8 @@ FEATURES = {
     "slot_inactive_since": "17",
     "failover_slots": "17",
     "checksums_default": "18",
+    "upgrade_keeps_logical_slots": "17",
+    "upgrade_output_dir": "15",
 }
 
 
@@ -605,8 +607,8 @@ def check_row(row: Name) -> None:
     if row.renamed is not None:
         assert row.renamed in NUM.values()
         assert row.since < row.renamed
-    assert (row.kind == "column") == bool(row.scope) or (row.kind, row.scope) == (
-        "option", "initdb")
+    assert (row.kind == "column") == bool(row.scope) or (row.kind, row.scope) in (
+        ("option", "initdb"), ("option", "pg_upgrade"))
     if row.reload_since is not None:
         assert row.kind == "setting"
 

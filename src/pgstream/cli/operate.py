@@ -1,8 +1,10 @@
-"""Verbs that change roles: ``setup``, ``switchover``, ``failover``, ``rejoin``, ``follow``.
+"""Verbs that change roles: ``setup``, ``switchover``, ``failover``, ``rejoin``, ``follow``,
+``upgrade``.
 
 Each builds the library's plan (every check done before anything changes), prints it with
 ``--dry-run``, else applies it. ``failover`` and a ``rejoin`` that rewinds are destructive:
-they need ``--yes`` when stdin is not a terminal.
+they need ``--yes`` when stdin is not a terminal, as does ``upgrade`` (the cluster takes no
+writes while it runs).
 """
 
 from __future__ import annotations
@@ -70,8 +72,22 @@ def follow(args: argparse.Namespace) -> int:
         cluster.close()
 
 
+def upgrade(args: argparse.Namespace) -> int:
+    """Upgrade every node to the major installed in ``--to`` (pre-checked; the plan marks its
+    point of no return)."""
+    cluster = load_cluster(args)
+    try:
+        plan = cluster.upgrade_plan(args.to, method=args.method, mode=args.mode,
+                                    timeout=args.timeout)
+        if not args.dry_run:
+            confirm(args, f"{plan.title} (no writes until it is done)")
+        return run_plan(args, plan, cluster)
+    finally:
+        cluster.close()
+
+
 def register(sub: Any) -> None:
-    """Add ``setup``, ``switchover``, ``failover``, ``rejoin`` and ``follow``."""
+    """Add ``setup``, ``switchover``, ``failover``, ``rejoin``, ``follow`` and ``upgrade``."""
     s = sub.add_parser("setup", parents=[common_options()],
                        help="prepare the primary, clone standbys not yet streaming")
     s.set_defaults(func=setup)
@@ -97,3 +113,12 @@ def register(sub: Any) -> None:
     o.add_argument("name")
     o.add_argument("upstream")
     o.set_defaults(func=follow)
+    u = sub.add_parser("upgrade", parents=[common_options()],
+                       help="major upgrade of the cluster, standbys included (pg_upgrade, "
+                            "then rsync or re-clone)")
+    u.add_argument("--to", required=True, metavar="BINDIR", help="the new major's bin directory")
+    u.add_argument("--method", choices=["rsync", "reclone"], default="rsync",
+                   help="how the standbys follow (default %(default)s)")
+    u.add_argument("--mode", choices=["link", "copy", "clone"], default=None,
+                   help="pg_upgrade's transfer mode (default: link where the file system allows)")
+    u.set_defaults(func=upgrade)

@@ -1,4 +1,5 @@
-"""Sandbox verbs: ``demo``, ``sandbox-stop``, ``binaries``.
+"""Sandbox verbs: ``demo``, ``demo-upgrade`` (a major upgrade of a sandbox), ``sandbox-stop``,
+``binaries``.
 
 ``pgstream demo`` is the main job: a local primary with streaming standbys, some writes, a wait
 for catch-up, the status table printed, everything stopped and removed (``--keep`` leaves it
@@ -83,6 +84,50 @@ def demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def upgrade(args: argparse.Namespace) -> int:
+    """A sandbox of the old major (``--from``, default: the oldest full installation with
+    pg_upgrade other than ``--to``) with standbys and rows, upgraded to ``--to``; ``--dry-run``
+    prints the checked plan only. (A cluster of a topology file: ``pgstream upgrade``.)"""
+    from pgstream.cluster import Cluster
+    from pgstream.errors import BinaryNotFound
+    from pgstream.hosts import binaries
+
+    new = binaries.probe(args.to)
+    if args.from_bindir:
+        old = binaries.probe(args.from_bindir)
+    else:
+        older = [i for i in binaries.discover() if i.has_server and i.has("pg_upgrade")
+                 and i.version.major_num < new.version.major_num]
+        if not older:
+            raise BinaryNotFound(f"no full installation older than PostgreSQL "
+                                f"{new.version.major} was found: give --from BINDIR")
+        old = older[0]
+    print(f"pgstream upgrade: a PostgreSQL {old.version.major} sandbox ({old.bindir}) with "
+          f"{args.standbys} standby(s) -> PostgreSQL {new.version.major} ({new.bindir})",
+          flush=True)
+    cluster = Cluster.sandbox(standbys=args.standbys, bindir=old.bindir,
+                              base_dir=args.base_dir, run_as=args.run_as)
+    try:
+        cluster.primary.execute("CREATE TABLE demo AS SELECT g AS id, 'row ' || g AS note "
+                                "FROM generate_series(1, %s) g", (args.rows,))
+        cluster.wait_for_catchup(timeout=60)
+        plan = cluster.upgrade_plan(new.bindir, method=args.method, mode=args.mode)
+        print(plan, flush=True)
+        if args.dry_run:
+            print("\n(dry run: nothing was changed)")
+            return 0
+        print(plan.apply(_Printer(args.quiet)))
+        print()
+        print(cluster.status())
+        if args.keep:
+            print(f"\nThe upgraded sandbox keeps running in {cluster.detach()}; stop it "
+                  "with pgstream sandbox-stop DIR")
+    finally:
+        if not args.keep or args.dry_run:
+            cluster.close()
+    return 0
+
+
 def sandbox_stop(args: argparse.Namespace) -> int:
     """Stop a kept sandbox's servers and remove it; exit 1 if a server could not be stopped
     (its directory is removed all the same)."""
@@ -116,7 +161,7 @@ def list_binaries(_args: argparse.Namespace) -> int:
 
 
 def register(sub: Any) -> None:
-    """Add ``demo``, ``sandbox-stop`` and ``binaries`` to the command line."""
+    """Add ``demo``, ``demo-upgrade``, ``sandbox-stop`` and ``binaries`` to the command line."""
     d = sub.add_parser("demo", help="a local primary with streaming standbys, status printed")
     d.add_argument("--standbys", type=int, default=2)
     d.add_argument("--rows", type=int, default=1000)
@@ -129,6 +174,23 @@ def register(sub: Any) -> None:
                                     "(default: postgres)")
     d.add_argument("--quiet", action="store_true", help="do not print each step")
     d.set_defaults(func=demo)
+    u = sub.add_parser("demo-upgrade", help="a sandbox of an older major, with standbys and "
+                                            "rows, upgraded (pg_upgrade, then rsync or "
+                                            "re-clone)")
+    u.add_argument("--to", required=True, help="bin directory of the new major")
+    u.add_argument("--from", dest="from_bindir", help="bin directory of the old major "
+                                                      "(default: discovered)")
+    u.add_argument("--dry-run", action="store_true", help="print the checked plan only")
+    u.add_argument("--method", choices=["rsync", "reclone"], default="rsync")
+    u.add_argument("--mode", choices=["link", "copy", "clone"], default=None,
+                   help="pg_upgrade's transfer mode (default: link where possible)")
+    u.add_argument("--standbys", type=int, default=2)
+    u.add_argument("--rows", type=int, default=1000)
+    u.add_argument("--keep", action="store_true", help="leave the upgraded sandbox running")
+    u.add_argument("--base-dir", help="where to create the sandbox directory")
+    u.add_argument("--run-as", help="OS user for the servers when running as root")
+    u.add_argument("--quiet", action="store_true", help="do not print each step")
+    u.set_defaults(func=upgrade)
     s = sub.add_parser("sandbox-stop", help="stop and remove a sandbox kept with --keep")
     s.add_argument("dir")
     s.set_defaults(func=sandbox_stop)

@@ -179,6 +179,8 @@ TABLE: tuple[Name, ...] = (
     Name("tool", "pg_ctl"),
     Name("tool", "initdb"),
     Name("tool", "pg_controldata"),
+    Name("tool", "pg_upgrade"),
+    Name("tool", "vacuumdb"),
     # -- pg_basebackup options
     Name("option", "--wal-method", old="--xlog-method", renamed=V10),
     Name("option", "--waldir", old="--xlogdir", renamed=V10),
@@ -188,6 +190,13 @@ TABLE: tuple[Name, ...] = (
     Name("option", "--no-manifest", since=V13),
     Name("option", "--wal-segsize", scope="initdb", since=V11),
     Name("option", "--no-sync", scope="initdb", old="--nosync", renamed=V10),
+    Name("option", "--no-data-checksums", scope="initdb", since=V18),
+    # -- pg_upgrade options, by the *new* installation's pg_upgrade
+    Name("option", "--link", scope="pg_upgrade"),
+    Name("option", "--clone", scope="pg_upgrade", since=V12),
+    Name("option", "--copy", scope="pg_upgrade", since=V16,
+         note="explicit copy mode; the default (no option) before"),
+    Name("option", "--no-sync", scope="pg_upgrade", since=V15),
     # -- libpq connection options, by the libpq of that major: a standby's walreceiver parses
     # primary_conninfo with its server's libpq, so an option newer than the standby server
     # breaks streaming ("invalid connection option channel_binding" on a 10 standby).
@@ -242,6 +251,11 @@ TABLE: tuple[Name, ...] = (
     _feature("pg_stat_io", V16, "pg_stat_io"),
     _feature("pg_stat_checkpointer", V17, "pg_stat_checkpointer"),
     _feature("md5_deprecated", V18, "md5 passwords warn"),
+    _feature("upgrade_keeps_logical_slots", V17,
+             "pg_upgrade carries logical slots over (when the old cluster is 17+); "
+             "physical slots are never carried"),
+    _feature("upgrade_output_dir", V15,
+             "pg_upgrade writes its logs to pg_upgrade_output.d in the new data directory"),
     Name("feature", "pg_control_prev_checkpoint", until=V11,
          note="pg_control holds prevCheckPoint before the checkpoint copy (gone in 11)"),
 )

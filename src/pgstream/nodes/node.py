@@ -76,6 +76,15 @@ class Node:
         return (f"{type(self).__name__}(name={self.name!r}, "
                 f"conninfo={masked_conninfo(self.conninfo)!r}{where})")
 
+    def moved(self, data_dir: Path, service: PgCtlService | None, *,
+              version: ServerVersion | None = None) -> None:
+        """The server now runs from ``data_dir`` under ``service`` (after a major upgrade);
+        ``version`` is the one it runs there (None: asked of the server on next use)."""
+        self.close()
+        self.data_dir = data_dir
+        self.service = service
+        self._version = version
+
     # -- connection
     def connect(self, timeout: float | None = None) -> psycopg.Connection[tuple[Any, ...]]:
         """The node's connection (autocommit), opened on first use and after a failure.

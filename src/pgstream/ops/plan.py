@@ -47,6 +47,8 @@ class StepKind(enum.Enum):
     PROMOTE = "promote"
     REWIND = "rewind"
     RECORD = "record"
+    UPGRADE = "upgrade"
+    RSYNC = "rsync"
 
 
 @attrs.frozen

@@ -247,6 +247,15 @@ class Sandbox:
         self.save_marker()
         return svc
 
+    def adopt(self, key: str, service: PgCtlService) -> None:
+        """Stop and remove ``service``'s server with the sandbox too (a node's new data
+        directory after a major upgrade; ``key`` is that directory's name)."""
+        if not isinstance(service, SandboxService):
+            service = SandboxService(service.host, service.bindir, service.data_dir,
+                                     service.user, service.log_file, version=service.version)
+        self.services[identifiers.node_name(key)] = service
+        self.save_marker()
+
     def node_settings(self, name: str, port: int) -> dict[str, str]:
         return ConfigRenderer(self.server.version).node_settings(
             port=port, socket_dir=str(self.socket_dir), cluster_name=name)

@@ -27,8 +27,9 @@ class RoleChange:
     it; ``failed`` are set aside until they rejoin; ``detached`` leave the cluster;
     ``upstreams`` re-point standbys (``None``: the primary); ``added`` are new standbys, with
     their own settings (``node_settings``) and the addresses others reach them at
-    (``addresses``). ``operation`` and ``detail`` go to the history, unless ``record`` is
-    false (an intermediate change that a later one completes).
+    (``addresses``); ``old_data_dirs`` are those a major upgrade kept. ``operation`` and
+    ``detail`` go to the history, unless ``record`` is false (an intermediate change that a
+    later one completes).
     """
 
     operation: str
@@ -42,6 +43,9 @@ class RoleChange:
     node_settings: tuple[tuple[str, Mapping[str, str]], ...] = ()
     addresses: tuple[tuple[str, tuple[str, int]], ...] = ()
     record: bool = True
+    old_data_dirs: tuple[tuple[str, Path], ...] = ()
+    """Nodes now running from a new data directory (a major upgrade), each with its old
+    one, kept until removed."""
 
 
 class ClusterView(Protocol):

@@ -136,3 +136,118 @@ def tail_bytes(path: Path, count: int) -> tuple[str, ...]:
     if isinstance(count, bool) or not isinstance(count, int) or count <= 0:
         raise InvalidInput(f"tail needs a positive byte count, not {count!r}")
     return ("tail", "-c", str(count), "--", str(path))
+
+
+TransferMode = Literal["link", "copy", "clone"]
+
+
+def upgrade_initdb(bindir: Path, data_dir: Path, *, version: ServerVersion, superuser: str,
+                   encoding: str, lc_collate: str, lc_ctype: str, checksums: bool,
+                   wal_segsize_mb: int = 16) -> tuple[str, ...]:
+    """initdb of the new cluster for ``pg_upgrade``: the old cluster's superuser, encoding,
+    locale, WAL segment size and checksum setting (pg_upgrade refuses any difference).
+    ``--no-data-checksums`` where the new initdb enables checksums by default (18+)."""
+    identifiers.role_name(superuser)
+    for label, value in (("encoding", encoding), ("lc_collate", lc_collate),
+                         ("lc_ctype", lc_ctype)):
+        if not value or not all(c.isalnum() or c in "-_.@" for c in value):
+            raise InvalidInput(f"invalid {label} {value!r}")
+    adapter = version.adapter
+    argv = [str(bindir / "initdb"), "-D", str(data_dir), "-U", superuser,
+            "--auth-local", "trust", "--auth-host", "scram-sha-256" if adapter.supports(
+                "scram") else "md5",
+            "-E", encoding, "--lc-collate", lc_collate, "--lc-ctype", lc_ctype,
+            adapter.option("--no-sync", "initdb")]
+    if wal_segsize_mb != 16:
+        argv.append(f"{adapter.option('--wal-segsize', 'initdb')}={int(wal_segsize_mb)}")
+    if checksums:
+        argv.append("--data-checksums")
+    elif adapter.has("option", "--no-data-checksums", "initdb"):
+        argv.append(adapter.option("--no-data-checksums", "initdb"))
+    return tuple(argv)
+
+
+def pg_upgrade(new_bindir: Path, new_version: ServerVersion, *, old_bindir: Path,
+               old_data_dir: Path, new_data_dir: Path, old_port: int, new_port: int,
+               superuser: str, socket_dir: Path, mode: TransferMode = "link",
+               check: bool = False, sync: bool = True) -> tuple[str, ...]:
+    """``pg_upgrade`` of the *new* installation; options by its version (``--clone`` 12+,
+    an explicit ``--copy`` 16+, ``--no-sync`` 15+). ``check``: ``--check`` only (changes
+    nothing; the old server may be running)."""
+    identifiers.role_name(superuser)
+    identifiers.port(old_port)
+    identifiers.port(new_port)
+    adapter = new_version.adapter
+    argv = [str(new_bindir / "pg_upgrade"), "-b", str(old_bindir), "-B", str(new_bindir),
+            "-d", str(old_data_dir), "-D", str(new_data_dir), "-p", str(old_port),
+            "-P", str(new_port), "-U", superuser, "-s", str(socket_dir)]
+    if mode == "link":
+        argv.append(adapter.option("--link", "pg_upgrade"))
+    elif mode == "clone":
+        argv.append(adapter.option("--clone", "pg_upgrade"))
+    elif mode == "copy":
+        if adapter.has("option", "--copy", "pg_upgrade"):
+            argv.append(adapter.option("--copy", "pg_upgrade"))
+    else:
+        raise InvalidInput(f"unknown pg_upgrade mode {mode!r}: use link, copy or clone")
+    if check:
+        argv.append("--check")
+    if not sync and not check and adapter.has("option", "--no-sync", "pg_upgrade"):
+        argv.append(adapter.option("--no-sync", "pg_upgrade"))
+    return tuple(argv)
+
+
+def rsync_upgrade(old_primary_dir: Path, new_primary_dir: Path, target: str, *,
+                  skip_old_wal: bool = True) -> tuple[str, ...]:
+    """PostgreSQL's documented rsync of an upgraded primary to a standby: both directories
+    (no trailing slash) into ``target`` (a directory, or ``host:directory``); ``--hard-links``
+    turns the new directory's links into links to the standby's own old files.
+    ``skip_old_wal``: leave out the old cluster's ``pg_wal`` contents, which no new server
+    reads (pg_upgrade links no WAL) and whose segment names differ between primary and
+    standby, so that they would travel whole."""
+    if not target or target.startswith("-") or any(c.isspace() for c in target):
+        raise InvalidInput(f"invalid rsync target {target!r}")
+    old = str(old_primary_dir).rstrip("/")
+    skip = [f"--exclude=/{Path(old).name}/pg_wal/*"] if skip_old_wal else []
+    return ("rsync", "--archive", "--delete", "--hard-links", "--size-only",
+            "--no-inc-recursive", *skip, old, str(new_primary_dir).rstrip("/"), target)
+
+
+def vacuumdb_analyze(bindir: Path, *, host: str, port: int, user: str) -> tuple[str, ...]:
+    """``vacuumdb --all --analyze-in-stages`` (optimizer statistics after pg_upgrade)."""
+    identifiers.role_name(user)
+    identifiers.port(port)
+    return (str(bindir / "vacuumdb"), "--all", "--analyze-in-stages", "-h", host,
+            "-p", str(port), "-U", user)
+
+
+def pg_config(bindir: Path, item: Literal["--pkglibdir", "--sharedir"]) -> tuple[str, ...]:
+    """``pg_config --pkglibdir`` / ``--sharedir`` of an installation."""
+    return (str(bindir / "pg_config"), item)
+
+
+def describe_config(bindir: Path) -> tuple[str, ...]:
+    """``postgres --describe-config``: every setting the installation knows, one a line."""
+    return (str(bindir / "postgres"), "--describe-config")
+
+
+def available_bytes(path: Path) -> tuple[str, ...]:
+    """``df``: the bytes available on the file system holding ``path``."""
+    return ("df", "--output=avail", "-B1", str(path))
+
+
+def device_of(path: Path) -> tuple[str, ...]:
+    """``stat``: the device number of ``path`` (same device: hard links possible)."""
+    return ("stat", "--format=%d", str(path))
+
+
+def rename(source: Path, target: Path) -> tuple[str, ...]:
+    """``mv -T SOURCE TARGET``: a rename (hard links and owners kept on one file system)."""
+    return ("mv", "--no-target-directory", str(source), str(target))
+
+
+def remove_tree(path: Path) -> tuple[str, ...]:
+    """``rm -rf --one-file-system PATH`` (callers prove the path safe first)."""
+    if not path.is_absolute() or ".." in path.parts or len(path.parts) < 3:
+        raise InvalidInput(f"refusing to remove {path}: not a deep absolute path")
+    return ("rm", "-rf", "--one-file-system", "--", str(path))

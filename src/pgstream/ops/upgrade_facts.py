@@ -1,0 +1,177 @@
+"""What a major upgrade works from: the facts found before anything changes, and the pieces of
+work that the pre-check and the plan share (the new cluster's initdb, the settings carried
+over, ``pg_upgrade``'s argv, ``pg_controldata``'s checkpoint).
+
+Settings carried over: every setting a node took from its configuration files, with its
+value as ``current_setting`` shows it, except file locations and the recovery settings that
+pgstream writes itself for the new major. A setting the new installation does not know is
+left out, and the plan says so; ``wal_keep_segments`` becomes ``wal_keep_size`` (13+).
+``pg_hba.conf`` and ``pg_ident.conf`` are copied whole.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Literal
+
+import attrs
+
+from pgstream.errors import PgStreamError
+from pgstream.facts.lsn import Lsn
+from pgstream.facts.version import ServerVersion
+from pgstream.hosts.binaries import Installation
+from pgstream.hosts.host import Host, OsUser
+from pgstream.ops.switchover import PreCheck
+from pgstream.render import commands
+from pgstream.render.config import merge_settings, render_settings
+
+UpgradeMethod = Literal["rsync", "reclone"]
+METHODS = ("rsync", "reclone")
+MODES = ("link", "copy", "clone")
+
+
+@attrs.frozen
+class NodeFacts:
+    """One node: its old and new data directories, and what is carried into the new one."""
+
+    name: str
+    old_dir: Path
+    new_dir: Path
+    settings: Mapping[str, str]
+    dropped: tuple[str, ...]
+    hba: str
+    ident: str
+
+    def describe_carry(self) -> str:
+        """The dry run's text for what is written into the new data directory."""
+        lines = [f"{self.new_dir}/postgresql.auto.conf (settings carried over):"]
+        lines += [f"  {line}" for line in render_settings(self.settings).splitlines()]
+        lines += [f"  not carried: {why}" for why in self.dropped]
+        lines.append(f"{self.new_dir}/pg_hba.conf: the old one "
+                     f"({len(self.hba.splitlines())} lines)")
+        lines.append(f"{self.new_dir}/pg_ident.conf: the old one "
+                     f"({len(self.ident.splitlines())} lines)")
+        return "\n".join(lines)
+
+
+@attrs.frozen
+class UpgradeFacts:
+    """Everything the pre-checks found, from which the plan's steps are built."""
+
+    old: Installation
+    new: Installation
+    mode: commands.TransferMode
+    method: UpgradeMethod
+    superuser: str
+    encoding: str
+    lc_collate: str
+    lc_ctype: str
+    checksums: bool
+    wal_segsize_mb: int
+    nodes: Mapping[str, NodeFacts]
+    slots: tuple[str, ...]
+    ports: tuple[int, int]
+    """The ports pg_upgrade starts the old and the new server on (free ones, not the
+    node's: no client gets in while it works)."""
+    sync: bool = True
+    checks: tuple[PreCheck, ...] = ()
+
+
+def default_new_dir(old: Path, old_major: str, new_major: str) -> Path:
+    """Where a node's new data directory goes: the old path with its major component
+    replaced (``/var/lib/postgresql/15/main`` -> ``.../18/main``), else a sibling
+    ``<name>_<major>``."""
+    parts = list(old.parts)
+    for index in range(len(parts) - 2, 0, -1):
+        if parts[index] == old_major:
+            parts[index] = new_major
+            return Path(*parts)
+    return old.with_name(f"{old.name}_{new_major.replace('.', '')}")
+
+
+def carried_settings(found: Mapping[str, str], new_settings: set[str],
+                     old: ServerVersion, new: ServerVersion,
+                     wal_segsize_mb: int) -> tuple[dict[str, str], tuple[str, ...]]:
+    """The settings to write into the new cluster, and the notes on those left out."""
+    carried: dict[str, str] = {}
+    dropped: list[str] = []
+    for name, value in found.items():
+        if name == "wal_keep_segments" and not new.adapter.has("setting", name):
+            carried["wal_keep_size"] = f"{int(value) * wal_segsize_mb}MB"
+            continue
+        if name.lower() not in new_settings:
+            dropped.append(f"{name} = {value!r} (PostgreSQL {new.major} has no such setting)")
+            continue
+        carried[name] = value
+    return carried, tuple(dropped)
+
+
+def parse_describe_config(output: str) -> set[str]:
+    """Setting names from ``postgres --describe-config`` (tab-separated, name first)."""
+    return {line.split("\t", 1)[0].strip().lower() for line in output.splitlines()
+            if "\t" in line}
+
+
+def preload_libraries(value: str) -> list[str]:
+    """The entries of ``shared_preload_libraries`` (``$libdir/`` and quotes removed)."""
+    names = []
+    for item in value.split(","):
+        name = item.strip().strip('"').strip()
+        if name:
+            names.append(name.removeprefix("$libdir/"))
+    return names
+
+
+_CHECKPOINT = re.compile(r"^Latest checkpoint location:\s*([0-9A-Fa-f]+/[0-9A-Fa-f]+)\s*$",
+                         re.MULTILINE)
+_STATE = re.compile(r"^Database cluster state:\s*(.+?)\s*$", re.MULTILINE)
+
+
+def controldata_checkpoint(output: str) -> tuple[Lsn, str]:
+    """``pg_controldata``'s "Latest checkpoint location" and "Database cluster state"."""
+    checkpoint, state = _CHECKPOINT.search(output), _STATE.search(output)
+    if checkpoint is None or state is None:
+        raise PgStreamError("pg_controldata printed no 'Latest checkpoint location' or "
+                            "'Database cluster state' (its output is not one pgstream knows)")
+    return Lsn.parse(checkpoint[1]), state[1]
+
+
+def initdb_argv(facts: UpgradeFacts, new_dir: Path) -> tuple[str, ...]:
+    return commands.upgrade_initdb(
+        facts.new.bindir, new_dir, version=facts.new.version, superuser=facts.superuser,
+        encoding=facts.encoding, lc_collate=facts.lc_collate, lc_ctype=facts.lc_ctype,
+        checksums=facts.checksums, wal_segsize_mb=facts.wal_segsize_mb)
+
+
+def pg_upgrade_argv(facts: UpgradeFacts, primary: NodeFacts, *,
+                    check: bool = False) -> tuple[str, ...]:
+    return commands.pg_upgrade(
+        facts.new.bindir, facts.new.version, old_bindir=facts.old.bindir,
+        old_data_dir=primary.old_dir, new_data_dir=primary.new_dir, old_port=facts.ports[0],
+        new_port=facts.ports[1], superuser=facts.superuser, socket_dir=primary.new_dir,
+        mode=facts.mode, check=check, sync=facts.sync)
+
+
+def write_carried(host: Host, node: NodeFacts, owner: OsUser | None,
+                  extra: Mapping[str, str] | None = None) -> None:
+    """Write the carried settings (and ``extra``), pg_hba.conf and pg_ident.conf into the
+    node's new data directory."""
+    auto = node.new_dir / "postgresql.auto.conf"
+    existing = host.read_text(auto) if host.exists(auto) else ""
+    merged: dict[str, str | None] = {**node.settings, **(extra or {})}
+    host.write_text(auto, merge_settings(existing, merged), mode=0o600, owner=owner)
+    host.write_text(node.new_dir / "pg_hba.conf", node.hba, mode=0o600, owner=owner)
+    host.write_text(node.new_dir / "pg_ident.conf", node.ident, mode=0o600, owner=owner)
+
+
+def remove_dir(host: Host, path: Path, user: OsUser | None) -> None:
+    """Remove a directory this upgrade made (its callers never pass an old data directory)."""
+    if host.exists(path):
+        host.run(commands.remove_tree(path), user=user, what=f"remove {path}")
+
+
+def upgrade_output_files(output: str) -> list[Path]:
+    """The report files pg_upgrade names in its output (what it found, one per check)."""
+    return [Path(m) for m in re.findall(r"^\s+(/\S+\.txt)\s*$", output, re.MULTILINE)]

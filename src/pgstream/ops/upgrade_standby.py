@@ -1,0 +1,144 @@
+"""The standbys' side of a major upgrade: PostgreSQL's rsync method, or a fresh clone.
+
+rsync (``pg_upgrade``'s documented method, after the primary's ``pg_upgrade --link`` and
+before its first start): ``rsync --archive --delete --hard-links --size-only
+--no-inc-recursive OLD_PRIMARY NEW_PRIMARY STANDBY_BASE``. Only files whose size differs
+travel; the new directory's hard links become links to the standby's own old files. The
+standby's old directory must carry the primary's old directory's name inside
+``STANDBY_BASE``: pgstream renames it into a staging directory beside it for the transfer and
+back afterwards, then renames the copied new directory to the standby's new place (renames on
+one file system keep the links). The copy then gets the standby's own settings and the
+recovery configuration of the *new* major, and starts once the primary runs with its slots.
+
+Re-clone: ``pg_basebackup`` of the upgraded primary into the standby's new data directory
+(the clone steps of :mod:`pgstream.ops.clone`); the old standby directory is left untouched.
+"""
+
+from __future__ import annotations
+
+from pgstream.errors import PgStreamError
+from pgstream.hosts import binaries
+from pgstream.hosts.wait import wait_for
+from pgstream.nodes.node import Node, Primary, Standby
+from pgstream.ops.clone import standby_clone_steps
+from pgstream.ops.plan import Report, Step, StepKind, StepResult
+from pgstream.ops.recovery import RecoveryConfig, passfile_for, write_passfile
+from pgstream.ops.upgrade_facts import UpgradeFacts, write_carried
+from pgstream.ops.view import ClusterView
+from pgstream.render import commands, queries
+from pgstream.render.config import passfile_line
+
+
+def rsync_steps(cluster: ClusterView, standby: Standby, facts: UpgradeFacts) -> list[Step]:
+    """Transfer the upgraded primary to ``standby`` and give the copy its own configuration
+    (run after ``pg_upgrade``, before the new primary's first start)."""
+    primary = cluster.primary
+    mine, theirs = facts.nodes[standby.name], facts.nodes[primary.name]
+    stage = mine.old_dir.parent / f".pgstream_upgrade_{standby.name}"
+    host, user = standby.host, standby.os_user
+    local = host.name == primary.host.name
+    target = f"{stage}/" if local else f"{host.name}:{stage}/"
+    sync = commands.rsync_upgrade(theirs.old_dir, theirs.new_dir, target)
+    moves = [commands.rename(mine.old_dir, stage / theirs.old_dir.name),
+             commands.rename(stage / theirs.old_dir.name, mine.old_dir),
+             commands.rename(stage / theirs.new_dir.name, mine.new_dir)]
+    cleanup = commands.remove_tree(stage)
+
+    def transfer(report: Report) -> StepResult:
+        if host.exists(stage) or host.exists(mine.new_dir):
+            raise PgStreamError(f"{stage} or {mine.new_dir} exists already")
+        host.make_dir(stage, owner=user)
+        host.run(moves[0], user=user, what="rename into the staging directory")
+        done = primary.host.run(sync, user=primary.os_user, timeout=24 * 3600.0,
+                                what=f"rsync to {standby.name}")
+        for argv in moves[1:]:
+            host.run(argv, user=user, what="rename out of the staging directory")
+        host.run(cleanup, user=user, what="remove the staging directory")
+        return StepResult(True, f"rsync done in {done.seconds:.1f} s")
+
+    detail = "\n".join([
+        f"mkdir {stage}", " ".join(moves[0]),
+        " ".join(sync) + f"   # on {primary.host.name}", *(" ".join(m) for m in moves[1:]),
+        " ".join(cleanup)])
+    steps = [Step(standby.name, StepKind.RSYNC, f"rsync the upgraded {primary.name} to "
+                  f"{standby.name} (only files of another size travel)", detail,
+                  action=transfer, host=host.name, concurrent=True)]
+    steps.append(_config_step(cluster, standby, facts))
+    return steps
+
+
+def _config_step(cluster: ClusterView, standby: Standby, facts: UpgradeFacts) -> Step:
+    mine = facts.nodes[standby.name]
+    version = facts.new.version
+    auth = cluster.auth
+    address = cluster.address_of(cluster.primary)
+    passfile, named = passfile_for(version, mine.new_dir, standby.os_user,
+                                   cluster.passfile_of(standby))
+    recovery = RecoveryConfig.build(
+        version, upstream=address, user=auth.user, application_name=standby.name,
+        slot=cluster.slot_for(standby), passfile=passfile if named else None)
+    own = cluster.node_settings.get(standby.name) or {}
+    host, user = standby.host, standby.os_user
+
+    def action(report: Report) -> StepResult:
+        write_carried(host, mine, user, extra=own)
+        written = recovery.write(host, mine.new_dir, user)
+        if auth.password is not None:
+            write_passfile(host, passfile, address=address, user=auth.user,
+                           password=auth.password, owner=user)
+        return StepResult(True, "wrote " + ", ".join(written))
+
+    shown = recovery.describe() + mine.describe_carry()
+    if auth.password is not None:
+        shown += f"\n{passfile} (0600): " + passfile_line(
+            address[0], address[1], auth.user, "********").strip()
+    return Step(standby.name, StepKind.RECOVERY_CONFIG,
+                f"{standby.name}'s own settings and the recovery configuration of PostgreSQL "
+                f"{version.major}", shown, action=action, host=host.name, concurrent=True)
+
+
+def start_standby_steps(future_primary: Primary, future: Node, timeout: float) -> list[Step]:
+    """Start an rsync'ed standby and check it streams from the new primary through its slot."""
+    service = future.service
+    assert service is not None
+    name = future.name
+
+    def start(report: Report) -> StepResult:
+        future.close()
+        service.start()
+        future.wait_ready(timeout)
+        return StepResult(True, "started")
+
+    def check(report: Report) -> StepResult:
+        if not future.in_recovery:
+            raise PgStreamError(f"{name} started but is not in recovery")
+        wait_for(lambda: future_primary.streams_to(name), timeout=timeout,
+                 what=f"{name} to stream from {future_primary.name}",
+                 detail=lambda: service.log_tail(8))
+        return StepResult(True, "in recovery and streaming")
+
+    return [
+        Step(name, StepKind.START, f"start {name} on PostgreSQL "
+             f"{service.version.major if service.version else ''}", service.describe("start"),
+             action=start, host=future.host.name, concurrent=True),
+        Step(name, StepKind.CHECK, f"{name} is in recovery and streams from "
+             f"{future_primary.name}", "SELECT pg_is_in_recovery();  -- on the standby: t\n"
+             + queries.shown(queries.walsender_state(name))
+             + f"  -- on {future_primary.name}: streaming", action=check,
+             host=future.host.name, concurrent=True)]
+
+
+def reclone_steps(cluster: ClusterView, standby: Standby, facts: UpgradeFacts,
+                  future_primary: Primary, future: Standby, *, sync: bool,
+                  timeout: float) -> list[Step]:
+    """Clone the upgraded primary into ``standby``'s new data directory."""
+    server = binaries.probe(facts.new.bindir, host=standby.host)
+    client = binaries.find_client("pg_basebackup", facts.new.version, prefer=server)
+    host, port = cluster.address_of(cluster.primary)
+    own = {**facts.nodes[standby.name].settings, **(cluster.node_settings.get(standby.name)
+                                                    or {})}
+    return standby_clone_steps(
+        future_primary, future, auth=cluster.auth, primary_host=host, primary_port=port,
+        slot=cluster.slot_for(standby), server=server, client=client,
+        passfile=cluster.passfile_of(standby), replace=False, node_settings=own, sync=sync,
+        timeout=timeout)
