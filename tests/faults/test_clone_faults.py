@@ -19,7 +19,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -46,8 +46,8 @@ from .helpers import (
     wait_until,
 )
 
-TIMEOUT = 15.0  # the caller's timeout for add_standby
-GRACE = 15.0  # how much longer than that a failing call may take to return
+TIMEOUT = 10.0  # the caller's timeout for add_standby
+GRACE = 5.0  # how much longer than that a failing call may take to return
 
 
 def _size(cluster: Cluster) -> int:
@@ -250,7 +250,7 @@ def test_primary_down_mid_clone(big: Cluster, total: int, how: str) -> None:
 
 
 @pytest.fixture
-def small_tmpfs(box_dir: Path) -> Path:
+def small_tmpfs(box_dir: Path) -> Iterator[Path]:
     if os.geteuid() != 0:
         pytest.skip("disk full: mounting a small tmpfs needs root")
     if shutil.which("mount") is None or shutil.which("umount") is None:
@@ -261,7 +261,10 @@ def small_tmpfs(box_dir: Path) -> Path:
                            str(path)], capture_output=True, text=True, timeout=30, check=False)
     if done.returncode != 0:
         pytest.skip(f"disk full: cannot mount a tmpfs here: {done.stderr.strip()}")
-    return path
+    try:
+        yield path
+    finally:
+        _umount(path)
 
 
 def _umount(path: Path) -> None:
@@ -276,7 +279,7 @@ def _umount(path: Path) -> None:
                        check=False)
 
 
-def test_disk_full_mid_clone(big: Cluster, total: int, small_tmpfs: Path, box_dir: Path,
+def test_disk_full_mid_clone(big: Cluster, total: int, small_tmpfs: Path,
                              pgstream_server: Installation) -> None:
     """The standby's file system (a 96 MB tmpfs) fills up during a ~520 MB clone: nothing of
     the clone may stay on it, no slot either; with room again (remount at 2 GB) the same
@@ -285,9 +288,9 @@ def test_disk_full_mid_clone(big: Cluster, total: int, small_tmpfs: Path, box_di
     data_dir = small_tmpfs / name
     user = server_user()
     host = LocalHost()
-    service = PgCtlService(host, pgstream_server.bindir, data_dir, user,
-                           box_dir / f"{name}.log", version=pgstream_server.version)
     assert big.base_dir is not None
+    service = PgCtlService(host, pgstream_server.bindir, data_dir, user,
+                           big.base_dir / f"{name}.log", version=pgstream_server.version)
     socket_dir = big.base_dir / "run"
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -325,4 +328,3 @@ def test_disk_full_mid_clone(big: Cluster, total: int, small_tmpfs: Path, box_di
             if service.running():
                 service.stop("immediate")
         scrub(big, name, data_dir)
-        _umount(small_tmpfs)
