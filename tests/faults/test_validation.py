@@ -224,8 +224,9 @@ def test_port_out_of_range_refused_at_build(shared: Cluster, where: str) -> None
     bad = ("127.0.0.1", 99999)
     with pytest.raises(InvalidInput, match="99999"):
         declared = Cluster(model.primary, [standby], auth=model.auth,
-                           primary_address=bad if where == "primary_address" else None,
-                           addresses={"primary": bad} if where == "addresses" else {},
+                           primary_address=bad if where == "primary_address"
+                           else model.primary_address,
+                           addresses={"port_standby": bad} if where == "addresses" else {},
                            hba_addresses=["127.0.0.1"], node_settings=shared.node_settings)
         declared.setup_plan()
     assert shared.primary.slot("port_standby") is None
