@@ -6,10 +6,10 @@ its sandbox stands, and, when an operation is interrupted, ``{"ev": "interrupted
 "writable": [...]}`` (the servers that accepted writes at once, watched for 3 s) before the
 interruption goes on and the sandbox is closed. Scenarios:
 
-- ``sandbox``: Cluster.sandbox(standbys=2), then holds it (60 s at most).
+- ``sandbox``: Cluster.sandbox(standbys=1), then holds it (60 s at most).
 - ``padded``: pads the initdb template (600 MB) first, so the template copy takes a while,
   then Cluster.sandbox(standbys=1) and holds it.
-- ``switchover``: a sandbox of 2 standbys, then switchover("standby1").
+- ``switchover``: a sandbox of 1 standby, then switchover("standby1").
 - ``add_standby``: a sandbox of 1 standby and 150 MB of rows, then add_standby("standby9").
 """
 
@@ -69,7 +69,7 @@ def main(scenario: str, base_dir: str) -> int:
         Cluster.sandbox(0, base_dir=base).close()
         pad_templates(Path(os.environ["PGSTREAM_CACHE_DIR"]))
         emit(ev="padded")
-    standbys = {"sandbox": 2, "padded": 1, "switchover": 2, "add_standby": 1}[scenario]
+    standbys = {"sandbox": 1, "padded": 1, "switchover": 1, "add_standby": 1}[scenario]
     with Cluster.sandbox(standbys, base_dir=base, progress=progress) as cluster:
         if scenario in ("sandbox", "padded"):
             hold(cluster)

@@ -17,7 +17,7 @@ import pytest
 
 from pgstream import Cluster
 
-from ._internal import Installation, server_user
+from ._internal import Installation
 from .helpers import sweep
 
 MakeCluster = Callable[..., Cluster]
@@ -25,7 +25,7 @@ BIG_ROWS = 500_000  # ~ 520 MB: a clone takes a few seconds here (about 2.5 s on
 
 
 def _parent() -> Path:
-    shm = Path("/dev/shm")  # noqa: S108 - the same memory file system the sandboxes use
+    shm = Path("/dev/shm")
     return shm if shm.is_dir() and os.access(shm, os.W_OK) else Path(tempfile.gettempdir())
 
 
@@ -105,6 +105,3 @@ def big(pgstream_server: Installation, fault_root: Path) -> Iterator[Cluster]:
         _remove(path)
 
 
-@pytest.fixture(scope="session")
-def run_user() -> Any:
-    return server_user()

@@ -29,7 +29,6 @@ from pgstream import (
     LocalHost,
     PgCtlService,
     PgStreamError,
-    PlanFailed,
     ProgressEvent,
     Standby,
 )

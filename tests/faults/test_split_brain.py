@@ -38,7 +38,6 @@ from .helpers import (
     max_writable,
     startup_process,
     wait_until,
-    writable,
 )
 
 MakeCluster = Callable[..., Cluster]

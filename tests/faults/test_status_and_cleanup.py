@@ -17,7 +17,7 @@ from pathlib import Path
 
 from pgstream import Cluster, Standby
 
-from ._internal import server_user
+from ._internal import Installation, server_user
 from .helpers import REPO, alive, blackhole, owned_by, postmasters, wait_until
 from .test_split_brain import rewrap
 
@@ -55,6 +55,7 @@ def test_disconnected_standby_lag_is_not_its_slot_retention(sandbox: MakeCluster
                     "FROM generate_series(1, 8000)")
     wait_until(lambda: (s := primary.slot("standby1")) is not None and not s.active,
                timeout=10, what="the slot to be inactive")
+    primary.execute("CHECKPOINT")  # a new slot reserves WAL from the last checkpoint on
     primary.drop_slot("standby1")
     primary.create_slot("standby1")
     truth = primary.current_lsn() - replayed
@@ -92,7 +93,8 @@ def _kept(box_dir: Path, bindir: Path) -> tuple[Cluster, Path]:
     return cluster, path
 
 
-def test_sandbox_stop_never_signals_a_recycled_pid(box_dir: Path, pgstream_server) -> None:
+def test_sandbox_stop_never_signals_a_recycled_pid(box_dir: Path,
+                                                   pgstream_server: Installation) -> None:
     """standby1 is stopped and its postmaster.pid then names an unrelated root process (a
     recycled pid): sandbox-stop must leave that process alone and still stop the primary."""
     cluster, path = _kept(box_dir, pgstream_server.bindir)
@@ -119,8 +121,8 @@ def test_sandbox_stop_never_signals_a_recycled_pid(box_dir: Path, pgstream_serve
         bystander.wait(timeout=10)
 
 
-def test_sandbox_stop_exits_zero_only_when_everything_stopped(box_dir: Path,
-                                                              pgstream_server) -> None:
+def test_sandbox_stop_exits_zero_only_when_everything_stopped(
+        box_dir: Path, pgstream_server: Installation) -> None:
     """standby1's postmaster.pid is removed while it runs: sandbox-stop must find and stop it
     anyway, or say it could not (exit non-zero); "stopped and removed" with a server still
     running is the defect."""

@@ -158,12 +158,16 @@ def test_password_with_a_line_break_refused_before_anything(sandbox: MakeCluster
     hba = Path(primary.show("hba_file"))
     before = hba.read_bytes()
     standby = future_standby(cluster, "nl_standby")
-    with pytest.raises(PgStreamError):
+
+    def attempt() -> None:
         declared = rewrap(cluster)
         declared.auth = ReplicationAuth("rep_nl", "line\nbreak")
         declared.hba_addresses = ["127.0.0.2"]
         declared.standbys = [standby]
         declared.setup_plan().apply()
+
+    with pytest.raises(PgStreamError):
+        attempt()
     assert primary.query("SELECT count(*) FROM pg_roles WHERE rolname = 'rep_nl'") == [(0,)]
     assert hba.read_bytes() == before
     assert standby.data_dir is not None and is_empty(standby.data_dir)
@@ -222,13 +226,17 @@ def test_port_out_of_range_refused_at_build(shared: Cluster, where: str) -> None
     model = rewrap(shared)
     standby = future_standby(shared, "port_standby")
     bad = ("127.0.0.1", 99999)
-    with pytest.raises(InvalidInput, match="99999"):
+
+    def build() -> None:
         declared = Cluster(model.primary, [standby], auth=model.auth,
                            primary_address=bad if where == "primary_address"
                            else model.primary_address,
                            addresses={"port_standby": bad} if where == "addresses" else {},
                            hba_addresses=["127.0.0.1"], node_settings=shared.node_settings)
         declared.setup_plan()
+
+    with pytest.raises(InvalidInput, match="99999"):
+        build()
     assert shared.primary.slot("port_standby") is None
 
 
