@@ -38,7 +38,8 @@ def _make_dir(parent: Path, prefix: str) -> Path:
 def _remove(path: Path) -> None:
     left = sweep(path)
     if left:
-        warnings.warn(f"fault suite: killed leftovers of {path}: {left}", stacklevel=1)
+        warnings.warn(f"fault suite: killed {len(left)} leftover processes of {path}, "
+                      f"e.g. {left[0][:200]}", stacklevel=1)
     shutil.rmtree(path, ignore_errors=True)
 
 

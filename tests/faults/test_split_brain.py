@@ -189,7 +189,7 @@ def test_failover_retry_after_slow_promotion(sandbox: MakeCluster) -> None:
         wait_until(lambda: not standby1.in_recovery, timeout=15, what="standby1 to promote")
     problems = []
     try:
-        cluster.failover(timeout=20)
+        cluster.failover(timeout=10)
     except PgStreamError as exc:
         problems.append(f"the retry failed: {type(exc).__name__}: {str(exc).splitlines()[0]}")
     seen = max_writable(_base(cluster), 3)
@@ -198,7 +198,7 @@ def test_failover_retry_after_slow_promotion(sandbox: MakeCluster) -> None:
     if cluster.primary.name != "standby1":
         problems.append(f"the cluster names {cluster.primary.name} as its primary")
     try:
-        wait_until(lambda: standby1.streams_to("standby2"), timeout=20,
+        wait_until(lambda: standby1.streams_to("standby2"), timeout=10,
                    what="standby2 to stream from standby1")
     except (AssertionError, PgStreamError) as exc:
         problems.append(str(exc))
