@@ -106,7 +106,10 @@ class Cluster:
         if len(set(names)) != len(names):
             raise InvalidInput(f"node names must be unique: {', '.join(names)}")
         if self.primary_address is not None:  # an address belongs to a node, not to a role
+            self.primary_address = identifiers.address(self.primary_address)
             self.addresses.setdefault(self.primary.name, self.primary_address)
+        self.addresses = {name: identifiers.address(where)
+                          for name, where in self.addresses.items()}
         identity.refuse_shared_places([*self.nodes, *self.failed], self.addresses)
         if self._sandbox is not None:
             self._finalizer = weakref.finalize(self, self._sandbox.destroy)

@@ -226,3 +226,20 @@ def local_postmaster_proven(pid: int, data_dir: Path) -> bool:
     cmdline = [a.decode("utf-8", "replace") for a in raw.split(b"\0") if a]
     return any(postmaster_proven(d, exe=links[0], cwd=links[1], cmdline=cmdline)
                for d in {Path(data_dir), resolved})
+
+
+def local_postmasters_of(data_dir: Path) -> list[int]:
+    """Postmasters of this machine that run ``data_dir`` (found through ``/proc``, for when its
+    ``postmaster.pid`` is gone): proven processes whose parent is not one (their children
+    share the executable and the working directory)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or not local_postmaster_proven(int(entry.name), data_dir):
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[-1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        if not local_postmaster_proven(ppid, data_dir):
+            found.append(int(entry.name))
+    return found

@@ -83,13 +83,31 @@ def failover_plan(cluster: ClusterView, candidate: Standby | str | None = None, 
     if alive and old.service is None:
         raise PrimaryStillAlive(f"{old.name} is alive and pgstream cannot stop it (no "
                                 "service): stop or fence it yourself, then fail over")
+    direct = [s for s in cluster.standbys if (s.upstream or old.name) == old.name]
+    # A direct standby's role is read, not assumed: one may have been promoted already (a
+    # promotion that outlived an earlier failover's timeout).
     reports = identity.verify_all(
-        [(s, "standby") for s in cluster.standbys], cluster.node_settings,
+        [(s, None if s in direct else "standby") for s in cluster.standbys],
+        cluster.node_settings,
         system_identifier=seen.system_identifier if seen is not None else None)
+    writable = [s for s in direct if s.name in reports and not reports[s.name].in_recovery]
+    if len(writable) > 1:
+        raise PrimaryStillAlive(
+            f"{', '.join(s.name for s in writable)} all accept writes: two primaries exist "
+            "already. pgstream will not choose between them: keep one, stop the others, "
+            "and rejoin them")
     ranked = candidates(cluster)
-    if not ranked:
+    if writable:
+        target = writable[0]
+        if candidate is not None and (candidate if isinstance(candidate, str)
+                                      else candidate.name) != target.name:
+            raise PrimaryStillAlive(
+                f"{target.name} accepts writes already (promoted earlier): promoting "
+                f"{candidate if isinstance(candidate, str) else candidate.name} too would make "
+                f"two primaries; fail over to {target.name}")
+    elif not ranked:
         raise PgStreamError("no reachable standby of the primary can be promoted")
-    if candidate is None:
+    elif candidate is None:
         target = cluster.standby(ranked[0].name)
     else:
         target = cluster.standby(candidate) if isinstance(candidate, str) else candidate
@@ -127,15 +145,30 @@ def failover_plan(cluster: ClusterView, candidate: Standby | str | None = None, 
                                     " nothing was promoted")
         return f"{old.name}: {proof}"
 
-    def choose(report: Report) -> StepResult:
-        return StepResult(False, f"promoting {target.name}")
+    if writable:
+        def carry_on(report: Report) -> StepResult:
+            proof = still_down()
+            if target.in_recovery:
+                raise PgStreamError(f"{target.name} is in recovery again: fail over anew")
+            return StepResult(False, f"{target.name} accepts writes already; {proof}")
 
-    steps.append(Step(target.name, StepKind.CHECK, f"choose {target.name} (most WAL received)",
-                      "\n".join(str(c) for c in ranked), action=choose, host=target.host.name))
-    steps.append(promote_step(
-        target, timeout, port=identity.declared_port(target, cluster.node_settings.get(
-            target.name)), system_identifier=system, guard=still_down,
-        known=reports.get(target.name)))
+        steps.append(Step(target.name, StepKind.CHECK,
+                          f"carry on with {target.name}: promoted already",
+                          queries.shown(queries.server_identity(target.version))
+                          + f"  -- {target.name} is not in recovery; {old.name} stays down",
+                          action=carry_on, host=target.host.name))
+    else:
+        def choose(report: Report) -> StepResult:
+            return StepResult(False, f"promoting {target.name}")
+
+        steps.append(Step(target.name, StepKind.CHECK,
+                          f"choose {target.name} (most WAL received)",
+                          "\n".join(str(c) for c in ranked), action=choose,
+                          host=target.host.name))
+        steps.append(promote_step(
+            target, timeout, port=identity.declared_port(target, cluster.node_settings.get(
+                target.name)), system_identifier=system, guard=still_down,
+            known=reports.get(target.name)))
     followers = [s for s in cluster.standbys
                  if s is not target and (s.upstream or old.name) == old.name]
 

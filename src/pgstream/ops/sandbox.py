@@ -39,6 +39,7 @@ from pgstream.facts import identifiers
 from pgstream.hosts import sigterm
 from pgstream.hosts.binaries import Installation, probe
 from pgstream.hosts.host import LocalHost, OsUser
+from pgstream.hosts.process import local_postmasters_of
 from pgstream.hosts.service import PgCtlService
 from pgstream.nodes.node import Primary, Standby
 from pgstream.render import commands
@@ -143,9 +144,10 @@ class SandboxService(PgCtlService):
 
     def postmasters(self) -> list[int]:
         """Live pids proven to be this data directory's postmaster: the one its
-        ``postmaster.pid`` names, and those this service started (the file may be gone)."""
+        ``postmaster.pid`` names, those this service started, and (the file may be gone, and
+        another process may be asking) those ``/proc`` shows running this directory."""
         found = []
-        for pid in [*self._pidfile_pids(), *self.started]:
+        for pid in [*self._pidfile_pids(), *self.started, *local_postmasters_of(self.data_dir)]:
             if pid not in found and self.host.postmaster_proven(pid, self.data_dir):
                 found.append(pid)
         return found

@@ -171,7 +171,14 @@ def switchover_plan(cluster: ClusterView, to: Standby | str, *,
                 f"{target.name} (SELECT pg_is_in_recovery()); once it accepts writes, "
                 f"cluster.record_roles(new_primary={target.name!r}, failed=[{old.name!r}]) "
                 f"and cluster.rejoin({old.name!r})")
-        if target.ping() and target.in_recovery and not service.running():
+        # Nothing was promoted by us: the old primary comes back, even when the target died
+        # meanwhile (else the cluster has no primary), unless the target answers and accepts
+        # writes (someone else promoted it): then two primaries must not run.
+        if target.ping() and not target.in_recovery:
+            raise OperationFailed(
+                f"{old.name} is left stopped: {target.name} accepts writes although pgstream "
+                "did not promote it; decide which one is the primary")
+        if not service.running():
             service.start()
 
     steps.append(Step(old.name, StepKind.STOP, f"stop {old.name} cleanly (fast shutdown)",

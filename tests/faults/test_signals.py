@@ -1,0 +1,124 @@
+"""SIGINT (Ctrl-C) and SIGTERM (what CI runners, ``timeout`` and pytest-timeout send) at
+several points of ``Cluster.sandbox()`` and of operations, sent to a child Python process
+that holds the sandbox (tests/faults/child.py).
+
+End state, every time: the child exits within 30 s, no process of its directory is left
+(servers, cp, pg_basebackup), the directory is empty (the sandbox removed); for an
+interrupted switchover, never two servers accepting writes at once.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .helpers import Child, Timeout, owned_by, wait_until
+
+SIGNALS = {"SIGINT": signal.SIGINT, "SIGTERM": signal.SIGTERM}
+
+
+def _progress(kind: str, event: str = "start") -> Callable[[dict[str, Any]], bool]:
+    return lambda line: line.get("ev") == "progress" and line.get("kind") == kind \
+        and line.get("event") == event
+
+
+def _process(base: Path, program: str, child: Child, timeout: float = 60) -> None:
+    """Wait until a ``program`` process works for the child's sandbox."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(p.program == program for p in owned_by(base)):
+            return
+        if child.proc.poll() is not None:
+            break
+        time.sleep(0.002)
+    raise Timeout(f"no {program} process for {base} within {timeout:g} s")
+
+
+def _end_state(base: Path, child: Child, sig: str) -> list[str]:
+    problems = []
+    code = child.wait_exit(30)
+    if code is None:
+        problems.append(f"the child did not exit within 30 s of {sig} (killed)")
+    try:
+        wait_until(lambda: not owned_by(base), timeout=5, what="the sandbox's processes")
+    except Timeout:
+        left = owned_by(base)
+        problems.append(f"{len(left)} processes left after {sig}: "
+                        + "; ".join(str(p) for p in left[:5]))
+    entries = sorted(str(p.relative_to(base)) for p in base.rglob("*"))
+    if entries:
+        problems.append(f"{base} not removed after {sig}: {entries[:5]} ({len(entries)} paths)")
+    return problems
+
+
+SANDBOX_POINTS = ["template_copy", "base_backup", "streaming_check", "holding"]
+
+
+@pytest.mark.parametrize("point", SANDBOX_POINTS)
+@pytest.mark.parametrize("sig", list(SIGNALS))
+def test_signal_during_sandbox(box_dir: Path, sig: str, point: str) -> None:
+    base = box_dir / "base"
+    base.mkdir(mode=0o755)
+    env = {}
+    if point == "template_copy":
+        cache = box_dir / "cache"
+        cache.mkdir()
+        env["PGSTREAM_CACHE_DIR"] = str(cache)
+    child = Child("padded" if point == "template_copy" else "sandbox", str(base), env=env)
+    try:
+        if point == "template_copy":
+            child.wait_for(lambda line: line.get("ev") == "padded", 60, "padding")
+            _process(base, "cp", child)
+        elif point == "base_backup":
+            _process(base, "pg_basebackup", child)
+        elif point == "streaming_check":
+            child.wait_for(_progress("check"), 60, "the streaming check")
+        else:
+            child.wait_for(lambda line: line.get("ev") == "ready", 60, "the sandbox")
+        child.signal(SIGNALS[sig])
+        problems = _end_state(base, child, sig)
+        assert not problems, "\n".join(problems)
+    finally:
+        child.close()
+
+
+@pytest.mark.parametrize("sig", list(SIGNALS))
+def test_signal_during_switchover_promotion(box_dir: Path, sig: str) -> None:
+    base = box_dir / "base"
+    base.mkdir(mode=0o755)
+    child = Child("switchover", str(base))
+    try:
+        child.wait_for(_progress("promote"), 90, "the promotion")
+        child.signal(SIGNALS[sig])
+        problems = _end_state(base, child, sig)
+        for line in child.drain():
+            if line.get("ev") == "interrupted" and len(line["writable"]) > 1:
+                problems.append(f"two primaries after {sig}: {line['writable']}")
+        assert not problems, "\n".join(problems)
+    finally:
+        child.close()
+
+
+@pytest.mark.parametrize("sig", list(SIGNALS))
+def test_signal_during_add_standby_clone(box_dir: Path, sig: str) -> None:
+    base = box_dir / "base"
+    base.mkdir(mode=0o755)
+    child = Child("add_standby", str(base))
+    try:
+        child.wait_for(lambda line: line.get("ev") == "ready", 90, "the sandbox")
+        deadline = time.monotonic() + 60
+        while not any(p.program == "pg_basebackup" and any("standby9" in a for a in p.argv)
+                      for p in owned_by(base)):
+            assert time.monotonic() < deadline, "the clone of standby9 never started"
+            time.sleep(0.005)
+        time.sleep(0.2)
+        child.signal(SIGNALS[sig])
+        problems = _end_state(base, child, sig)
+        assert not problems, "\n".join(problems)
+    finally:
+        child.close()
