@@ -86,7 +86,9 @@ def bare_promote(bindir: str | None) -> float:
         if not standby.version.adapter.supports("pg_promote"):
             started = time.perf_counter()
             assert standby.service is not None
-            standby.service.promote(wait=True)
+            standby.service.promote()
+            while standby.in_recovery:  # pg_ctl promote -W: watch it, as pg_promote() waits
+                time.sleep(0.001)
             return time.perf_counter() - started
         standby.query("SELECT 1")
         started = time.perf_counter()

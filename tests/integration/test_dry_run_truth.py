@@ -23,10 +23,14 @@ from typing import Any
 import attrs
 import psycopg
 import pytest
+from psycopg.conninfo import conninfo_to_dict
 
-from pgstream import Cluster, Plan, ProgressEvent
+from pgstream import Cluster, Plan, ProgressEvent, ReplicationAuth, SyncSpec
+from pgstream.facts import redact
 from pgstream.hosts.host import Completed, Host
 from pgstream.render import queries
+
+from .conftest import Rig
 
 MakeCluster = Callable[..., Cluster]
 
@@ -52,7 +56,8 @@ class Recorder:
     effects: dict[int, list[str]] = attrs.field(factory=dict)
 
     def add(self, text: str) -> None:
-        self.effects.setdefault(self.current, []).append(_norm(text))
+        # Secrets (a password, a SCRAM verifier) are masked in plans: compare masked.
+        self.effects.setdefault(self.current, []).append(_norm(redact.text(text)))
 
     def progress(self, event: ProgressEvent) -> None:
         if event.event == "start":
@@ -193,3 +198,25 @@ def test_a_standby_added_and_promoted_alone(pgstream_sandbox: MakeCluster,
     cluster = pgstream_sandbox(standbys=1)
     record_through(cluster, recorder)
     apply_and_compare(cluster.promote_plan("standby1"), recorder)
+
+
+def test_setup_clone_sync_and_removal_print_what_they_run(rig: Rig, recorder: Recorder) -> None:
+    """Existing servers: the runbook (settings, role, hba, slots, clones), a standby added,
+    synchronous replication set, and a standby removed."""
+    primary = rig.existing_primary("main")
+    first, first_own = rig.future_standby("replica1")
+    second, second_own = rig.future_standby("replica2")
+    port = int(str(conninfo_to_dict(primary.conninfo)["port"]))
+    cluster = Cluster(primary, [first], auth=ReplicationAuth("repuser", "s3cret pw"),
+                      primary_address=("127.0.0.1", port), hba_addresses=["127.0.0.1"],
+                      node_settings={"replica1": first_own})
+    record_through(cluster, recorder)
+    apply_and_compare(cluster.setup_plan(), recorder)
+    second.host = RecordingHost(second.host, recorder)
+    assert second.service is not None
+    second.service.host = second.host
+    apply_and_compare(cluster.add_standby_plan(second, node_settings=second_own), recorder)
+    apply_and_compare(cluster.synchronous_plan(SyncSpec.first(1, ["replica1"])), recorder)
+    apply_and_compare(cluster.synchronous_plan(SyncSpec.off()), recorder)
+    apply_and_compare(cluster.remove_standby_plan("replica2", wipe=True), recorder)
+    assert cluster.status().all_streaming

@@ -61,10 +61,10 @@ class _StopDoesNothing(PgCtlService):
     """A service whose stop command succeeds and stops nothing (``systemctl stop`` of
     another unit, a wrapper script that lies)."""
 
-    def _control(self, action: commands.PgCtlAction, *, wait: bool = True,
+    def _control(self, action: commands.PgCtlAction,
                  mode: commands.StopMode | None = None) -> None:
         if action != "stop":
-            super()._control(action, wait=wait, mode=mode)
+            super()._control(action, mode)
 
 
 @pytest.fixture

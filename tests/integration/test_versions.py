@@ -160,9 +160,9 @@ def test_promote_with_pg_ctl_before_12(pgstream_sandbox: object,
     used: list[str] = []
     real = PgCtlService.promote
 
-    def spy(self: PgCtlService, wait: bool = True) -> None:
+    def spy(self: PgCtlService) -> None:
         used.append("pg_ctl")
-        real(self, wait=wait)
+        real(self)
 
     monkeypatch.setattr(PgCtlService, "promote", spy)
     _promote_and_check(cluster)

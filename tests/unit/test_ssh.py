@@ -100,7 +100,7 @@ def test_systemd_service_runs_systemctl_and_promotes_with_pg_ctl() -> None:
     first, second = (shlex.split(call[0][-1]) for call in rec.calls)
     assert first == ["systemctl", "reload", "postgresql@15-main"]
     assert second == ["sudo", "-n", "-u", "postgres", "--", "/usr/lib/postgresql/15/bin/pg_ctl",
-                      "promote", "-D", "/var/lib/postgresql/15/main", "-w", "-t", "60"]
+                      "promote", "-D", "/var/lib/postgresql/15/main", "-W", "-t", "60"]
 
 
 def test_the_login_is_asked_once_and_root_switches_with_runuser() -> None:

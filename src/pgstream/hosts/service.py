@@ -17,6 +17,7 @@ returning quietly.
 from __future__ import annotations
 
 import contextlib
+import shlex
 import signal
 from pathlib import Path
 
@@ -43,12 +44,30 @@ class PgCtlService:
     _log_start: int = attrs.field(default=0, init=False, repr=False)
     _stale_pid: str = attrs.field(default="", init=False, repr=False)
 
-    # -- the commands (subclasses change these)
-    def _control(self, action: commands.PgCtlAction, *, wait: bool = True,
+    # -- the commands: one argv per action, run by the lifecycle methods and printed by plans
+    def waits(self, action: commands.PgCtlAction) -> bool:
+        """Does the program wait for ``action`` itself? Not for a promotion (pgstream
+        watches ``pg_is_in_recovery()``), nor for a start or stop where pgstream watches
+        the pid file and the postmaster (10+)."""
+        if action == "promote":
+            return False
+        return not (self.watches and action in ("start", "stop"))
+
+    def argv(self, action: commands.PgCtlAction,
+             mode: commands.StopMode | None = None) -> tuple[str, ...]:
+        """The exact command this service runs for ``action`` (subclasses change it)."""
+        return commands.pg_ctl(self.bindir, action, self.data_dir, log_file=self.log_file,
+                               timeout=self.timeout, wait=self.waits(action), mode=mode)
+
+    def _control(self, action: commands.PgCtlAction,
                  mode: commands.StopMode | None = None) -> None:
-        self._run(commands.pg_ctl(self.bindir, action, self.data_dir, log_file=self.log_file,
-                                  timeout=self.timeout, wait=wait, mode=mode),
-                  f"pg_ctl {action} ({self.data_dir})", self.user)
+        self._run(self.argv(action, mode), f"{Path(self.argv(action, mode)[0]).name} "
+                  f"{action} ({self.data_dir})", self.run_as(action, mode))
+
+    def run_as(self, action: commands.PgCtlAction,
+               mode: commands.StopMode | None = None) -> OsUser | None:
+        """The OS user :meth:`argv` runs as (pg_ctl as the server's owner)."""
+        return self.user
 
     def _run(self, argv: tuple[str, ...], what: str, user: OsUser | None) -> None:
         try:
@@ -63,12 +82,11 @@ class PgCtlService:
 
     def describe(self, action: commands.PgCtlAction,
                  mode: commands.StopMode | None = None) -> str:
-        """The command a plan prints for ``action``: the argv :meth:`start` and :meth:`stop`
-        run (where the pid file is watched, pg_ctl does not wait itself: ``-W``)."""
-        wait = not (self.watches and action in ("start", "stop"))
-        return " ".join(commands.pg_ctl(self.bindir, action, self.data_dir,
-                                        log_file=self.log_file, mode=mode,
-                                        timeout=self.timeout, wait=wait))
+        """What a plan prints for ``action``: the command(s) the lifecycle method runs, from
+        :meth:`argv` (a restart where pgstream watches the server is a stop, then a start)."""
+        if action == "restart" and self.watches:
+            return "\n".join((shlex.join(self.argv("stop", mode)), shlex.join(self.argv("start"))))
+        return shlex.join(self.argv(action, mode))
 
     @property
     def watches(self) -> bool:
@@ -84,7 +102,7 @@ class PgCtlService:
         self._log_start = len(self._log_bytes())
         lines = self._pidfile_lines()
         self._stale_pid = lines[0] if lines else ""
-        self._control("start", wait=False)
+        self._control("start")
         wait_for(self._started, timeout=self.timeout,
                  what=f"the server on {self.data_dir} ({self.host.name}) to accept connections",
                  detail=lambda: "server log:\n" + self.log_tail(10))
@@ -110,17 +128,14 @@ class PgCtlService:
                 field="postmaster pid", declared=mine, reported=pid)
         if mine is None:
             return
-        if self.watches:
-            self._control("stop", wait=False, mode=mode)
-        else:
-            self._control("stop", mode=mode)
+        self._control("stop", mode)
         wait_for(lambda: not self.host.process_alive(mine), timeout=self.timeout,
                  what=f"the postmaster {mine} of {self.data_dir} ({self.host.name}) to exit",
                  detail=lambda: "server log:\n" + self.log_tail(10))
 
     def restart(self, mode: commands.StopMode = "fast") -> None:
         if not self.watches:
-            self._control("restart", mode=mode)
+            self._control("restart", mode)
             return
         self.stop(mode)
         self.start()
@@ -128,8 +143,9 @@ class PgCtlService:
     def reload(self) -> None:
         self._control("reload")
 
-    def promote(self, wait: bool = True) -> None:
-        self._control("promote", wait=wait)
+    def promote(self) -> None:
+        """Ask the server to leave recovery (the caller watches it, see :meth:`waits`)."""
+        self._control("promote")
 
     # -- state
     def _pidfile_lines(self) -> list[str]:
@@ -223,18 +239,21 @@ class DebianClusterService(PgCtlService):
                    log_file=Path(f"/var/log/postgresql/postgresql-{major}-{cluster}.log"),
                    timeout=timeout, version=version, major=major, cluster=cluster)
 
-    def describe(self, action: commands.PgCtlAction,
-                 mode: commands.StopMode | None = None) -> str:
-        return " ".join(commands.pg_ctlcluster(self.major, self.cluster, action, mode=mode))
+    def argv(self, action: commands.PgCtlAction,
+             mode: commands.StopMode | None = None) -> tuple[str, ...]:
+        """``pg_ctlcluster MAJOR NAME ACTION`` (run as root, it switches to the owner)."""
+        return commands.pg_ctlcluster(self.major, self.cluster, action, mode=mode,
+                                      wait=self.waits(action))
+
+    def run_as(self, action: commands.PgCtlAction,
+               mode: commands.StopMode | None = None) -> OsUser | None:
+        """None: the host's own user (``pg_ctlcluster`` switches users itself)."""
+        return None
 
     @property
     def config_dir(self) -> Path:
         return Path(f"/etc/postgresql/{self.major}/{self.cluster}")
 
-    def _control(self, action: commands.PgCtlAction, *, wait: bool = True,
-                 mode: commands.StopMode | None = None) -> None:
-        self._run(commands.pg_ctlcluster(self.major, self.cluster, action, mode=mode, wait=wait),
-                  f"pg_ctlcluster {self.major} {self.cluster} {action}", None)
 
 
 @attrs.define
@@ -244,17 +263,21 @@ class SystemdService(PgCtlService):
 
     unit: str = ""
 
-    def describe(self, action: commands.PgCtlAction,
-                 mode: commands.StopMode | None = None) -> str:
+    def argv(self, action: commands.PgCtlAction,
+             mode: commands.StopMode | None = None) -> tuple[str, ...]:
+        """``systemctl ACTION UNIT``; ``pg_ctl`` for a promotion or an immediate stop, which
+        systemd has no verb for."""
         if action == "promote" or mode == "immediate":
-            return super().describe(action, mode)
-        return " ".join(commands.systemctl(action, self.unit))
+            return super().argv(action, mode)
+        return commands.systemctl(action, self.unit)
 
-    def _control(self, action: commands.PgCtlAction, *, wait: bool = True,
-                 mode: commands.StopMode | None = None) -> None:
-        if action == "promote" or mode == "immediate":  # systemd has no verb for either
-            super()._control(action, wait=wait, mode=mode)
-            return
-        self._run(commands.systemctl(action, self.unit), f"systemctl {action} {self.unit}",
-                  None)
+    def waits(self, action: commands.PgCtlAction) -> bool:
+        """``systemctl`` waits for its unit's start and stop itself."""
+        return True if action in ("start", "stop", "restart") else super().waits(action)
+
+    def run_as(self, action: commands.PgCtlAction,
+               mode: commands.StopMode | None = None) -> OsUser | None:
+        """pg_ctl as the server's owner; ``systemctl`` as the host's own user."""
+        return super().run_as(action, mode) if action == "promote" or mode == "immediate" \
+            else None
 

@@ -351,11 +351,11 @@ class Standby(Node):
             raise NotAStandby(f"{self.name} is not in recovery: there is nothing to promote")
         if self.version.adapter.supports("pg_promote"):
             # wait => false: pg_promote's own wait polls every 100 ms; pgstream watches closer.
-            if not self.value(queries.promote(self.version, wait=False)):
+            if not self.value(self._promotion()):
                 raise QueryError(f"{self.name} refused to promote (pg_promote returned false)",
                                  node=self.name)
         elif self.service is not None:
-            self.service.promote(wait=False)
+            self.service.promote()
         else:
             raise InvalidInput(
                 f"{self.name} runs PostgreSQL {self.version.major}, which has no pg_promote(): "
@@ -363,6 +363,21 @@ class Standby(Node):
         wait_for(lambda: not self.in_recovery, timeout=timeout,
                  what=f"{self.name} to leave recovery")
         return self.timeline()
+
+    def _promotion(self) -> queries.Query:
+        return queries.promote(self.version, wait=False)
+
+    def promote_command(self) -> str:
+        """What :meth:`promote` runs, as a plan prints it: ``SELECT pg_promote(false, 60)``
+        from 12, the service's ``pg_ctl promote`` before; then it watches
+        ``pg_is_in_recovery()``."""
+        if self.version.adapter.supports("pg_promote"):
+            text = queries.shown(self._promotion())
+        elif self.service is not None:
+            text = self.service.describe("promote")
+        else:
+            text = "(no pg_promote() and no service: cannot promote)"
+        return f"{text}  -- then until SELECT pg_is_in_recovery() is false"
 
     def wal_receiver(self) -> tuple[str, Lsn | None, str | None] | None:
         """``(status, flushed LSN, slot)`` of the walreceiver, or None when not streaming."""

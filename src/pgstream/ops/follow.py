@@ -74,9 +74,7 @@ def promote_step(standby: Standby, timeout: float, *, port: int | None = None,
     to finish (it may still). ``known``: the standby's report from the plan's build (its
     path resolutions are reused).
     """
-    method = ("SELECT pg_promote(false);  -- then until SELECT pg_is_in_recovery() is false"
-              if standby.version.adapter.supports("pg_promote")
-              else "pg_ctl promote -W  -- then until SELECT pg_is_in_recovery() is false")
+    method = standby.promote_command()
 
     def action(report: Report) -> StepResult:
         proof = guard() if guard is not None else ""
@@ -109,10 +107,16 @@ def promote_alone_plan(cluster: ClusterView, target: Standby, *, timeout: float)
         {n.name: cluster.node_settings[n.name] for n in (target, old)
          if n.name in cluster.node_settings}, required=[target.name])
 
-    def record(report: Report) -> StepResult:
+    slot = cluster.slot_for(target)
+
+    def drop_slot(report: Report) -> StepResult:
         with contextlib.suppress(PgStreamError):  # its slot would hold WAL forever
-            if (slot := old.slot(cluster.slot_for(target))) is not None and not slot.active:
-                old.drop_slot(slot.name)
+            if (state := old.slot(slot)) is not None and not state.active:
+                old.drop_slot(state.name)
+                return StepResult(True, f"dropped {slot} on {old.name}")
+        return StepResult(False, f"no inactive slot {slot} on {old.name}")
+
+    def record(report: Report) -> StepResult:
         cluster.apply(RoleChange(
             "promote", f"{target.name} promoted on timeline {target.timeline()} and "
                        f"detached from the cluster (its primary {old.name} and other "
@@ -124,6 +128,9 @@ def promote_alone_plan(cluster: ClusterView, target: Standby, *, timeout: float)
             target, cluster.node_settings.get(target.name)),
             system_identifier=reports[target.name].system_identifier,
             known=reports[target.name]),
+        Step(old.name, StepKind.SLOT, f"drop {target.name}'s slot on {old.name}, if inactive",
+             queries.shown(queries.drop_slot(old.version, slot)), action=drop_slot,
+             host=old.host.name),
         Step(target.name, StepKind.RECORD, "record the new role", "", action=record,
              host=target.host.name)])
 
@@ -254,8 +261,12 @@ def drop_stale_slots_step(node: Node, keep: set[str], names: set[str]) -> Step:
             return StepResult(False, "no stale slots")
         return StepResult(True, "dropped " + ", ".join(dropped))
 
+    version = server_version(node)
+    candidates = sorted(names - keep)
     return Step(node.name, StepKind.SLOT, f"drop {node.name}'s stale slots",
-                "inactive slots of cluster nodes, left from its time as primary: "
-                + (", ".join(sorted(names - keep)) or "none"),
+                "each of these that exists and is inactive (slots of cluster nodes, left from "
+                "its time as primary):\n"
+                + ("\n".join(queries.shown(queries.drop_slot(version, n)) for n in candidates)
+                   or "none"),
                 action=action, host=node.host.name, concurrent=True)
 

@@ -9,7 +9,7 @@ error, before anything changes, when neither is possible.
 from __future__ import annotations
 
 import contextlib
-import secrets
+import shlex
 from pathlib import Path
 
 import attrs
@@ -33,6 +33,7 @@ from pgstream.ops.follow import (
 )
 from pgstream.ops.plan import Plan, Report, Step, StepKind, StepResult
 from pgstream.ops.view import ClusterView, RoleChange
+from pgstream.render import commands
 from pgstream.render.config import merge_settings, passfile_line
 
 
@@ -172,15 +173,15 @@ def _rewind_step(cluster: ClusterView, target: Node, primary: Node, version: Ser
     params = pg_conninfo.conninfo_to_dict(primary.conninfo)
     password = params.pop("password", None)
     source = pg_conninfo.make_conninfo("", **params)
-    argv = (str(tool.bindir / "pg_rewind"), "--target-pgdata", str(data_dir),
-            "--source-server", source, "--progress")
+    argv = commands.pg_rewind(tool.bindir, data_dir, source)
+    # The password, if any, travels in a 0600 file on that host for this run only.
+    secret = data_dir.parent / f".pgstream-rewind-{target.name}.pgpass"
+    cleanup = commands.remove_file(secret)
     own = cluster.node_settings.get(target.name, {})
 
     def action(report: Report) -> StepResult:
         env: dict[str, str] = {}
-        secret: Path | None = None
-        if password is not None:  # never in argv: a 0600 file on that host, for this run only
-            secret = data_dir.parent / f".pgstream-rewind-{secrets.token_hex(8)}"
+        if password is not None:  # never in argv
             target.host.write_text(secret, passfile_line("*", "*", "*", str(password)),
                                    mode=0o600, owner=target.os_user)
             env["PGPASSFILE"] = str(secret)
@@ -196,9 +197,9 @@ def _rewind_step(cluster: ClusterView, target: Node, primary: Node, version: Ser
                                    cwd=data_dir.parent, what=f"pg_rewind of {target.name}",
                                    on_output=lambda line: report(line, None))
         finally:
-            if secret is not None:
+            if password is not None:
                 with contextlib.suppress(OSError, PgStreamError):
-                    target.host.run(("rm", "-f", "--", str(secret)), what="remove passfile")
+                    target.host.run(cleanup, what="remove passfile")
         if own:  # pg_rewind copied the source's configuration files: restore this node's own
             auto = data_dir / "postgresql.auto.conf"
             text = target.host.read_text(auto) if target.host.exists(auto) else ""
@@ -208,4 +209,6 @@ def _rewind_step(cluster: ClusterView, target: Node, primary: Node, version: Ser
 
     return Step(target.name, StepKind.REWIND, f"pg_rewind {target.name} to {primary.name}",
                 f"CHECKPOINT;  -- on {primary.name}, so its pg_control names its new timeline\n"
-                + " ".join(argv), action=action, host=target.host.name)
+                + shlex.join(argv)
+                + (f"  -- password from the 0600 file {secret}, then: {shlex.join(cleanup)}"
+                   if password is not None else ""), action=action, host=target.host.name)

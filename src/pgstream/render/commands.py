@@ -57,6 +57,18 @@ def pg_ctl(bindir: Path, action: PgCtlAction, data_dir: Path, *, log_file: Path 
     return tuple(argv)
 
 
+def pg_rewind(bindir: Path, data_dir: Path, source: str) -> tuple[str, ...]:
+    """``pg_rewind`` of ``data_dir`` to the server of conninfo ``source`` (which carries no
+    password: that travels in a passfile), with progress."""
+    return (str(bindir / "pg_rewind"), "--target-pgdata", str(data_dir),
+            "--source-server", source, "--progress")
+
+
+def remove_file(path: Path) -> tuple[str, ...]:
+    """``rm -f -- path``: a file pgstream wrote for one run (a temporary passfile)."""
+    return ("rm", "-f", "--", str(path))
+
+
 def pg_basebackup(bindir: Path, client: ServerVersion, data_dir: Path, *, host: str, port: int,
                   user: str, slot: str | None = None, progress: bool = True,
                   fast_checkpoint: bool = True, max_rate: str | None = None,
