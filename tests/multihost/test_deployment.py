@@ -24,11 +24,12 @@ from pgstream import (
 )
 from pgstream.errors import CommandFailed, HostUnreachable
 from pgstream.facts.version import ServerVersion
-from pgstream.hosts.host import OsUser
+from pgstream.hosts.host import Host, OsUser
 from pgstream.hosts.service import DebianClusterService, PgCtlService
 from pgstream.hosts.ssh import SshHost
 from pgstream.hosts.wait import wait_for
 
+from ..recording import Recorder, RecordingHost, apply_and_compare
 from .admin_account import AdminAccount, admin_account
 from .admin_account import unavailable_reason as admin_unavailable
 from .rig import Rig, RigUnavailable, network_rig, unavailable_reason
@@ -71,7 +72,7 @@ def ssh_host(rig: Rig, name: str) -> SshHost:
     return SshHost(name, ssh_config=rig.ssh_config, login="root")
 
 
-def postgres_user(host: SshHost) -> OsUser:
+def postgres_user(host: Host) -> OsUser:
     return host.lookup_user("postgres")
 
 
@@ -267,9 +268,19 @@ def test_debian_layout_through_sudo(rig: Rig, admin: AdminAccount) -> None:
     _debian_layout(rig, alpha, beta)
 
 
-def _debian_layout(rig: Rig, alpha: SshHost, beta: SshHost) -> None:
+def test_debian_layout_over_ssh_prints_what_it_runs(rig: Rig, recorder: Recorder) -> None:
+    """A dry run is the truth for the Debian layout over SSH too: every pg_ctlcluster,
+    pg_basebackup and statement that the setup and two switchovers run is what their plans
+    printed (tests/integration/test_dry_run_truth.py does the same for pg_ctl and systemd)."""
+    _debian_layout(rig, ssh_host(rig, "alpha"), ssh_host(rig, "beta"), recorder)
+
+
+def _debian_layout(rig: Rig, alpha_host: SshHost, beta_host: SshHost,
+                   recorder: Recorder | None = None) -> None:
+    alpha: Host = alpha_host if recorder is None else RecordingHost(alpha_host, recorder)
+    beta: Host = beta_host if recorder is None else RecordingHost(beta_host, recorder)
     name_a, name_b = f"pga{os.getpid()}", f"pgb{os.getpid()}"
-    made: list[tuple[SshHost, str]] = []
+    made: list[tuple[Host, str]] = []
     try:
         for host, cluster_name, port in ((alpha, name_a, 5440), (beta, name_b, 5441)):
             host.run(("pg_createcluster", MAJOR, cluster_name, "--port", str(port), "--",
@@ -306,7 +317,10 @@ def _debian_layout(rig: Rig, alpha: SshHost, beta: SshHost) -> None:
             cluster.setup_plan()  # beta's cluster holds a data directory: never wiped unasked
         plan = cluster.setup_plan(replace=True)
         assert "[beta@beta] wipe" in str(plan)
-        plan.apply()
+        if recorder is None:
+            plan.apply()
+        else:
+            apply_and_compare(plan, recorder)
         assert alpha.read_text(Path(f"/etc/postgresql/{MAJOR}/{name_a}/postgresql.conf")) \
             == conf_before
         primary.execute("CREATE TABLE deb AS SELECT 1 AS x")
@@ -315,6 +329,17 @@ def _debian_layout(rig: Rig, alpha: SshHost, beta: SshHost) -> None:
         assert standby.show("data_directory") == f"/var/lib/postgresql/{MAJOR}/{name_b}"
         assert beta.run(("pg_ctlcluster", MAJOR, name_b, "status"),
                         check=False).returncode == 0
+        if recorder is not None:
+            # Debian keeps pg_hba.conf outside the data directory, so the clone did not copy
+            # alpha's line: let alpha stream from beta once beta is the primary.
+            beta.append_text(Path(f"/etc/postgresql/{MAJOR}/{name_b}/pg_hba.conf"),
+                             f"host replication repuser {rig.host('alpha').address}/32 "
+                             "scram-sha-256\n")
+            standby.execute("SELECT pg_reload_conf()")
+            cluster.addresses["beta"] = (rig.host("beta").address, 5441)
+            apply_and_compare(cluster.switchover_plan("beta"), recorder)
+            apply_and_compare(cluster.switchover_plan("alpha"), recorder)
+            assert cluster.primary.name == "alpha"
     finally:
         for host, cluster_name in made:
             host.run(("pg_dropcluster", "--stop", MAJOR, cluster_name), check=False,

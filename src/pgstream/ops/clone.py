@@ -135,8 +135,11 @@ def standby_clone_steps(
         return StepResult(False, f"{data_dir} is empty")
 
     step(StepKind.WIPE, f"prove {data_dir} safe, stop its server if replacing, wipe it",
-         f"checks: no server running (or replace=True: pg_ctl stop), empty or a data directory "
-         f"with replace=True, not the primary's\nrm -rf {data_dir}/*", stop_and_wipe)
+         f"checks: no server running, empty or a data directory with replace=True, not the "
+         f"primary's; with replace=True and a server proven to run there: "
+         f"{service.describe('stop', 'fast')}\n"
+         f"then remove everything inside {data_dir} (the directory itself, its owner and mode "
+         f"kept), or create it", stop_and_wipe)
 
     # -- 7: passfile and base backup
     if auth.password is not None and passfile is not None:
