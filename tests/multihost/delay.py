@@ -149,7 +149,8 @@ class DelayLine:
         try:
             for route in self.routes.values():
                 server = await asyncio.start_server(
-                    functools.partial(self._serve, route), host=route.listen[0], port=route.listen[1], reuse_address=True)
+                    functools.partial(self._serve, route), host=route.listen[0],
+                    port=route.listen[1], reuse_address=True)
                 servers.append(server)
                 self.ports[route.name] = server.sockets[0].getsockname()[1]
             self._ready.set()
