@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from common import Figures, arguments
+from psycopg.conninfo import make_conninfo
 
 from pgstream import Cluster
 from pgstream.hosts.host import LocalHost, server_user
@@ -43,13 +44,15 @@ def raw_clone(cluster: Cluster, parent: Path, index: int) -> float:
     port = free_port(set())
     try:
         started = time.perf_counter()
-        host.run((str(bindir / "pg_basebackup"), "-D", str(data), "-h", address[0], "-p",
-                  str(address[1]), "-U", cluster.auth.user, "-X", "stream", "-c", "fast",
-                  "-R", "--no-sync", "-w"), user=user, env={"PGPASSFILE": str(passfile)},
+        # The passfile in the conninfo (pgstream's LocalHost drops PG* variables).
+        conninfo = make_conninfo("", host=address[0], port=address[1], user=cluster.auth.user,
+                                 passfile=str(passfile))
+        host.run((str(bindir / "pg_basebackup"), "-D", str(data), "-d", conninfo,
+                  "-X", "stream", "-c", "fast", "-R", "--no-sync", "-w"), user=user,
                  timeout=3600)
         host.run((str(bindir / "pg_ctl"), "start", "-w", "-D", str(data), "-l",
                   str(base / "log"), "-o", f"-p {port} -k {base} -c listen_addresses=''"),
-                 user=user, env={"PGPASSFILE": str(passfile)})
+                 user=user)
         elapsed = time.perf_counter() - started
         host.run(commands.pg_ctl(bindir, "stop", data, mode="immediate"), user=user)
         return elapsed
@@ -88,6 +91,7 @@ def main() -> int:
         size = cluster.primary.query("SELECT pg_database_size(current_database())")[0][0]
         fig.meta["primary_bytes"] = int(size)
         scratch = Path(tempfile.mkdtemp(prefix="pgstream-bench-clone-", dir=parent))
+        scratch.chmod(0o755)  # crossed by the server's OS user; each clone's own dir is 0700
         try:
             for index in range(args.rounds):
                 if index % 2 == 0:

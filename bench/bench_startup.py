@@ -91,7 +91,8 @@ def main() -> int:
                 with Cluster.sandbox(standbys=16, bindir=args.bindir, template=False):
                     sixteen.append(time.perf_counter() - started)
             except (PgStreamError, InvalidInput) as exc:
-                failure = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
+                text = " ".join(str(exc).split("already done:")[0].split())
+                failure = f"{type(exc).__name__}: {text[:120]} ... {text[-300:]}"
                 break
         fig.add("Cluster.sandbox(standbys=2) cold", two)
         if sixteen:
