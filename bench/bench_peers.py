@@ -105,9 +105,15 @@ def testgres_run(rounds: int) -> dict[str, object]:
     if os.geteuid() == 0:
         argv = ["runuser", "-u", "postgres", "--", "env", f"PYTHONPATH={purelib}",
                 f"PG_BIN={PG_BIN}", "HOME=/tmp", *argv]
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=900, check=False,
-                          cwd=TMP, env={**os.environ, "PYTHONPATH": purelib,
-                                        "PG_BIN": str(PG_BIN)})
+    ports = TMP / "testgres"  # testgres's port locks: removed if this run made them
+    existed = ports.exists()
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=900, check=False,
+                              cwd=TMP, env={**os.environ, "PYTHONPATH": purelib,
+                                            "PG_BIN": str(PG_BIN)})
+    finally:
+        if not existed:
+            shutil.rmtree(ports, ignore_errors=True)
     if done.returncode != 0:
         raise RuntimeError(f"testgres failed: {done.stderr[-1500:]}")
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))

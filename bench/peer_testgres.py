@@ -25,7 +25,7 @@ def once(parent: str) -> float:
             replicas = []
             for name in ("r1", "r2"):
                 with primary.backup() as backup:
-                    replicas.append(backup.spawn_replica(name, base_dir=f"{base}/{name}")
+                    replicas.append(backup.spawn_replica(name)
                                     .start())
             for replica in replicas:
                 replica.catchup()
