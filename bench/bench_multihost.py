@@ -135,10 +135,11 @@ def status_figures(s: Site, fig: Figures, counts: Counts, rounds: int,
         wait_for(lambda: big.status().all_streaming, timeout=60, what="the cut standby back")
     # Baseline: a bare pg_promote() of a standby over the link (spare standbys st3..st8).
     spare = list(big.standbys[2:])
+    each = min(rounds, len(spare) // len(OPERATION_DELAYS))
     for delay in OPERATION_DELAYS:
         s.set_rtt(delay)
         samples = []
-        for _ in range(min(rounds, len(spare) // len(OPERATION_DELAYS))):
+        for _ in range(each):
             node = spare.pop()
             node.query("SELECT 1")
             samples.append(timed(lambda node=node: node.query("SELECT pg_promote()")))
