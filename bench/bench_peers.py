@@ -48,12 +48,12 @@ def pgstream_runs(rounds: int) -> tuple[list[Result], list[float]]:
         cluster.wait_for_catchup()
         for index in range(rounds):
             target = cluster.standbys[0]
-            port = int(dict(p.split("=", 1) for p in target.conninfo.split())["port"])
             cluster.primary.execute("TRUNCATE acked")
             promoted: list[float] = []
             with acked_writer(cluster.primary.conninfo) as acked:
                 time.sleep(0.2)
-                watch = Watch(port, 2)
+                # The sandbox's TCP needs a password: watch through its own conninfo.
+                watch = Watch(0, 2, conninfo=target.conninfo)
                 started = time.perf_counter()
 
                 def clock(event: ProgressEvent, started: float = started,

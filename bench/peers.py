@@ -45,19 +45,19 @@ def dsn(port: int, user: str = "postgres", dbname: str = "postgres",
     return f"host={host} port={port} user={user} dbname={dbname} connect_timeout=2"
 
 
-def in_recovery(port: int, host: str = LOOPBACK) -> bool | None:
+def in_recovery(port: int, host: str = LOOPBACK, conninfo: str | None = None) -> bool | None:
     try:
-        with psycopg.connect(dsn(port, host=host), autocommit=True) as conn:
+        with psycopg.connect(conninfo or dsn(port, host=host), autocommit=True) as conn:
             row = conn.execute("SELECT pg_is_in_recovery()").fetchone()
             return bool(row[0]) if row else None
     except psycopg.Error:
         return None
 
 
-def streaming_to(port: int, host: str = LOOPBACK) -> int:
-    """How many walsenders of the server on ``port`` are streaming."""
+def streaming_to(port: int, host: str = LOOPBACK, conninfo: str | None = None) -> int:
+    """How many walsenders of the server on ``port`` (or ``conninfo``) are streaming."""
     try:
-        with psycopg.connect(dsn(port, host=host), autocommit=True) as conn:
+        with psycopg.connect(conninfo or dsn(port, host=host), autocommit=True) as conn:
             row = conn.execute("SELECT count(*) FROM pg_stat_replication "
                                "WHERE state = 'streaming'").fetchone()
             return int(row[0]) if row else 0
@@ -81,8 +81,8 @@ class Watch:
     ``streaming`` (the target streams to ``count`` standbys): seconds, in a thread."""
 
     def __init__(self, target_port: int, count: int, timeout: float = 120,
-                 host: str = LOOPBACK) -> None:
-        self.host = host
+                 host: str = LOOPBACK, conninfo: str | None = None) -> None:
+        self.host, self.conninfo = host, conninfo
         self.started = time.perf_counter()
         self.writable: float | None = None
         self.streaming: float | None = None
@@ -92,9 +92,10 @@ class Watch:
 
     def _run(self, port: int, count: int, timeout: float) -> None:
         while time.perf_counter() - self.started < timeout:
-            if self.writable is None and in_recovery(port, self.host) is False:
+            if self.writable is None and in_recovery(port, self.host, self.conninfo) is False:
                 self.writable = time.perf_counter() - self.started
-            if self.writable is not None and streaming_to(port, self.host) >= count:
+            if self.writable is not None and streaming_to(port, self.host,
+                                                          self.conninfo) >= count:
                 self.streaming = time.perf_counter() - self.started
                 return
             time.sleep(0.005)
