@@ -233,7 +233,10 @@ def lost(port: int, acked: list[int], host: str = LOOPBACK) -> int:
 
 @contextlib.contextmanager
 def writing(port: int, host: str = LOOPBACK) -> Iterator[list[int]]:
-    """A writer thread committing to ``port`` (table acked) while the block runs."""
+    """A writer thread committing to ``port`` (table acked, emptied first) while the block
+    runs."""
+    with psycopg.connect(dsn(port, host=host), autocommit=True) as conn:
+        conn.execute("TRUNCATE acked")
     acked: list[int] = []
     stop = threading.Event()
     thread = threading.Thread(target=writer, args=(port, stop, acked, host), daemon=True)
