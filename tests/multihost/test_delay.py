@@ -80,9 +80,10 @@ def test_delay_is_the_link_round_trip(echo: tuple[str, int]) -> None:
         _, none = _round_trip(port)
         line.set_rtt(HOST, 0.040)
         connect, trip = _round_trip(port)
-    assert none < 0.02
-    assert 0.040 <= trip < 0.040 + 0.03
-    assert 0.080 <= connect < 0.080 + 0.05  # handshake round trip + the first echo
+    # Lower bounds are the point; upper bounds leave room for a busy 2-core machine.
+    assert none < 0.03
+    assert 0.040 <= trip < 0.040 + 0.06
+    assert 0.080 <= connect < 0.080 + 0.08  # handshake round trip + the first echo
 
 
 def test_host_to_host_crosses_both_links(echo: tuple[str, int]) -> None:
@@ -91,8 +92,8 @@ def test_host_to_host_crosses_both_links(echo: tuple[str, int]) -> None:
                    links={HOST: 0.020, OTHER: 0.020}) as line:
         _, from_gateway = _round_trip(line.port("echo"), source="127.0.0.1")
         _, from_host = _round_trip(line.port("echo"), source=OTHER)
-    assert 0.020 <= from_gateway < 0.045
-    assert 0.040 <= from_host < 0.070
+    assert 0.020 <= from_gateway < 0.050  # one link
+    assert 0.040 <= from_host < 0.080  # two links
 
 
 def test_lifetime_bounds_the_line_and_its_connections(echo: tuple[str, int]) -> None:
@@ -116,7 +117,7 @@ def test_child_process_line(echo: tuple[str, int]) -> None:
         pid = line.pid
         line.set_rtt(HOST, 0.030)
         _, trip = _round_trip(line.port("echo"))
-        assert 0.030 <= trip < 0.060
+        assert 0.030 <= trip < 0.090
         with pytest.raises(ValueError, match="negative"):
             line.set_rtt(HOST, -1)
     assert line.stopped and pid is not None
@@ -155,5 +156,5 @@ def test_measure_rtt_through_the_line() -> None:
             connect, trip = measure_rtt(("127.0.0.1", line.port("pg")), rounds=3)
     finally:
         listener.close()
-    assert 0.025 <= trip < 0.05
-    assert 0.050 <= connect < 0.09
+    assert 0.025 <= trip < 0.08
+    assert 0.050 <= connect < 0.13
