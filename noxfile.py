@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import glob
 import os
+import subprocess
 import time
+from pathlib import Path
 
 import nox
 
@@ -65,8 +67,46 @@ def matrix(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """bench/: sandbox start-up against a bare initdb + pg_ctl start, import time; and
-    switchover/failover against a bare pg_promote(). ``nox -s bench -- --rounds 3``."""
+    """bench/: sandbox start-up, switchover/failover on loopback, start-up costs (import, a
+    status process, sandbox scale), a big clone, and (as root, on the multi-host rig with
+    delayed links) status, switchover and failover over SSH. Each script writes
+    bench/results/NAME.json. ``nox -s bench -- --rounds 3`` (options go to every script);
+    PGSTREAM_BENCH_CLONE_MB sets the clone's size (default 256; 1024 in docs/benchmarks.md)."""
     session.install("-e", ".[server]")
     session.run("python", "bench/bench_sandbox.py", *session.posargs)
     session.run("python", "bench/bench_failover.py", *session.posargs)
+    session.run("python", "bench/bench_startup.py", *session.posargs)
+    session.run("python", "bench/bench_clone.py", "--size-mb",
+                os.environ.get("PGSTREAM_BENCH_CLONE_MB", "256"), *session.posargs)
+    if os.geteuid() == 0:
+        session.run("python", "bench/bench_multihost.py", *session.posargs)
+    else:
+        session.log("bench_multihost.py skipped: the multi-host rig needs root")
+
+
+PEER_PACKAGES = ["postgresql-15-repmgr", "patroni", "etcd-server", "etcd-client"]
+
+
+@nox.session
+def bench_peers(session: nox.Session) -> None:
+    """pgstream, repmgr and Patroni (Debian's packages, with etcd) and testgres (PyPI, into
+    this session's venv) side by side on loopback: ``nox -s bench_peers -- --rounds 3``.
+    Needs root; installs missing packages with apt-get (services not started: a
+    policy-rc.d forbids it during the install). Not a default session, not in CI."""
+    session.install("-e", ".[server]", "testgres")
+    missing = [pkg for pkg in PEER_PACKAGES if subprocess.run(
+        ["dpkg-query", "-W", "-f=${Status}", pkg], capture_output=True, text=True,
+        check=False).stdout.strip() != "install ok installed"]
+    if missing:
+        policy = Path("/usr/sbin/policy-rc.d")
+        made = not policy.exists()
+        if made:
+            policy.write_text("#!/bin/sh\nexit 101\n")
+            policy.chmod(0o755)
+        try:
+            session.run("apt-get", "install", "-y", *missing, external=True,
+                        env={"DEBIAN_FRONTEND": "noninteractive"})
+        finally:
+            if made:
+                policy.unlink()
+    session.run("python", "bench/bench_peers.py", *session.posargs)

@@ -22,6 +22,9 @@ import signal
 import statistics
 import sys
 import time
+from pathlib import Path
+
+from common import Figures
 
 from pgstream import Cluster, PlanReport, ProgressEvent, StepKind
 from pgstream.hosts import binaries
@@ -100,6 +103,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--bindir", default=None)
+    parser.add_argument("--json", type=Path, default=None,
+                        help="also write the results there (bench/results/failover.json always)")
     args = parser.parse_args()
     server = binaries.find_server(args.bindir)
     rewind = any(i.has("pg_rewind") and i.version.major == server.version.major
@@ -130,6 +135,14 @@ def main() -> int:
         m = statistics.median(values)
         print(f"  {label:<44} {m:7.3f} s  {m / base:6.2f}x  (max {max(values):.3f} s)")
     print(f"  acknowledged commits lost in switchovers: {lost}")
+    fig = Figures("failover", f"switchover and failover on loopback, PostgreSQL "
+                  f"{server.version}, primary + 2 standbys, a writer committing all along")
+    fig.add(rows[0][0], rows[0][1])
+    for label, values in rows[1:]:
+        fig.add(label, values, baseline=rows[0][0])
+    fig.add("acknowledged commits lost in switchovers", [float(lost)], unit="commits",
+            goal=0, goal_of="value")
+    fig.write(args.json)
     return 1 if lost else 0
 
 

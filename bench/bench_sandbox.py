@@ -28,6 +28,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import Figures
+
 from pgstream import Cluster
 from pgstream.hosts import binaries
 from pgstream.hosts.host import LocalHost, server_user
@@ -86,6 +88,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--bindir", default=None)
+    parser.add_argument("--json", type=Path, default=None,
+                        help="also write the results there (bench/results/sandbox.json always)")
     args = parser.parse_args()
     server = binaries.find_server(args.bindir)
     cache = tempfile.mkdtemp(prefix="pgstream-bench-cache-")
@@ -120,6 +124,17 @@ def main() -> int:
             print(f"  {label:<46} {m:7.3f} s   {m / b:.2f}x   (min {min(values):.3f} s)")
     print(f"{'import pgstream (fresh interpreter)':<46} {imported - bare:7.3f} s   "
           f"(python -c pass: {bare:.3f} s)")
+    fig = Figures("sandbox", f"sandbox start-up, PostgreSQL {server.version}")
+    for place, series in results.items():
+        base = f"baseline: initdb + pg_ctl start, 1 server, in {place}"
+        fig.add(base, series["base"])
+        fig.add(f"cold: Cluster.sandbox(standbys=2), in {place}", series["cold"],
+                baseline=base, goal=2.0)
+        fig.add(f"warm: Cluster.sandbox(standbys=2), template, in {place}", series["warm"],
+                baseline=base, goal=0.8)
+    fig.add("import pgstream minus python -c pass", [imported - bare], goal=0.1,
+            goal_of="value")
+    fig.write(args.json)
     return 0
 
 
