@@ -43,6 +43,8 @@ from pgstream.render.config import ConfigRenderer
 
 from .conftest import Rig
 
+pytestmark = pytest.mark.version_independent
+
 ROOT = Path(__file__).resolve().parents[2]
 
 

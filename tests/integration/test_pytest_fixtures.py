@@ -9,6 +9,9 @@ import pytest
 
 pytest_plugins = ["pytester"]
 
+
+pytestmark = pytest.mark.version_independent
+
 SUITE = '''
 import os
 from pathlib import Path

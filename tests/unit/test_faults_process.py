@@ -127,13 +127,16 @@ def test_sandbox_stop_exits_non_zero_when_a_stop_failed(
 
 
 @pytest.fixture
-def clean_sigterm() -> Iterator[None]:
+def clean_sigterm(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The module's state as if no sandbox lived (a session-wide sandbox of another test may
+    hold SIGTERM meanwhile): restored afterwards, with the handler that was there."""
     before = signal.getsignal(signal.SIGTERM)
+    for name, value in (("_holders", 0), ("_installed", False), ("_previous", None),
+                        ("_terminating", False)):
+        monkeypatch.setattr(sigterm, name, value)
     try:
         yield
     finally:
-        while sigterm.installed() or sigterm._holders:
-            sigterm.release()
         signal.signal(signal.SIGTERM, before)
 
 
