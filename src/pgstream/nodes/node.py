@@ -39,7 +39,7 @@ from pgstream.hosts.service import PgCtlService
 from pgstream.hosts.wait import DEFAULT_TIMEOUT, wait_for
 from pgstream.nodes.conninfo import check_conninfo, masked_conninfo
 from pgstream.nodes.slot import ReplicationSlot, SlotStatus
-from pgstream.render import queries
+from pgstream.render import probes, queries
 
 Params = Sequence[Any] | dict[str, Any] | None
 _log = logging.getLogger(__name__)
@@ -215,7 +215,7 @@ class Node:
 
     @property
     def in_recovery(self) -> bool:
-        return bool(self.value((sql.SQL("SELECT pg_is_in_recovery()"), ())))
+        return bool(self.value(probes.in_recovery()))
 
     def system_identifier(self) -> str:
         return str(self.value(queries.system_identifier()))

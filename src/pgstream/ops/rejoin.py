@@ -14,7 +14,6 @@ from pathlib import Path
 
 import attrs
 from psycopg import conninfo as pg_conninfo
-from psycopg import sql
 
 from pgstream.errors import BinaryNotFound, InvalidInput, PgStreamError, RejoinRefused
 from pgstream.facts import arguments
@@ -33,7 +32,7 @@ from pgstream.ops.follow import (
 )
 from pgstream.ops.plan import Plan, Report, Step, StepKind, StepResult
 from pgstream.ops.view import ClusterView, RoleChange
-from pgstream.render import commands
+from pgstream.render import commands, probes, queries
 from pgstream.render.config import merge_settings, passfile_line
 
 
@@ -50,8 +49,7 @@ def timeline_history(primary: Node) -> dict[int, Lsn]:
     timeline = primary.timeline()
     if timeline == 1:
         return {}
-    wal = primary.version.adapter.file("pg_wal")
-    rows = primary.query(sql.SQL("SELECT pg_read_file(%s)"), (f"{wal}/{timeline:08X}.history",))
+    rows = primary.query(*probes.timeline_history(primary.version, timeline))
     points: dict[int, Lsn] = {}
     for line in str(rows[0][0]).splitlines():
         parts = line.split()
@@ -191,7 +189,7 @@ def _rewind_step(cluster: ClusterView, target: Node, primary: Node, version: Ser
         target.service.wait_gone()
         # A freshly promoted source may still name its old timeline in pg_control until its
         # first checkpoint; pg_rewind before 16 reads it there ("no rewind required").
-        primary.execute("CHECKPOINT")
+        primary.execute(*queries.checkpoint())
         try:
             done = target.host.run(argv, user=target.os_user, env=env, timeout=max(timeout, 600),
                                    cwd=data_dir.parent, what=f"pg_rewind of {target.name}",

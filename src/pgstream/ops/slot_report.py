@@ -12,12 +12,11 @@ import datetime as dt
 from collections.abc import Iterator
 
 import attrs
-from psycopg import sql
 
 from pgstream.errors import InvalidInput, NotAvailable, SlotNotFound
 from pgstream.nodes.node import Node
 from pgstream.nodes.slot import SlotStatus
-from pgstream.render import queries
+from pgstream.render import probes
 from pgstream.render.units import human_bytes, pretty_duration
 
 
@@ -192,10 +191,6 @@ class SlotReport:
         }
 
 
-def _server_now() -> queries.Query:
-    return sql.SQL("SELECT clock_timestamp()"), ()
-
-
 def slot_report(node: Node, *, min_retained_bytes: int | None = None,
                 min_inactive: dt.timedelta | None = None) -> SlotReport:
     """Every physical slot on ``node``; inactive ones at or past a threshold are flagged.
@@ -212,7 +207,7 @@ def slot_report(node: Node, *, min_retained_bytes: int | None = None,
                  "flag slots by inactive time (pg_replication_slots.inactive_since)",
                  "; flag them by WAL held (min_retained_bytes) instead")
     statuses = node.slots()
-    now = node.value(_server_now())
+    now = node.value(probes.server_clock())
     findings = tuple(SlotFinding.of(s, now=now, min_retained_bytes=min_retained_bytes,
                                     min_inactive=min_inactive) for s in statuses)
     return SlotReport(node.name, node.version.major, now, findings,

@@ -32,7 +32,7 @@ from pgstream.nodes.node import Node
 from pgstream.nodes.slot import SlotStatus
 from pgstream.ops.plan import Plan, Report, Step, StepKind, StepResult
 from pgstream.ops.slot_report import _check_bytes, _require
-from pgstream.render import queries
+from pgstream.render import probes, queries
 from pgstream.render.units import human_bytes
 
 MAX_SETTING_MB = 2**31 - 1  # max_slot_wal_keep_size is an int GUC in MB
@@ -145,12 +145,6 @@ def _drop_step(node: Node, status: SlotStatus) -> Step:
 
 # -- advancing a slot ---------------------------------------------------------------------------
 
-def _advance(node: Node, name: str, target: Lsn) -> queries.Query:
-    fn = sql.Identifier(node.version.adapter.function("pg_replication_slot_advance"))
-    return (sql.SQL("SELECT end_lsn::text FROM {}(%s, %s::pg_lsn)").format(fn),
-            (name, str(target)))
-
-
 def _position(node: Node) -> Lsn:
     """Where a slot can be advanced to: current WAL (primary) or replayed WAL (standby)."""
     built = queries.replay_lsn(node.version) if node.in_recovery else \
@@ -192,7 +186,7 @@ def advance_slot(node: Node, name: str, to: Lsn | str | None = None) -> Lsn:
         raise InvalidInput(f"cannot move replication slot {name!r} back to {target}: it is "
                            f"at {state.restart_lsn} (slots only move forward)")
     try:
-        end = node.value(_advance(node, name, target))
+        end = node.value(queries.advance_slot(node.version, name, str(target)))
     except QueryError as exc:
         mapped = _advance_error(exc, node, name)
         if mapped is None:
@@ -217,11 +211,6 @@ def _advance_error(exc: QueryError, node: Node, name: str) -> PgStreamError | No
 
 # -- max_slot_wal_keep_size ---------------------------------------------------------------------
 
-def _setting_state(name: str) -> queries.Query:
-    return (sql.SQL("SELECT setting, source, sourcefile FROM pg_settings WHERE name = %s"),
-            (name,))
-
-
 def slot_wal_limit_plan(primary: Node, max_slot_wal_keep_size_mb: int) -> Plan:
     """A plan that caps the WAL any slot may hold: ``max_slot_wal_keep_size`` (13+), in MB.
 
@@ -240,7 +229,7 @@ def slot_wal_limit_plan(primary: Node, max_slot_wal_keep_size_mb: int) -> Plan:
     changed: list[bool] = []
 
     def current() -> tuple[int, str, str | None]:
-        rows = primary.query(*_setting_state(name))
+        rows = primary.query(*probes.setting_source(name))
         if not rows:
             raise InvalidInput(f"{primary.name} has no setting {name} "
                                f"(PostgreSQL {primary.version.major})")

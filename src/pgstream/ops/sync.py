@@ -20,13 +20,12 @@ from psycopg import sql
 from pgstream.errors import InvalidInput, OperationFailed, PgStreamError
 from pgstream.facts import identifiers
 from pgstream.facts.settings import parse_bool
-from pgstream.facts.version import ServerVersion
 from pgstream.hosts.wait import DEFAULT_TIMEOUT
 from pgstream.hosts.wait import wait_for as _poll
 from pgstream.nodes.node import Primary
 from pgstream.ops.plan import Plan, Report, Step, StepKind, StepResult
 from pgstream.ops.setup import restore_auto_conf
-from pgstream.render import queries
+from pgstream.render import probes, queries
 from pgstream.render.sync_spec import ALL, SYNC_STATES, SyncSpec
 
 SYNCHRONOUS_COMMIT = ("on", "remote_write", "remote_apply", "local", "off")
@@ -42,16 +41,6 @@ def _text(statement: sql.Composable) -> str:
     return statement.as_string(None)
 
 
-def _sync_query(version: ServerVersion) -> sql.Composed:
-    adapter = version.adapter
-    view = "pg_stat_replication"
-    name, priority, state, started = (
-        sql.Identifier(adapter.column(view, column))
-        for column in ("application_name", "sync_priority", "sync_state", "backend_start"))
-    return sql.SQL("SELECT {}, {}, {} FROM pg_stat_replication ORDER BY {}, {}").format(
-        name, priority, state, name, started)
-
-
 def sync_states(primary: Primary) -> dict[str, tuple[int, str]]:
     """``{application_name: (sync_priority, sync_state)}`` from the primary's walsenders.
 
@@ -59,7 +48,7 @@ def sync_states(primary: Primary) -> dict[str, tuple[int, str]]:
     the newer one is shown.
     """
     states: dict[str, tuple[int, str]] = {}
-    for name, priority, state in primary.query(_sync_query(primary.version)):
+    for name, priority, state in primary.query(probes.sync_states(primary.version)):
         if state is None or priority is None:
             raise PgStreamError(
                 f"cannot read sync_state on {primary.name}: pg_stat_replication hides it from "
@@ -216,7 +205,7 @@ def _describe(states: Mapping[str, object]) -> str:
 
 
 def _check_step(primary: Primary, expected: Mapping[str, str], timeout: float) -> Step:
-    detail = (_text(_sync_query(primary.version)) + ";\n"
+    detail = (_text(probes.sync_states(primary.version)) + ";\n"
               + "expect: " + _describe(expected))
 
     def action(report: Report) -> StepResult:

@@ -146,3 +146,38 @@ def role_flags(name: str) -> Query:
     identifiers.role_name(name)
     return sql.SQL("SELECT rolreplication, rolcanlogin FROM pg_roles WHERE rolname = %s"), (
         name,)
+
+
+def in_recovery() -> Query:
+    """``SELECT pg_is_in_recovery()``: is the server a standby (or recovering)?"""
+    return sql.SQL("SELECT pg_is_in_recovery()"), ()
+
+
+def server_clock() -> Query:
+    """The server's own clock (``clock_timestamp()``), for ages measured server-side."""
+    return sql.SQL("SELECT clock_timestamp()"), ()
+
+
+def sync_states(version: ServerVersion) -> sql.Composed:
+    """On a primary: each walsender's ``application_name``, ``sync_priority`` and
+    ``sync_state``, ordered by name and start."""
+    adapter = version.adapter
+    view = "pg_stat_replication"
+    name, priority, state, started = (
+        sql.Identifier(adapter.column(view, column))
+        for column in ("application_name", "sync_priority", "sync_state", "backend_start"))
+    return sql.SQL("SELECT {}, {}, {} FROM pg_stat_replication ORDER BY {}, {}").format(
+        name, priority, state, name, started)
+
+
+def setting_source(name: str) -> Query:
+    """One setting's value, its source and the file it comes from (``pg_settings``)."""
+    return (sql.SQL("SELECT setting, source, sourcefile FROM pg_settings WHERE name = %s"),
+            (name,))
+
+
+def timeline_history(version: ServerVersion, timeline: int) -> Query:
+    """The ``NNNNNNNN.history`` file of ``timeline`` in the WAL directory, read by the server
+    (superuser): where each earlier timeline ended."""
+    wal = version.adapter.file("pg_wal")
+    return sql.SQL("SELECT pg_read_file(%s)"), (f"{wal}/{int(timeline):08X}.history",)

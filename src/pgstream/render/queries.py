@@ -442,3 +442,16 @@ def carried_settings() -> Query:
         "SELECT name, current_setting(name) FROM pg_settings "
         "WHERE source = 'configuration file' AND NOT (name = ANY(%s)) ORDER BY name"
     ), (list(NOT_CARRIED),)
+
+
+def checkpoint() -> Query:
+    """``CHECKPOINT`` (superuser): the server's ``pg_control`` then names its current state."""
+    return sql.SQL("CHECKPOINT"), ()
+
+
+def advance_slot(version: ServerVersion, name: str, target: str) -> Query:
+    """``pg_replication_slot_advance(name, target)`` (11+): move a slot forward; returns where
+    it ended."""
+    identifiers.slot_name(name)
+    fn = sql.Identifier(version.adapter.function("pg_replication_slot_advance"))
+    return sql.SQL("SELECT end_lsn::text FROM {}(%s, %s::pg_lsn)").format(fn), (name, target)
