@@ -41,8 +41,8 @@ from pgstream.facts.version import major_num
 from pgstream.hosts import binaries
 from pgstream.hosts.binaries import Installation
 from pgstream.nodes.node import Primary, Standby
-from pgstream.ops.sandbox import cache_dir
-from pgstream.render import queries
+from pgstream.ops.sandbox_template import cache_dir
+from pgstream.render import catalog
 
 _OPS: dict[str, Callable[[int, int], bool]] = {
     ">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt,
@@ -202,9 +202,9 @@ def _database_name(test_name: str) -> str:
 
 def _drop_database(primary: Primary, name: str) -> None:
     for attempt in range(5):
-        primary.query(*queries.terminate_sessions(name))
+        primary.query(*catalog.terminate_sessions(name))
         try:
-            primary.execute(queries.drop_database(name))
+            primary.execute(catalog.drop_database(name))
             return
         except QueryError as exc:  # a session connected again in between: end it, retry
             if exc.sqlstate != pg_errors.ObjectInUse.sqlstate or attempt == 4:
@@ -218,7 +218,7 @@ def pgstream_db(pgstream_shared_cluster: Cluster,
     by the standby before the test body runs, dropped (its sessions ended) afterwards."""
     cluster = pgstream_shared_cluster
     name = _database_name(request.node.name)
-    cluster.primary.execute(queries.create_database(name))
+    cluster.primary.execute(catalog.create_database(name))
     primary = Primary(cluster.primary.name,
                       pg_conninfo.make_conninfo(cluster.primary.conninfo, dbname=name))
     standby = cluster.standbys[0]
