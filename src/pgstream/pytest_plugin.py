@@ -65,6 +65,7 @@ def version_matches(spec: str, server_num: int) -> bool:
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
+    """Add ``--pgstream-bindir`` and ``--pgstream-fresh-cache`` to pytest's options."""
     parser.addoption("--pgstream-bindir", default=None,
                      help="PostgreSQL bin directory for pgstream's fixtures")
     parser.addoption("--pgstream-fresh-cache", action="store_true", default=False,
@@ -73,6 +74,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    """Register the ``pg(spec)`` marker; ``--pgstream-bindir`` sets
+    ``$PGSTREAM_BINDIR`` for the whole session."""
     config.addinivalue_line("markers", "pg(spec): needs a server version matching spec, "
                                        "e.g. pg('>= 13')")
     if config.getoption("--pgstream-bindir"):
@@ -87,6 +90,7 @@ def _server() -> Installation | None:
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
+    """The header line naming the PostgreSQL server and pg_basebackup the tests use."""
     server = _server()
     if server is None:
         return ["pgstream: no PostgreSQL server found"]
@@ -99,6 +103,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Skip a test whose ``pg(spec)`` markers the server's version does not match."""
     specs = [m.args[0] for m in item.iter_markers("pg")]
     if not specs:
         return
@@ -131,11 +136,16 @@ def pgstream_cache_dir(request: pytest.FixtureRequest) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def pgstream_server(pgstream_cache_dir: str) -> Installation:
+    """The PostgreSQL installation the fixtures use (``--pgstream-bindir``,
+    ``$PGSTREAM_BINDIR`` or discovery); raises :class:`~pgstream.errors.BinaryNotFound`."""
     return binaries.find_server()
 
 
 @pytest.fixture
 def pgstream_sandbox(pgstream_server: Installation) -> Iterator[Callable[..., Cluster]]:
+    """A factory of sandbox clusters: ``pgstream_sandbox(standbys=1, **kwargs)`` takes
+    :meth:`~pgstream.cluster.Cluster.sandbox`'s arguments; each cluster made is closed when
+    the test ends."""
     made: list[Cluster] = []
 
     def make(standbys: int = 1, **kwargs: Any) -> Cluster:
@@ -151,6 +161,7 @@ def pgstream_sandbox(pgstream_server: Installation) -> Iterator[Callable[..., Cl
 
 @pytest.fixture(scope="module")
 def pgstream_cluster(pgstream_server: Installation) -> Iterator[Cluster]:
+    """A sandbox of a primary and one standby, shared by the tests of one module."""
     with Cluster.sandbox(standbys=1, bindir=pgstream_server.bindir) as cluster:
         yield cluster
 

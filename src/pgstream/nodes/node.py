@@ -46,6 +46,8 @@ CONNECT_TIMEOUT = 10
 
 @attrs.frozen
 class ServerPaths:
+    """Where a running server keeps its files, as it reports them (``SHOW``): its data
+    directory, ``postgresql.conf`` and ``pg_hba.conf``."""
     data_directory: Path
     config_file: Path
     hba_file: Path
@@ -168,6 +170,8 @@ class Node:
         return self.query(statement, params)
 
     def value(self, built: queries.Query) -> Any:
+        """The first column of the first row of a built ``(statement, params)`` query (None:
+        no row); raises what :meth:`query` raises."""
         rows = self._run(built)
         return rows[0][0] if rows else None
 
@@ -182,9 +186,11 @@ class Node:
 
     @property
     def in_recovery(self) -> bool:
+        """Is the server in recovery (``pg_is_in_recovery()``), asked each time?"""
         return bool(self.value((sql.SQL("SELECT pg_is_in_recovery()"), ())))
 
     def system_identifier(self) -> str:
+        """The server's system identifier (``pg_control_system()``), as text."""
         return str(self.value(queries.system_identifier()))
 
     def timeline(self) -> int:
@@ -199,6 +205,7 @@ class Node:
                            Path(self.show("hba_file")))
 
     def show(self, setting: str) -> str:
+        """The value of ``setting`` as ``SHOW`` gives it (units included)."""
         return str(self.query(queries.show(setting))[0][0])
 
     def streams_to(self, standby: str, slot: str | None = None) -> bool:
@@ -208,6 +215,7 @@ class Node:
                    for (state,) in self._run(queries.walsender_state(standby, slot)))
 
     def ping(self) -> bool:
+        """Does the server answer ``SELECT 1`` (never raises)?"""
         try:
             self.query("SELECT 1")
         except (NodeUnreachable, QueryError):
@@ -231,6 +239,8 @@ class Node:
         return [slot_status_of(row) for row in rows]
 
     def slot(self, name: str) -> SlotStatus | None:
+        """The physical slot named ``name`` with the WAL it holds back, or None (a bad name
+        raises :class:`~pgstream.errors.InvalidInput`)."""
         identifiers.slot_name(name)
         rows = self._run(queries.slot_status(self.version, None, name))
         return slot_status_of(rows[0]) if rows else None
@@ -301,6 +311,7 @@ class Standby(Node):
         return Lsn.maybe(self.value(queries.replay_lsn(self.version)))
 
     def has_replayed(self, target: Lsn) -> bool:
+        """Has replay reached ``target`` (``pg_wal_lsn_diff`` >= 0)?"""
         return bool(self.value(queries.lsn_reached(self.version, str(target))))
 
     def wait_for_replay(self, target: Lsn, timeout: float = DEFAULT_TIMEOUT) -> None:

@@ -57,6 +57,8 @@ def host_of(entry: NodeEntry) -> Host:
 
 
 def spec_of(entry: NodeEntry) -> NodeSpec:
+    """What to probe for a topology entry: its conninfo, name, host, data directory,
+    service, slot and application_name."""
     return NodeSpec(entry.conninfo, name=entry.name, host=host_of(entry),
                     data_dir=Path(entry.data_dir) if entry.data_dir else None,
                     service=entry.service, slot=entry.slot,

@@ -184,6 +184,10 @@ class Sandbox:
     @classmethod
     def create(cls, server: Installation, user: OsUser, base_dir: str | Path | None = None,
                template: bool = True, wal_segsize_mb: int | None = None) -> Sandbox:
+        """A new, empty sandbox directory under ``base_dir`` (default
+        :func:`default_parent`), owned by ``user``, with its socket directory and marker. Raises
+        :class:`~pgstream.errors.InvalidInput` before creating anything when ``base_dir`` is no
+        directory or ``user`` could not reach it or the server programs."""
         parent = Path(base_dir) if base_dir is not None else default_parent()
         if not parent.is_dir():
             raise InvalidInput(f"base_dir {parent} is not an existing directory")
@@ -216,23 +220,30 @@ class Sandbox:
 
     @property
     def socket_dir(self) -> Path:
+        """The Unix socket directory every server of the sandbox listens in (0700)."""
         return self.base_dir / "run"
 
     @property
     def passfile(self) -> Path:
+        """The passfile (0600) every standby of the sandbox reads its password from."""
         return self.base_dir / "replication.pgpass"
 
     def data_dir(self, name: str) -> Path:
+        """Where the node ``name`` keeps its data (the name is validated)."""
         return self.base_dir / identifiers.node_name(name)
 
     def log_file(self, name: str) -> Path:
+        """The server log of the node ``name``."""
         return self.base_dir / f"{name}.log"
 
     def conninfo(self, port: int) -> str:
+        """The superuser conninfo of the sandbox server on ``port`` (over its socket)."""
         return pg_conninfo.make_conninfo("", host=str(self.socket_dir), port=port,
                                          user=SUPERUSER, dbname="postgres")
 
     def service(self, name: str) -> SandboxService:
+        """A ``pg_ctl`` service for the node ``name``, remembered (so that :meth:`destroy`
+        stops it) and written to the marker."""
         svc = SandboxService(self.host, self.server.bindir, self.data_dir(name), self.user,
                              self.log_file(name), version=self.server.version)
         self.services[name] = svc
@@ -249,6 +260,7 @@ class Sandbox:
         self.save_marker()
 
     def node_settings(self, name: str, port: int) -> dict[str, str]:
+        """The node's own settings: ``port``, socket directory, ``cluster_name``."""
         return ConfigRenderer(self.server.version).node_settings(
             port=port, socket_dir=str(self.socket_dir), cluster_name=name)
 
@@ -286,6 +298,8 @@ class Sandbox:
 
     # -- lifetime
     def save_marker(self) -> None:
+        """Write ``sandbox.json`` (0600): the programs, the user and each node's data
+        directory, for ``pgstream sandbox-stop`` (:func:`destroy_kept`)."""
         state = {"pgstream_sandbox": 1, "bindir": str(self.server.bindir),
                  "user": self.user.name,
                  "nodes": {name: str(svc.data_dir) for name, svc in self.services.items()}}
