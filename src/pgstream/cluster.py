@@ -8,8 +8,6 @@ wraps servers that already exist; ``cluster.setup_plan()`` is the runbook that s
 
 from __future__ import annotations
 
-import contextlib
-import datetime as dt
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -18,31 +16,23 @@ from typing import Any
 
 import attrs
 
-from pgstream.errors import InvalidInput, PgStreamError
-from pgstream.facts import arguments, identifiers
+from pgstream.facts import arguments
 from pgstream.facts.identifiers import Secret
 from pgstream.facts.lsn import Lsn
 from pgstream.hosts.binaries import Installation
 from pgstream.hosts.host import Host
 from pgstream.hosts.wait import DEFAULT_TIMEOUT
-from pgstream.nodes import identity
 from pgstream.nodes.node import Node, Primary, Standby
-from pgstream.ops import assemble
-from pgstream.ops.assemble import address_from_conninfo, conninfo_port
-from pgstream.ops.check import CheckReport, Thresholds, annotate_status, check
+from pgstream.ops import assemble, members
+from pgstream.ops.check import CheckReport, Thresholds, check
 from pgstream.ops.discover import discover_cluster
 from pgstream.ops.discover_build import Found
-from pgstream.ops.discover_file import found_from_topology, read_topology, replication_password
+from pgstream.ops.discover_file import found_in_file
 from pgstream.ops.discover_probe import NodeSpec
 from pgstream.ops.discover_view import Discovery
 from pgstream.ops.failover import failover_plan
-from pgstream.ops.follow import follow_steps, promote_alone_plan
-from pgstream.ops.observe import (
-    STATUS_ANSWER_TIMEOUT,
-    STATUS_CONNECT_TIMEOUT,
-    cluster_status,
-    wait_for_catchup,
-)
+from pgstream.ops.follow import promote_alone_plan
+from pgstream.ops.observe import wait_for_catchup
 from pgstream.ops.plan import Plan, PlanReport, ProgressCallback
 from pgstream.ops.rejoin import rejoin_plan
 from pgstream.ops.remove import remove_standby_plan
@@ -51,7 +41,6 @@ from pgstream.ops.sandbox_parts import sandbox_parts
 from pgstream.ops.setup import ReplicationAuth
 from pgstream.ops.status import ClusterStatus, HistoryEntry
 from pgstream.ops.switchover import DEFAULT_MAX_LAG_BYTES, switchover_plan
-from pgstream.ops.sync import synchronous_plan
 from pgstream.ops.upgrade import remove_old_cluster_plan, upgrade_plan
 from pgstream.ops.upgrade_facts import UpgradeMethod
 from pgstream.ops.view import RoleChange, rearrange
@@ -59,27 +48,15 @@ from pgstream.render import commands
 from pgstream.render.sync_spec import SyncSpec
 
 
-def _address_map(items: Mapping[str, tuple[str, int]]) -> dict[str, tuple[str, int]]:
-    return dict(items)  # a copy: the cluster binds addresses to names in it
-
-
-def _standby_list(items: Iterable[Standby]) -> list[Standby]:
-    return list(items)
-
-
-def _str_list(items: Iterable[str]) -> list[str]:
-    return list(items)
-
-
 @attrs.define(eq=False)
 class Cluster:
     """A primary and its streaming standbys."""
 
     primary: Primary
-    standbys: list[Standby] = attrs.field(factory=list, converter=_standby_list)
+    standbys: list[Standby] = attrs.field(factory=list, converter=members.standby_list)
     auth: ReplicationAuth = attrs.field(factory=ReplicationAuth)
     primary_address: tuple[str, int] | None = None
-    hba_addresses: list[str] = attrs.field(factory=list, converter=_str_list)
+    hba_addresses: list[str] = attrs.field(factory=list, converter=members.str_list)
     settings: dict[str, str] | None = None
     passfiles: dict[str, Path] = attrs.field(factory=dict)
     """Per standby: where its passfile goes (default: beside its data directory)."""
@@ -87,7 +64,7 @@ class Cluster:
     node_settings: dict[str, dict[str, str]] = attrs.field(factory=dict)
     """Per node: its own settings (port, cluster_name, ...), merged into its
     postgresql.auto.conf after a clone or a rewind, which copy the primary's."""
-    addresses: dict[str, tuple[str, int]] = attrs.field(factory=dict, converter=_address_map)
+    addresses: dict[str, tuple[str, int]] = attrs.field(factory=dict, converter=members.address_map)
     """Per node: the (host, port) other nodes stream from, else taken from its conninfo when
     that names a TCP host. ``primary_address`` is the address of the node that is the primary
     when the cluster is built: it stays that node's, whichever node is primary later."""
@@ -102,15 +79,8 @@ class Cluster:
     _stream_names: dict[str, tuple[str, str]] = attrs.field(factory=dict, init=False)
 
     def __attrs_post_init__(self) -> None:
-        names = [n.name for n in self.nodes]
-        if len(set(names)) != len(names):
-            raise InvalidInput(f"node names must be unique: {', '.join(names)}")
-        if self.primary_address is not None:  # an address belongs to a node, not to a role
-            self.primary_address = identifiers.address(self.primary_address)
-            self.addresses.setdefault(self.primary.name, self.primary_address)
-        self.addresses = {name: identifiers.address(where)
-                          for name, where in self.addresses.items()}
-        identity.refuse_shared_places([*self.nodes, *self.failed], self.addresses)
+        self.primary_address, self.addresses = members.checked_addresses(
+            self.nodes, self.failed, self.primary, self.primary_address, self.addresses)
         if self._sandbox is not None:
             self._finalizer = weakref.finalize(self, self._sandbox.destroy)
 
@@ -124,23 +94,15 @@ class Cluster:
                 settings: Mapping[str, str] | None = None,
                 wal_segsize_mb: int | None = None,
                 timeout: float = DEFAULT_TIMEOUT) -> Cluster:
-        """A local, temporary primary with ``standbys`` streaming standbys (loopback, sockets).
-
-        Server programs come from ``bindir``, ``$PGSTREAM_BINDIR`` or discovery (see
-        :mod:`pgstream.hosts.binaries`); ``pg_basebackup`` from the same place or a newer one. As
-        root, servers run as ``run_as`` (default ``postgres``). ``template`` reuses a cached
-        initdb result (``~/.cache/pgstream``) to start faster. ``password`` is the replication
-        role's (random by default); it reaches the standbys through a 0600 passfile only.
-        ``client_bindir`` picks the ``pg_basebackup`` (it must be of the server's major or newer).
-        ``settings`` are added to the primary's before its first start (standbys inherit them);
-        ``wal_segsize_mb`` is initdb's ``--wal-segsize`` (11+), e.g. 1 for slot-limit tests.
-        """
+        """A local, temporary primary with ``standbys`` streaming standbys (loopback, sockets),
+        set up (:meth:`setup_plan`) within ``timeout``; removed by :meth:`close` or the end of
+        a ``with`` block. The arguments: :func:`pgstream.ops.sandbox_parts.sandbox_parts`."""
         timeout = arguments.timeout(timeout)
         parts = sandbox_parts(standbys, bindir=bindir, base_dir=base_dir, run_as=run_as,
                               template=template, password=password,
                               client_bindir=client_bindir, settings=settings,
                               wal_segsize_mb=wal_segsize_mb)
-        try:
+        with parts.removed_on_error():
             cluster = cls(parts.primary, list(parts.standbys), auth=parts.auth,
                           primary_address=parts.addresses[parts.primary.name],
                           hba_addresses=["127.0.0.1"], settings=parts.settings,
@@ -148,29 +110,21 @@ class Cluster:
                           addresses=parts.addresses)
             cluster.setup_plan(server=parts.server, client=parts.client,
                                timeout=timeout).apply(progress)
-        except BaseException:
-            parts.box.destroy()
-            raise
         return cluster
 
     @classmethod
     def discover(cls, primary_conninfo: str | NodeSpec, *,
                  standbys: Sequence[str | NodeSpec] = (), host: Host | None = None,
                  auth: ReplicationAuth | None = None, deep: bool = True) -> Cluster:
-        """The running cluster around ``primary_conninfo``, learnt from the servers (see
-        :mod:`pgstream.ops.discover`); ``cluster.discovery`` says what was found and how."""
+        """The running cluster around ``primary_conninfo``, learnt from the servers
+        (:mod:`pgstream.ops.discover`); :attr:`discovery` says what was found and how."""
         return cls._found(discover_cluster(primary_conninfo, standbys=standbys, host=host,
                                            deep=deep), auth)
 
     @classmethod
     def from_file(cls, path: str | Path, *, deep: bool = True) -> Cluster:
-        """The cluster a topology file (``pgstream.toml``) lists; the primary is whichever
-        node the servers say (see :mod:`pgstream.render.topology`)."""
-        topology = read_topology(path)
-        found = found_from_topology(topology, deep=deep)
-        user = topology.replication.user or found.replication_user or "replicator"
-        return cls._found(found, ReplicationAuth(
-            user, replication_password(topology.replication, user)))
+        """The cluster a topology file lists (:func:`pgstream.ops.discover_file.found_in_file`)."""
+        return cls._found(*found_in_file(path, deep=deep))
 
     @classmethod
     def _found(cls, found: Found, auth: ReplicationAuth | None) -> Cluster:
@@ -183,14 +137,12 @@ class Cluster:
     # -- nodes
     @property
     def nodes(self) -> list[Node]:
+        """The primary, then the standbys (cascading ones included)."""
         return [self.primary, *self.standbys]
 
     def node(self, name: str) -> Node:
-        for node in self.nodes:
-            if node.name == name:
-                return node
-        raise InvalidInput(f"no node named {name!r} (nodes: "
-                           f"{', '.join(n.name for n in self.nodes)})")
+        """The node named ``name`` (raises :class:`~pgstream.errors.InvalidInput`)."""
+        return members.named(self.nodes, name, "node")
 
     @property
     def base_dir(self) -> Path | None:
@@ -205,18 +157,15 @@ class Cluster:
         return self._stream_names.get(standby.name, (standby.name, ""))[0]
 
     def standby(self, name: str) -> Standby:
-        for standby in self.standbys:
-            if standby.name == name:
-                return standby
-        raise InvalidInput(f"no standby named {name!r} (standbys: "
-                           f"{', '.join(s.name for s in self.standbys) or 'none'})")
+        """The standby named ``name`` (raises :class:`~pgstream.errors.InvalidInput`)."""
+        return members.named(self.standbys, name, "standby")
 
     def address_of(self, node: Node) -> tuple[str, int]:
         """Where other nodes reach ``node`` for replication: its own ``addresses`` entry
         (``primary_address`` is the first primary's), else its conninfo's TCP host."""
         if node.name in self.addresses:
             return self.addresses[node.name]
-        return address_from_conninfo(node)
+        return assemble.address_from_conninfo(node)
 
     def passfile_of(self, node: Node) -> Path | None:
         """Where ``node`` keeps the replication password (None: the default beside its data
@@ -226,9 +175,8 @@ class Cluster:
         return self._sandbox.passfile if self._sandbox is not None else None
 
     def apply(self, change: RoleChange) -> None:
-        """Rearrange the cluster after a plan step changed roles on the servers (the only
-        place where operations' results change a cluster), and record it in :attr:`history`.
-        """
+        """Rearrange the cluster after a step changed roles on the servers (the only place
+        where operations' results change a cluster); record it in :attr:`history`."""
         self._stream_names.update((s.name, (s.slot_name, s.application_name))
                                   for s in self.standbys)
         self.primary, self.standbys, self.failed = rearrange(
@@ -249,10 +197,7 @@ class Cluster:
                               rejoined=tuple(rejoined), failed=tuple(failed), record=note))
 
     def _note(self, operation: str, detail: str) -> None:
-        timeline = None
-        with contextlib.suppress(PgStreamError):
-            timeline = self.primary.timeline()
-        self.history.append(HistoryEntry(dt.datetime.now(dt.UTC), operation, detail, timeline))
+        self.history.append(members.history_entry(self.primary, operation, detail))
 
     # -- operations (each also a plan: print it for a dry run)
     def promote_plan(self, standby: Standby | str, *, timeout: float = DEFAULT_TIMEOUT) -> Plan:
@@ -263,21 +208,13 @@ class Cluster:
 
     def follow_plan(self, standby: Standby | str, upstream: Node | str, *,
                     timeout: float = DEFAULT_TIMEOUT) -> Plan:
-        """Re-point a standby at another upstream (the primary or another standby), after
-        checking both against their servers."""
-        timeout = arguments.timeout(timeout)
-        node = self.standby(standby) if isinstance(standby, str) else standby
-        target = self.node(upstream) if isinstance(upstream, str) else upstream
-        assemble.verify(self, node, target)
-        previous = self.node(node.upstream) if node.upstream not in (None, target.name) \
-            and node.upstream in {n.name for n in self.nodes} else (
-                self.primary if node.upstream is None and target is not self.primary else None)
-        return Plan(f"{node.name} follows {target.name}", follow_steps(
-            self, node, target, previous=previous, timeout=timeout, concurrent=False))
+        """Re-point a standby at another upstream (:func:`pgstream.ops.assemble.follow_plan`)."""
+        return assemble.follow_plan(self, standby, upstream, timeout=timeout)
 
     def follow(self, standby: Standby | str, upstream: Node | str,
                progress: ProgressCallback | None = None,
                timeout: float = DEFAULT_TIMEOUT) -> PlanReport:
+        """Apply :meth:`follow_plan` and record it in :attr:`history`."""
         report = self.follow_plan(standby, upstream, timeout=timeout).apply(progress)
         name = standby if isinstance(standby, str) else standby.name
         target = upstream if isinstance(upstream, str) else upstream.name
@@ -293,6 +230,8 @@ class Cluster:
     def switchover(self, to: Standby | str, *, max_lag_bytes: int = DEFAULT_MAX_LAG_BYTES,
                    progress: ProgressCallback | None = None,
                    timeout: float = DEFAULT_TIMEOUT) -> PlanReport:
+        """Apply :meth:`switchover_plan`; raises what it raises, or
+        :class:`~pgstream.errors.PlanFailed`."""
         return self.switchover_plan(to, max_lag_bytes=max_lag_bytes,
                                     timeout=timeout).apply(progress)
 
@@ -304,34 +243,34 @@ class Cluster:
     def failover(self, candidate: Standby | str | None = None, *, force: bool = False,
                  progress: ProgressCallback | None = None,
                  timeout: float = DEFAULT_TIMEOUT) -> PlanReport:
+        """Apply :meth:`failover_plan`; raises what it raises, or
+        :class:`~pgstream.errors.PlanFailed`."""
         return self.failover_plan(candidate, force=force, timeout=timeout).apply(progress)
 
     def rejoin_plan(self, node: Node | str, *, rewind: bool | None = None,
                     timeout: float = DEFAULT_TIMEOUT) -> Plan:
         """A former primary back as a standby (see :mod:`pgstream.ops.rejoin`)."""
-        if isinstance(node, str):
-            node = next((n for n in [*self.failed, *self.nodes] if n.name == node), None) \
-                or self.node(node)  # raises: no node of that name
-        return rejoin_plan(self, node, rewind=rewind, timeout=timeout)
+        return rejoin_plan(self, members.node_or_failed(self, node), rewind=rewind,
+                           timeout=timeout)
 
     def rejoin(self, node: Node | str, *, rewind: bool | None = None,
                progress: ProgressCallback | None = None,
                timeout: float = DEFAULT_TIMEOUT) -> PlanReport:
+        """Apply :meth:`rejoin_plan`."""
         return self.rejoin_plan(node, rewind=rewind, timeout=timeout).apply(progress)
 
     def synchronous_plan(self, spec: SyncSpec, *, synchronous_commit: str | None = None,
                          wait_for: Mapping[str, str] | None = None,
                          timeout: float = DEFAULT_TIMEOUT) -> Plan:
         """Set ``synchronous_standby_names`` from a typed spec (see :mod:`pgstream.ops.sync`)."""
-        timeout = arguments.timeout(timeout)
-        return synchronous_plan(self.primary, spec, synchronous_commit=synchronous_commit,
-                                wait_for=wait_for, timeout=timeout,
-                                standbys=[s.name for s in self.standbys if s.upstream is None])
+        return assemble.synchronous_plan(self, spec, synchronous_commit=synchronous_commit,
+                                         wait_for=wait_for, timeout=timeout)
 
     def set_synchronous(self, spec: SyncSpec, *, synchronous_commit: str | None = None,
                         wait_for: Mapping[str, str] | None = None,
                         progress: ProgressCallback | None = None,
                         timeout: float = DEFAULT_TIMEOUT) -> PlanReport:
+        """Apply :meth:`synchronous_plan`; a change is recorded in :attr:`history`."""
         report = self.synchronous_plan(spec, synchronous_commit=synchronous_commit,
                                        wait_for=wait_for, timeout=timeout).apply(progress)
         if report.changed:
@@ -344,11 +283,8 @@ class Cluster:
                          hba_address: str | None = None,
                          node_settings: Mapping[str, str] | None = None,
                          address: tuple[str, int] | None = None) -> Plan:
-        """Clone one more standby from ``upstream`` (default the primary; a standby gives a
-        cascading standby, with its slot on that standby); ``hba_address``: allow it in the
-        upstream's pg_hba.conf with a line marked for it. ``node_settings`` and ``address``
-        (where others reach it) are recorded once it streams. Everything is checked first
-        (see :func:`pgstream.ops.assemble.add_standby_plan`)."""
+        """Clone one more standby from ``upstream`` (default the primary), everything checked
+        first (:func:`pgstream.ops.assemble.add_standby_plan`)."""
         return assemble.add_standby_plan(self, standby, upstream=upstream, replace=replace,
                                          sync=self._sandbox is None, timeout=timeout,
                                          hba_address=hba_address, node_settings=node_settings,
@@ -362,26 +298,17 @@ class Cluster:
     def remove_standby(self, standby: Standby | str, *, wipe: bool = False,
                        progress: ProgressCallback | None = None,
                        timeout: float = DEFAULT_TIMEOUT) -> PlanReport:
+        """Apply :meth:`remove_standby_plan`."""
         return self.remove_standby_plan(standby, wipe=wipe, timeout=timeout).apply(progress)
 
     def add_standby(self, name: str, *, upstream: Node | str | None = None,
                     progress: ProgressCallback | None = None,
                     timeout: float = DEFAULT_TIMEOUT) -> Standby:
-        """Sandbox: clone and start one more standby, from the primary or from a standby.
-
-        The name, upstream and timeout are checked first: a refused call changes nothing."""
-        if self._sandbox is None:
-            raise InvalidInput("add_standby(name) makes local sandbox nodes; for existing "
-                               "servers build a Standby and use add_standby_plan()")
-        name = identifiers.node_name(name)
-        if name in {n.name for n in [*self.nodes, *self.failed]}:
-            raise InvalidInput(f"a node named {name!r} exists already")
-        arguments.timeout(timeout)
-        if isinstance(upstream, str):
-            self.node(upstream)
-        node, own = self._sandbox.standby_node(name)
-        self.add_standby_plan(node, upstream=upstream, timeout=timeout, node_settings=own,
-                              address=("127.0.0.1", conninfo_port(node))).apply(progress)
+        """Sandbox: clone and start one more standby, from the primary or from a standby
+        (checked first: :func:`pgstream.ops.assemble.sandbox_standby_plan`)."""
+        node, plan = assemble.sandbox_standby_plan(self, self._sandbox, name,
+                                                   upstream=upstream, timeout=timeout)
+        plan.apply(progress)
         return node
 
     def upgrade_plan(self, to: str | Path | Installation, *, method: UpgradeMethod = "rsync",
@@ -400,6 +327,7 @@ class Cluster:
                 data_dirs: Mapping[str, Path] | None = None,
                 progress: ProgressCallback | None = None,
                 timeout: float = DEFAULT_TIMEOUT) -> PlanReport:
+        """Apply :meth:`upgrade_plan`."""
         return self.upgrade_plan(to, method=method, mode=mode, analyze=analyze,
                                  data_dirs=data_dirs, timeout=timeout).apply(progress)
 
@@ -411,10 +339,8 @@ class Cluster:
     def setup_plan(self, *, replace: bool = False, server: Installation | None = None,
                    client: Installation | None = None, sync: bool | None = None,
                    timeout: float = DEFAULT_TIMEOUT) -> Plan:
-        """The runbook: prepare the primary (seed steps 1-5), clone each standby (6-11).
-
-        Everything is validated while building the plan, before anything changes.
-        """
+        """The runbook: prepare the primary (seed steps 1-5), clone each standby (6-11); all
+        validated while building the plan (:func:`pgstream.ops.assemble.setup_plan`)."""
         return assemble.setup_plan(
             self, auth=self.auth, settings=self.settings, hba_addresses=self.hba_addresses,
             replace=replace, server=server, client=client,
@@ -426,19 +352,14 @@ class Cluster:
         return wait_for_catchup(self, arguments.timeout(timeout))
 
     def status(self) -> ClusterStatus:
-        """Primary position and per-standby state, lag, sync state, slot and recovery (every
-        node asked at once, each in one round trip; see :func:`pgstream.ops.status.
-        cluster_status`); a standby that does not stream carries its problem (the code of its
-        most severe :meth:`check` finding)."""
-        return annotate_status(cluster_status(self, history=self.history), self,
-                               timeout=STATUS_CONNECT_TIMEOUT + STATUS_ANSWER_TIMEOUT)
+        """Positions, lag, sync state, slots and recovery of every node, asked at once
+        (:func:`pgstream.ops.observe.cluster_status`), each problem as its :meth:`check` code."""
+        return members.status(self, self.history)
 
     def check(self, *, thresholds: Thresholds | None = None,
               timeout: float = 10.0) -> CheckReport:
-        """Why standbys do not stream, and what else will break replication: a frozen report
-        of findings, each with a code, severity, evidence and fix (see ``docs/check.md``).
-        Every node is read at once, for at most ``timeout`` seconds; never raises for a
-        node's trouble."""
+        """Why standbys do not stream, and what else will break replication
+        (:func:`pgstream.ops.check.check`); never raises for a node's trouble."""
         return check(self, thresholds=thresholds, timeout=timeout)
 
     # -- lifetime

@@ -41,8 +41,8 @@ from pgstream.facts.version import major_num
 from pgstream.hosts import binaries
 from pgstream.hosts.binaries import Installation
 from pgstream.nodes.node import Primary, Standby
-from pgstream.ops.sandbox import cache_dir
-from pgstream.render import queries
+from pgstream.ops.sandbox_template import cache_dir
+from pgstream.render import catalog
 
 _OPS: dict[str, Callable[[int, int], bool]] = {
     ">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt,
@@ -65,6 +65,7 @@ def version_matches(spec: str, server_num: int) -> bool:
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
+    """Add ``--pgstream-bindir`` and ``--pgstream-fresh-cache`` to pytest's options."""
     parser.addoption("--pgstream-bindir", default=None,
                      help="PostgreSQL bin directory for pgstream's fixtures")
     parser.addoption("--pgstream-fresh-cache", action="store_true", default=False,
@@ -73,6 +74,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    """Register the ``pg(spec)`` marker; ``--pgstream-bindir`` sets
+    ``$PGSTREAM_BINDIR`` for the whole session."""
     config.addinivalue_line("markers", "pg(spec): needs a server version matching spec, "
                                        "e.g. pg('>= 13')")
     if config.getoption("--pgstream-bindir"):
@@ -87,6 +90,7 @@ def _server() -> Installation | None:
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
+    """The header line naming the PostgreSQL server and pg_basebackup the tests use."""
     server = _server()
     if server is None:
         return ["pgstream: no PostgreSQL server found"]
@@ -99,6 +103,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Skip a test whose ``pg(spec)`` markers the server's version does not match."""
     specs = [m.args[0] for m in item.iter_markers("pg")]
     if not specs:
         return
@@ -131,11 +136,16 @@ def pgstream_cache_dir(request: pytest.FixtureRequest) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def pgstream_server(pgstream_cache_dir: str) -> Installation:
+    """The PostgreSQL installation the fixtures use (``--pgstream-bindir``,
+    ``$PGSTREAM_BINDIR`` or discovery); raises :class:`~pgstream.errors.BinaryNotFound`."""
     return binaries.find_server()
 
 
 @pytest.fixture
 def pgstream_sandbox(pgstream_server: Installation) -> Iterator[Callable[..., Cluster]]:
+    """A factory of sandbox clusters: ``pgstream_sandbox(standbys=1, **kwargs)`` takes
+    :meth:`~pgstream.cluster.Cluster.sandbox`'s arguments; each cluster made is closed when
+    the test ends."""
     made: list[Cluster] = []
 
     def make(standbys: int = 1, **kwargs: Any) -> Cluster:
@@ -151,6 +161,7 @@ def pgstream_sandbox(pgstream_server: Installation) -> Iterator[Callable[..., Cl
 
 @pytest.fixture(scope="module")
 def pgstream_cluster(pgstream_server: Installation) -> Iterator[Cluster]:
+    """A sandbox of a primary and one standby, shared by the tests of one module."""
     with Cluster.sandbox(standbys=1, bindir=pgstream_server.bindir) as cluster:
         yield cluster
 
@@ -202,9 +213,9 @@ def _database_name(test_name: str) -> str:
 
 def _drop_database(primary: Primary, name: str) -> None:
     for attempt in range(5):
-        primary.query(*queries.terminate_sessions(name))
+        primary.query(*catalog.terminate_sessions(name))
         try:
-            primary.execute(queries.drop_database(name))
+            primary.execute(catalog.drop_database(name))
             return
         except QueryError as exc:  # a session connected again in between: end it, retry
             if exc.sqlstate != pg_errors.ObjectInUse.sqlstate or attempt == 4:
@@ -218,7 +229,7 @@ def pgstream_db(pgstream_shared_cluster: Cluster,
     by the standby before the test body runs, dropped (its sessions ended) afterwards."""
     cluster = pgstream_shared_cluster
     name = _database_name(request.node.name)
-    cluster.primary.execute(queries.create_database(name))
+    cluster.primary.execute(catalog.create_database(name))
     primary = Primary(cluster.primary.name,
                       pg_conninfo.make_conninfo(cluster.primary.conninfo, dbname=name))
     standby = cluster.standbys[0]

@@ -210,7 +210,7 @@ def test_clone_longer_than_the_timeout_fails_and_rolls_back(
 
 
 def test_ctrl_c_while_copying_kills_the_copy(tmp_path: Path) -> None:
-    """What Sandbox._initdb does with a cached template: LocalHost.copy_tree (cp -a)."""
+    """What sandbox_template.initdb does with a cached template: LocalHost.copy_tree (cp -a)."""
     source = tmp_path / "template"
     source.mkdir()
     (source / "data").write_bytes(os.urandom(1 << 20) * 128)

@@ -109,6 +109,8 @@ def emit(args: argparse.Namespace, document: dict[str, Any], text: str) -> None:
 
 
 def emit_error(args: argparse.Namespace | None, exc: BaseException) -> int:
+    """Print ``exc`` (on stderr, or with ``--json`` as an ``error`` document on stdout
+    with its code, category and exit code); returns the exit code its category maps to."""
     category, code = classify(exc)
     message = str(exc)
     if args is not None and getattr(args, "json", False):
@@ -121,12 +123,14 @@ def emit_error(args: argparse.Namespace | None, exc: BaseException) -> int:
 
 
 def plan_document(plan: Plan) -> dict[str, Any]:
+    """The ``--json`` form of a plan: its title and numbered steps, each with its detail."""
     return {"title": plan.title, "steps": [
         {"number": n, "node": s.node, "host": s.host, "kind": s.kind.value, "title": s.title,
          "detail": s.detail} for n, s in enumerate(plan.steps, 1)]}
 
 
 def report_document(report: PlanReport) -> dict[str, Any]:
+    """The ``--json`` form of an applied plan: what each step did and how long it took."""
     return {"title": report.plan_title, "changed": report.changed, "steps": [
         {"node": a.step.node, "title": a.step.title, "changed": a.result.changed,
          "message": a.result.message, "seconds": round(a.seconds, 3)} for a in report.applied]}

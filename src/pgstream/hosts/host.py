@@ -58,6 +58,7 @@ class OsUser:
 
     @classmethod
     def lookup(cls, name: str) -> OsUser:
+        """The account named ``name`` here (:class:`~pgstream.errors.InvalidInput` when none)."""
         try:
             entry = pwd.getpwnam(name)
         except KeyError:
@@ -66,11 +67,13 @@ class OsUser:
 
     @classmethod
     def current(cls) -> OsUser:
+        """The account this process runs as (its effective uid)."""
         entry = pwd.getpwuid(os.geteuid())
         return cls(entry.pw_name, entry.pw_uid, entry.pw_gid, entry.pw_dir)
 
     @property
     def is_root(self) -> bool:
+        """Is it root (uid 0)?"""
         return self.uid == 0
 
 
@@ -96,6 +99,9 @@ def server_user(run_as: str | None = None) -> OsUser:
 
 @attrs.frozen
 class Completed:
+    """A command that ran: its ``argv``, exit code, output (stdout and stderr merged) and
+    how many seconds it took.
+    """
     argv: tuple[str, ...]
     returncode: int
     output: str
@@ -114,25 +120,45 @@ class Host(Protocol):
             env: Mapping[str, str] | None = None, timeout: float = 120.0,
             cwd: Path | None = None, on_output: OutputCallback | None = None,
             check: bool = True, what: str | None = None,
-            stdin: str | None = None) -> Completed: ...
-    def read_text(self, path: Path) -> str: ...
-    def read_bytes(self, path: Path) -> bytes: ...
+            stdin: str | None = None) -> Completed:
+        """Run ``argv`` (as ``user``) and wait at most ``timeout`` seconds; with ``check``, a
+        non-zero exit raises :class:`~pgstream.errors.CommandFailed` with the output's tail.
+        """
+    def read_text(self, path: Path) -> str:
+        """The file's content, as UTF-8."""
+    def read_bytes(self, path: Path) -> bytes:
+        """The file's content."""
     def write_text(self, path: Path, text: str, *, mode: int = 0o600,
-                   owner: OsUser | None = None) -> None: ...
-    def append_text(self, path: Path, text: str, *, owner: OsUser | None = None) -> None: ...
-    def exists(self, path: Path) -> bool: ...
-    def is_dir(self, path: Path) -> bool: ...
-    def make_dir(self, path: Path, *, mode: int = 0o700, owner: OsUser | None = None) -> None: ...
-    def list_dir(self, path: Path) -> list[str]: ...
-    def wipe_contents(self, path: Path) -> bool: ...
-    def remove_empty_dir(self, path: Path) -> None: ...
-    def executable(self, path: Path) -> bool: ...
-    def process_alive(self, pid: int) -> bool: ...
-    def process_exists(self, pid: int) -> bool: ...
-    def postmaster_proven(self, pid: int, data_dir: Path) -> bool: ...
-    def lookup_user(self, name: str) -> OsUser: ...
-    def home_dirs(self) -> set[Path]: ...
-    def resolve(self, path: Path) -> Path: ...
+                   owner: OsUser | None = None) -> None:
+        """Replace the file atomically, with ``mode`` (and ``owner``, if given)."""
+    def append_text(self, path: Path, text: str, *, owner: OsUser | None = None) -> None:
+        """Append ``text`` on a line of its own, keeping the file's mode and owner."""
+    def exists(self, path: Path) -> bool:
+        """Does ``path`` exist?"""
+    def is_dir(self, path: Path) -> bool:
+        """Is ``path`` a directory?"""
+    def make_dir(self, path: Path, *, mode: int = 0o700, owner: OsUser | None = None) -> None:
+        """Create the directory ``path`` (its parent must exist, it must not)."""
+    def list_dir(self, path: Path) -> list[str]:
+        """The names in the directory ``path``, sorted."""
+    def wipe_contents(self, path: Path) -> bool:
+        """Remove everything inside ``path``, kept itself; False when it did not exist."""
+    def remove_empty_dir(self, path: Path) -> None:
+        """Remove the directory ``path``, which must be empty."""
+    def executable(self, path: Path) -> bool:
+        """Is ``path`` a file this host may execute?"""
+    def process_alive(self, pid: int) -> bool:
+        """Does ``pid`` run (a zombie does not)?"""
+    def process_exists(self, pid: int) -> bool:
+        """Is ``pid`` taken at all (zombies included)?"""
+    def postmaster_proven(self, pid: int, data_dir: Path) -> bool:
+        """Is ``pid`` alive and the postmaster of ``data_dir``?"""
+    def lookup_user(self, name: str) -> OsUser:
+        """The account named ``name`` there (:class:`~pgstream.errors.InvalidInput`)."""
+    def home_dirs(self) -> set[Path]:
+        """Every account's home directory there (none may be a data directory)."""
+    def resolve(self, path: Path) -> Path:
+        """``path`` with symbolic links resolved, as that host sees it."""
 
 
 @attrs.define
@@ -151,6 +177,10 @@ class LocalHost:
         return user
 
     def environment(self, user: OsUser | None, extra: Mapping[str, str] | None) -> dict[str, str]:
+        """The environment a command run as ``user`` gets: this process's, without the
+        ``PG*`` variables that would redirect PostgreSQL's tools, ``LC_ALL=C.UTF-8`` by default,
+        ``HOME``/``USER`` of ``user``, then ``extra``.
+        """
         env = {k: v for k, v in os.environ.items() if not _SCRUBBED_ENV.match(k)}
         env.setdefault("LC_ALL", "C.UTF-8")
         if (target := self._switch_to(user)) is not None:
@@ -222,15 +252,19 @@ class LocalHost:
 
     # -- files
     def read_text(self, path: Path) -> str:
+        """The file's content, as UTF-8."""
         return Path(path).read_text(encoding="utf-8")
 
     def read_bytes(self, path: Path) -> bytes:
+        """The file's content."""
         return Path(path).read_bytes()
 
     def is_dir(self, path: Path) -> bool:
+        """Is ``path`` a directory?"""
         return Path(path).is_dir()
 
     def executable(self, path: Path) -> bool:
+        """Is ``path`` a file this process may execute?"""
         return Path(path).is_file() and os.access(path, os.X_OK)
 
     def wipe_contents(self, path: Path) -> bool:
@@ -276,12 +310,15 @@ class LocalHost:
         return local_postmaster_proven(pid, data_dir)
 
     def lookup_user(self, name: str) -> OsUser:
+        """The account named ``name`` (:meth:`OsUser.lookup`)."""
         return OsUser.lookup(name)
 
     def resolve(self, path: Path) -> Path:
+        """``path`` with symbolic links resolved."""
         return Path(path).resolve()
 
     def home_dirs(self) -> set[Path]:
+        """Every account's home directory, and this process's."""
         homes = {Path(os.path.expanduser("~")).resolve()}
         for entry in pwd.getpwall():
             if entry.pw_dir and entry.pw_dir not in ("/", "/nonexistent"):
@@ -320,9 +357,11 @@ class LocalHost:
         self.write_text(path, current + text, mode=mode, owner=owner)
 
     def exists(self, path: Path) -> bool:
+        """Does ``path`` exist?"""
         return Path(path).exists()
 
     def make_dir(self, path: Path, *, mode: int = 0o700, owner: OsUser | None = None) -> None:
+        """Create the directory ``path`` with ``mode`` (and ``owner``, as root)."""
         path = Path(path)
         path.mkdir(mode=mode, parents=False, exist_ok=False)
         os.chmod(path, mode)
@@ -330,6 +369,7 @@ class LocalHost:
             os.chown(path, owner.uid, owner.gid)
 
     def list_dir(self, path: Path) -> list[str]:
+        """The names in the directory ``path``, sorted."""
         return sorted(os.listdir(path))
 
     def copy_tree(self, source: Path, target: Path) -> None:

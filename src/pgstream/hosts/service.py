@@ -90,6 +90,8 @@ class PgCtlService:
 
     @property
     def watches(self) -> bool:
+        """Does pgstream watch the pid file itself on this version (the version table's
+        ``pidfile_status``), so that ``pg_ctl`` need not wait (``-W``)?"""
         return self.version is not None and self.version.adapter.supports("pidfile_status")
 
     # -- lifecycle
@@ -134,6 +136,8 @@ class PgCtlService:
                  detail=lambda: "server log:\n" + self.log_tail(10))
 
     def restart(self, mode: commands.StopMode = "fast") -> None:
+        """Restart with a ``mode`` stop: :meth:`stop` then :meth:`start` where the pid
+        file is watched, else the service's own restart."""
         if not self.watches:
             self._control("restart", mode)
             return
@@ -141,6 +145,7 @@ class PgCtlService:
         self.start()
 
     def reload(self) -> None:
+        """Make the server re-read its configuration files (``pg_ctl reload``)."""
         self._control("reload")
 
     def promote(self) -> None:
@@ -179,6 +184,7 @@ class PgCtlService:
         return pid if self.host.process_alive(pid) else None
 
     def running(self) -> bool:
+        """Does the data directory's ``postmaster.pid`` name a live process?"""
         return self.pid() is not None
 
     def wait_gone(self, timeout: float = 30.0) -> None:
@@ -215,6 +221,7 @@ class PgCtlService:
             return b""
 
     def log_tail(self, lines: int = 20) -> str:
+        """The last ``lines`` lines of the server log (empty when it cannot be read)."""
         text = self._log_bytes().decode("utf-8", "replace")
         return "\n".join(text.strip().splitlines()[-lines:])
 
@@ -234,6 +241,8 @@ class DebianClusterService(PgCtlService):
     def for_cluster(cls, host: Host, major: str, cluster: str, *,
                     version: ServerVersion | None = None, timeout: int = 60,
                     user: OsUser | None = None) -> DebianClusterService:
+        """The service of Debian's cluster ``major``/``cluster``, with Debian's paths
+        (``/usr/lib/postgresql``, ``/var/lib/postgresql``, ``/var/log/postgresql``)."""
         return cls(host=host, bindir=Path(f"/usr/lib/postgresql/{major}/bin"),
                    data_dir=Path(f"/var/lib/postgresql/{major}/{cluster}"), user=user,
                    log_file=Path(f"/var/log/postgresql/postgresql-{major}-{cluster}.log"),
@@ -252,6 +261,7 @@ class DebianClusterService(PgCtlService):
 
     @property
     def config_dir(self) -> Path:
+        """Where Debian keeps the cluster's configuration (``/etc/postgresql``)."""
         return Path(f"/etc/postgresql/{self.major}/{self.cluster}")
 
 

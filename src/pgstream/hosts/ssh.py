@@ -164,6 +164,9 @@ class SshHost:
     # -- files
     def read_bytes(self, path: Path) -> bytes:
         # Markers: ssh may print warnings on the same (merged) output.
+        """The file's content, read through ``base64`` (raises
+        :class:`~pgstream.errors.PgStreamError` on unexpected output).
+        """
         done = self.run(("sh", "-c", 'printf "<<b64:" && base64 -w0 -- "$1" && printf ":b64>>"',
                          "sh", str(path)), what=f"read {path}", timeout=60)
         start, end = done.output.find("<<b64:"), done.output.rfind(":b64>>")
@@ -172,6 +175,7 @@ class SshHost:
         return base64.b64decode(done.output[start + 6:end])
 
     def read_text(self, path: Path) -> str:
+        """The file's content, as UTF-8."""
         return self.read_bytes(path).decode("utf-8")
 
     def write_text(self, path: Path, text: str, *, mode: int = 0o600,
@@ -182,6 +186,7 @@ class SshHost:
                  what=f"write {path}", timeout=60)
 
     def append_text(self, path: Path, text: str, *, owner: OsUser | None = None) -> None:
+        """Append ``text`` on a line of its own, keeping the file's mode and owner."""
         current = self.read_text(path) if self.exists(path) else ""
         mode, uid, gid = 0o600, None, None
         if self.exists(path):
@@ -197,24 +202,32 @@ class SshHost:
         return self.run(("test", flag, str(path)), check=False, what="test").returncode == 0
 
     def exists(self, path: Path) -> bool:
+        """Does ``path`` exist there (``test -e``)?"""
         return self._test("-e", path)
 
     def is_dir(self, path: Path) -> bool:
+        """Is ``path`` a directory there (``test -d``)?"""
         return self._test("-d", path)
 
     def executable(self, path: Path) -> bool:
+        """Is ``path`` an executable file there?"""
         return self._test("-x", path) and self._test("-f", path)
 
     def make_dir(self, path: Path, *, mode: int = 0o700, owner: OsUser | None = None) -> None:
+        """Create the directory ``path`` with ``mode`` (``mkdir -m``), then chown it."""
         self.run(("mkdir", "-m", f"{mode:o}", "--", str(path)), what=f"mkdir {path}")
         if owner is not None:
             self.run(("chown", f"{owner.uid}:{owner.gid}", "--", str(path)), what="chown")
 
     def list_dir(self, path: Path) -> list[str]:
+        """The names in the directory ``path``, sorted (``ls -A``)."""
         out = self.run(("ls", "-A", "--", str(path)), what=f"ls {path}").output
         return sorted(line for line in out.splitlines() if line)
 
     def wipe_contents(self, path: Path) -> bool:
+        """Remove everything inside ``path`` (``find -delete``), kept itself; False when
+        it did not exist.
+        """
         if not self.exists(path):
             return False
         had = bool(self.list_dir(path))
@@ -227,12 +240,14 @@ class SshHost:
         self.run(("rmdir", "--", str(path)), what=f"rmdir {path}")
 
     def process_alive(self, pid: int) -> bool:
+        """Does ``pid`` run there (a zombie does not)?"""
         done = self.run(("sh", "-c", 'kill -0 "$1" 2>/dev/null && '
                          '! grep -q "^[^)]*) Z" "/proc/$1/stat" 2>/dev/null', "sh", str(pid)),
                         check=False, what="check process")
         return done.returncode == 0
 
     def process_exists(self, pid: int) -> bool:
+        """Is ``pid`` taken there at all (``/proc/PID`` exists)?"""
         return self._test("-e", Path(f"/proc/{pid}"))
 
     def postmaster_proven(self, pid: int, data_dir: Path) -> bool:
@@ -253,6 +268,9 @@ class SshHost:
                    for d in {str(data_dir), resolved or str(data_dir)})
 
     def lookup_user(self, name: str) -> OsUser:
+        """The account named ``name`` there (``getent passwd``;
+        :class:`~pgstream.errors.InvalidInput` when none).
+        """
         done = self.run(("getent", "passwd", name), check=False, what="getent")
         fields = done.output.strip().split(":")
         if done.returncode != 0 or len(fields) < 6:
@@ -260,6 +278,7 @@ class SshHost:
         return OsUser(fields[0], int(fields[2]), int(fields[3]), fields[5])
 
     def home_dirs(self) -> set[Path]:
+        """Every account's home directory there (``getent passwd``)."""
         out = self.run(("getent", "passwd"), what="getent").output
         homes = set()
         for line in out.splitlines():

@@ -8,11 +8,10 @@ with parameters; errors come back as :class:`~pgstream.errors.PgStreamError` sub
 from __future__ import annotations
 
 import contextlib
-import logging
 import math
 import os
 import socket
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,29 +25,29 @@ from pgstream.errors import (
     NodeUnreachable,
     NotAStandby,
     QueryError,
-    ReadOnlyNode,
     SlotError,
     SlotInUse,
     SlotNotFound,
 )
-from pgstream.facts import identifiers, redact
+from pgstream.facts import identifiers
 from pgstream.facts.lsn import Lsn
 from pgstream.facts.version import ServerVersion
 from pgstream.hosts.host import Host, LocalHost, OsUser
 from pgstream.hosts.service import PgCtlService
 from pgstream.hosts.wait import DEFAULT_TIMEOUT, wait_for
 from pgstream.nodes.conninfo import check_conninfo, masked_conninfo
-from pgstream.nodes.slot import ReplicationSlot, SlotStatus
+from pgstream.nodes.slot import ReplicationSlot, SlotStatus, slot_status_of
+from pgstream.nodes.statements import Params, log_statement, translated
 from pgstream.render import probes, queries
 
-Params = Sequence[Any] | dict[str, Any] | None
-_log = logging.getLogger(__name__)
 CONNECT_TIMEOUT = 10
 """Seconds a node waits for a connection to open (per address), unless told otherwise."""
 
 
 @attrs.frozen
 class ServerPaths:
+    """Where a running server keeps its files, as it reports them (``SHOW``): its data
+    directory, ``postgresql.conf`` and ``pg_hba.conf``."""
     data_directory: Path
     config_file: Path
     hba_file: Path
@@ -137,29 +136,11 @@ class Node:
                 self._conn.close()
             self._conn = None
 
-    @contextlib.contextmanager
-    def _errors(self, statement: object) -> Iterator[None]:
-        try:
-            yield
-        except pg_errors.ReadOnlySqlTransaction as exc:
-            raise ReadOnlyNode(
-                f"{self.name} is read-only (a standby in recovery): {exc.diag.message_primary}",
-                node=self.name, sqlstate=exc.sqlstate) from exc
-        except psycopg.OperationalError as exc:
-            if self._conn is not None and self._conn.broken:
-                self.close()
-                raise NodeUnreachable(f"lost the connection to {self.name}: {exc}") from exc
-            raise QueryError(f"on {self.name}: {exc}", node=self.name,
-                             sqlstate=exc.sqlstate) from exc
-        except psycopg.Error as exc:
-            raise QueryError(f"on {self.name}: {str(exc).strip()}", node=self.name,
-                             sqlstate=exc.sqlstate) from exc
-
     def execute(self, statement: sql.Composable | str, params: Params = None) -> int:
         """Run one statement; returns the affected row count (-1 when none applies)."""
         conn = self.connect()
-        self._log_sql(conn, statement, params)
-        with self._errors(statement), conn.cursor() as cur:
+        log_statement(self.name, conn, statement, params)
+        with translated(self.name, conn, self.close), conn.cursor() as cur:
             cur.execute(_as_query(statement), params)
             return cur.rowcount
 
@@ -167,29 +148,17 @@ class Node:
               params: Params = None) -> list[tuple[Any, ...]]:
         """Run one statement and return its rows as tuples."""
         conn = self.connect()
-        self._log_sql(conn, statement, params)
-        with self._errors(statement), conn.cursor() as cur:
+        log_statement(self.name, conn, statement, params)
+        with translated(self.name, conn, self.close), conn.cursor() as cur:
             cur.execute(_as_query(statement), params)
             return cur.fetchall() if cur.description is not None else []
 
-    def _log_sql(self, conn: psycopg.Connection[tuple[Any, ...]],
-                 statement: sql.Composable | str, params: Params) -> None:
-        """The statement at DEBUG, secrets masked; parameter values never (only how many)."""
-        if not _log.isEnabledFor(logging.DEBUG):
-            return
-        try:
-            text = statement.as_string(conn) if isinstance(statement, sql.Composable) \
-                else statement
-        except Exception:  # noqa: BLE001 - a log line never fails the query
-            text = "<statement that could not be rendered>"
-        count = f" [{len(params)} parameter(s)]" if params else ""
-        _log.debug("sql on %s: %s%s", self.name, redact.text(text), count)
     def query_sets(self, statements: Sequence[sql.Composable], *,
                    timeout: float | None = None) -> list[list[tuple[Any, ...]]]:
         """Several statements in one round trip (libpq's pipeline mode, where libpq has it):
         one list of rows per statement. ``timeout`` bounds opening the connection."""
         conn = self.connect(timeout)
-        with self._errors(statements), contextlib.ExitStack() as stack:
+        with translated(self.name, conn, self.close), contextlib.ExitStack() as stack:
             cursors = [stack.enter_context(conn.cursor()) for _ in statements]
             with conn.pipeline() if psycopg.Pipeline.is_supported() else contextlib.nullcontext():
                 for cur, statement in zip(cursors, statements, strict=True):
@@ -201,6 +170,8 @@ class Node:
         return self.query(statement, params)
 
     def value(self, built: queries.Query) -> Any:
+        """The first column of the first row of a built ``(statement, params)`` query (None:
+        no row); raises what :meth:`query` raises."""
         rows = self._run(built)
         return rows[0][0] if rows else None
 
@@ -215,9 +186,11 @@ class Node:
 
     @property
     def in_recovery(self) -> bool:
+        """Is the server in recovery (``pg_is_in_recovery()``), asked each time?"""
         return bool(self.value(probes.in_recovery()))
 
     def system_identifier(self) -> str:
+        """The server's system identifier (``pg_control_system()``), as text."""
         return str(self.value(queries.system_identifier()))
 
     def timeline(self) -> int:
@@ -232,6 +205,7 @@ class Node:
                            Path(self.show("hba_file")))
 
     def show(self, setting: str) -> str:
+        """The value of ``setting`` as ``SHOW`` gives it (units included)."""
         return str(self.query(queries.show(setting))[0][0])
 
     def streams_to(self, standby: str, slot: str | None = None) -> bool:
@@ -241,6 +215,7 @@ class Node:
                    for (state,) in self._run(queries.walsender_state(standby, slot)))
 
     def ping(self) -> bool:
+        """Does the server answer ``SELECT 1`` (never raises)?"""
         try:
             self.query("SELECT 1")
         except (NodeUnreachable, QueryError):
@@ -264,6 +239,8 @@ class Node:
         return [slot_status_of(row) for row in rows]
 
     def slot(self, name: str) -> SlotStatus | None:
+        """The physical slot named ``name`` with the WAL it holds back, or None (a bad name
+        raises :class:`~pgstream.errors.InvalidInput`)."""
         identifiers.slot_name(name)
         rows = self._run(queries.slot_status(self.version, None, name))
         return slot_status_of(rows[0]) if rows else None
@@ -334,6 +311,7 @@ class Standby(Node):
         return Lsn.maybe(self.value(queries.replay_lsn(self.version)))
 
     def has_replayed(self, target: Lsn) -> bool:
+        """Has replay reached ``target`` (``pg_wal_lsn_diff`` >= 0)?"""
         return bool(self.value(queries.lsn_reached(self.version, str(target))))
 
     def wait_for_replay(self, target: Lsn, timeout: float = DEFAULT_TIMEOUT) -> None:
@@ -391,33 +369,6 @@ class Standby(Node):
 def _as_query(statement: sql.Composable | str) -> Any:
     # psycopg wants a LiteralString or a Composable; user SQL arrives as a plain str.
     return statement
-
-
-def slot_status_of(row: Sequence[Any]) -> SlotStatus:
-    """A row of :func:`~pgstream.render.queries.slot_status` as a ``SlotStatus``."""
-    name, active, pid, restart, retained, wal_status, safe, inactive, temporary, reason = row
-    return SlotStatus(name=name, active=bool(active), active_pid=pid,
-                      restart_lsn=Lsn.maybe(restart), retained_bytes=retained,
-                      wal_status=wal_status, safe_wal_size=safe, inactive_since=inactive,
-                      temporary=temporary, invalidation_reason=reason)
-
-
-def as_primary(node: Node) -> Primary:
-    """The same server as a :class:`Primary` (after a promotion)."""
-    node.close()
-    return Primary(node.name, node.conninfo, host=node.host, data_dir=node.data_dir,
-                   service=node.service, os_user=node.os_user)
-
-
-def as_standby(node: Node, upstream: str | None, *, slot_name: str | None = None,
-               application_name: str | None = None) -> Standby:
-    """The same server as a :class:`Standby` of ``upstream`` (after it rejoined), streaming
-    with ``slot_name`` and ``application_name`` (default: its name)."""
-    node.close()
-    return Standby(node.name, node.conninfo, host=node.host, data_dir=node.data_dir,
-                   service=node.service, os_user=node.os_user, upstream=upstream,
-                   slot_name=slot_name or node.name,
-                   application_name=application_name or node.name)
 
 
 def stream_names(node: Node) -> tuple[str, str]:

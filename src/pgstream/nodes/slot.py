@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
+from typing import Any
 
 import attrs
 
@@ -51,3 +53,12 @@ class SlotStatus:
         if self.inactive_since is not None:
             data["inactive_since"] = self.inactive_since.isoformat()
         return data
+
+
+def slot_status_of(row: Sequence[Any]) -> SlotStatus:
+    """A row of :func:`~pgstream.render.queries.slot_status` as a :class:`SlotStatus`."""
+    name, active, pid, restart, retained, wal_status, safe, inactive, temporary, reason = row
+    return SlotStatus(name=name, active=bool(active), active_pid=pid,
+                      restart_lsn=Lsn.maybe(restart), retained_bytes=retained,
+                      wal_status=wal_status, safe_wal_size=safe, inactive_since=inactive,
+                      temporary=temporary, invalidation_reason=reason)

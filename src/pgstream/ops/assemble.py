@@ -1,5 +1,6 @@
-"""Plans over a whole cluster: set it up (primary, then every standby), add a standby, and the
-cross-checks of the nodes they touch. :class:`pgstream.Cluster` delegates to these.
+"""Plans over a whole cluster: set it up (primary, then every standby), add a standby (a
+sandbox's too), re-point one, make standbys synchronous, and the cross-checks of the nodes
+they touch. :class:`pgstream.Cluster` delegates to these.
 
 A standby streams through its own slot and ``application_name`` (``Standby.slot_name`` and
 ``Standby.application_name``, by default its name): the plans use those, never the name.
@@ -12,19 +13,23 @@ from collections.abc import Mapping, Sequence
 from psycopg import conninfo as pg_conninfo
 
 from pgstream.errors import InvalidInput
-from pgstream.facts import arguments
+from pgstream.facts import arguments, identifiers
 from pgstream.hosts import binaries
 from pgstream.hosts.binaries import Installation
 from pgstream.hosts.wait import DEFAULT_TIMEOUT
 from pgstream.nodes import identity
 from pgstream.nodes.node import Node, Standby
 from pgstream.ops.clone import standby_clone_steps
+from pgstream.ops.follow import follow_steps
 from pgstream.ops.plan import Plan, Report, Step, StepKind, StepResult
+from pgstream.ops.sandbox import Sandbox
 from pgstream.ops.senders import SenderBudget
 from pgstream.ops.setup import ReplicationAuth, hba_step, primary_setup_steps, slot_step
+from pgstream.ops.sync import synchronous_plan as sync_plan
 from pgstream.ops.view import ClusterView, RoleChange
 from pgstream.render import queries
 from pgstream.render.config import ConfigRenderer
+from pgstream.render.sync_spec import SyncSpec
 
 
 def hba_marker(name: str) -> str:
@@ -171,6 +176,58 @@ def add_standby_plan(cluster: ClusterView, standby: Standby, *, upstream: Node |
     return Plan(f"add {standby.name} streaming from {source.name}", steps)
 
 
+def sandbox_standby_plan(cluster: ClusterView, box: Sandbox | None, name: str, *,
+                         upstream: Node | str | None, timeout: float) -> tuple[Standby, Plan]:
+    """A new sandbox standby named ``name`` and the plan that clones and starts it from
+    ``upstream`` (default the primary; see :func:`add_standby_plan`). The name, upstream and
+    timeout are checked first: a refused call (:class:`~pgstream.errors.InvalidInput`)
+    changes nothing. ``box`` None: the cluster is no sandbox, which is refused too."""
+    if box is None:
+        raise InvalidInput("add_standby(name) makes local sandbox nodes; for existing "
+                           "servers build a Standby and use add_standby_plan()")
+    name = identifiers.node_name(name)
+    if name in {n.name for n in [*cluster.nodes, *cluster.failed]}:
+        raise InvalidInput(f"a node named {name!r} exists already")
+    arguments.timeout(timeout)
+    if isinstance(upstream, str):
+        cluster.node(upstream)
+    node, own = box.standby_node(name)
+    return node, add_standby_plan(cluster, node, upstream=upstream, replace=False, sync=False,
+                                  timeout=timeout, node_settings=own,
+                                  address=("127.0.0.1", conninfo_port(node)))
+
+
+def follow_plan(cluster: ClusterView, standby: Standby | str, upstream: Node | str, *,
+                timeout: float = DEFAULT_TIMEOUT) -> Plan:
+    """Re-point ``standby`` at ``upstream`` (the primary or another standby), after checking
+    both against their servers (:func:`verify`); the steps are
+    :func:`pgstream.ops.follow.follow_steps`. The upstream it leaves, when it is one of the
+    cluster's nodes, is where the standby's slot is dropped."""
+    timeout = arguments.timeout(timeout)
+    node = cluster.standby(standby) if isinstance(standby, str) else standby
+    target = cluster.node(upstream) if isinstance(upstream, str) else upstream
+    verify(cluster, node, target)
+    names = {n.name for n in cluster.nodes}
+    if node.upstream not in (None, target.name) and node.upstream in names:
+        previous: Node | None = cluster.node(node.upstream)
+    else:
+        previous = cluster.primary if node.upstream is None and \
+            target is not cluster.primary else None
+    return Plan(f"{node.name} follows {target.name}", follow_steps(
+        cluster, node, target, previous=previous, timeout=timeout, concurrent=False))
+
+
+def synchronous_plan(cluster: ClusterView, spec: SyncSpec, *,
+                     synchronous_commit: str | None = None,
+                     wait_for: Mapping[str, str] | None = None,
+                     timeout: float = DEFAULT_TIMEOUT) -> Plan:
+    """:func:`pgstream.ops.sync.synchronous_plan` on the cluster's primary, for the standbys
+    that stream from it directly (cascading ones cannot be synchronous)."""
+    return sync_plan(cluster.primary, spec, synchronous_commit=synchronous_commit,
+                     wait_for=wait_for, timeout=arguments.timeout(timeout),
+                     standbys=[s.name for s in cluster.standbys if s.upstream is None])
+
+
 def _reload_if(node: Node, changed: set[str]) -> Step:
     def action(report: Report) -> StepResult:
         if not changed:
@@ -181,7 +238,6 @@ def _reload_if(node: Node, changed: set[str]) -> Step:
 
     return Step(node.name, StepKind.RELOAD, "reload, if pg_hba.conf changed",
                 "SELECT pg_reload_conf();", action=action, host=node.host.name)
-
 
 
 def _has_address(cluster: ClusterView, node: Node) -> bool:

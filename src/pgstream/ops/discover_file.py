@@ -26,6 +26,7 @@ from pgstream.nodes.node import Standby
 from pgstream.ops.discover import discover_cluster
 from pgstream.ops.discover_build import Found
 from pgstream.ops.discover_probe import NodeSpec, parse_conninfo
+from pgstream.ops.setup import ReplicationAuth
 from pgstream.render import probes
 from pgstream.render.topology import LOCAL, NodeEntry, ReplicationEntry, Topology, parse_topology
 
@@ -56,6 +57,8 @@ def host_of(entry: NodeEntry) -> Host:
 
 
 def spec_of(entry: NodeEntry) -> NodeSpec:
+    """What to probe for a topology entry: its conninfo, name, host, data directory,
+    service, slot and application_name."""
     return NodeSpec(entry.conninfo, name=entry.name, host=host_of(entry),
                     data_dir=Path(entry.data_dir) if entry.data_dir else None,
                     service=entry.service, slot=entry.slot,
@@ -162,3 +165,13 @@ def found_from_topology(topology: Topology, *, deep: bool = True) -> Found:
     primary, standbys, dead = locate_primary(specs)
     return discover_cluster(primary, standbys=standbys, deep=deep, scan_local=False,
                             dead_primary=dead)
+
+
+def found_in_file(path: str | Path, *, deep: bool = True) -> tuple[Found, ReplicationAuth]:
+    """The cluster the topology file at ``path`` lists, discovered (the primary is whichever
+    node the servers say), and the replication role to use: the file's user, else the one
+    found, else ``replicator``, with the file's password."""
+    topology = read_topology(path)
+    found = found_from_topology(topology, deep=deep)
+    user = topology.replication.user or found.replication_user or "replicator"
+    return found, ReplicationAuth(user, replication_password(topology.replication, user))

@@ -83,11 +83,13 @@ class Probe:
 
     @property
     def port(self) -> int | None:
+        """The ``port`` setting the server reported (None: not read)."""
         value = self.settings.get("port", "")
         return int(value) if value.isdigit() else None
 
     @property
     def data_directory(self) -> Path | None:
+        """The ``data_directory`` it reported (None: not readable by this role)."""
         value = self.settings.get("data_directory")
         return Path(value) if value else None
 

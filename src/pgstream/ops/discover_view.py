@@ -50,6 +50,7 @@ class NodeFacts:
     error: str | None = None
 
     def to_dict(self) -> dict[str, object]:
+        """A JSON-ready dict of every field (its conninfo with any password masked)."""
         return attrs.asdict(self)
 
 
@@ -74,15 +75,18 @@ class Discovery:
 
     @property
     def primary(self) -> NodeFacts:
+        """The primary's facts (always the first node)."""
         return self.nodes[0]
 
     def node(self, name: str) -> NodeFacts:
+        """The facts of the node named ``name`` (raises ``KeyError``)."""
         for facts in self.nodes:
             if facts.name == name:
                 return facts
         raise KeyError(name)
 
     def to_dict(self) -> dict[str, object]:
+        """A JSON-ready dict: ``nodes``, ``unused_slots``, ``problems``, ``seconds``."""
         return {"nodes": [n.to_dict() for n in self.nodes],
                 "unused_slots": [attrs.asdict(s) for s in self.unused_slots],
                 "problems": list(self.problems), "seconds": self.seconds}

@@ -35,6 +35,8 @@ from pgstream.render import queries
 
 @attrs.frozen
 class Candidate:
+    """A standby that could become the new primary: how far it has received and replayed
+    WAL (None: it cannot tell), as :func:`candidates` ranks them."""
     name: str
     received: Lsn | None
     replayed: Lsn | None

@@ -43,6 +43,9 @@ def system_identifier(node: Node) -> str:
 
 
 def server_version(node: Node) -> ServerVersion:
+    """The version ``node`` runs: asked of the server when it answers, else read from
+    the programs of its service (a stopped server); raises
+    :class:`~pgstream.errors.NodeUnreachable` when it is down and has no service."""
     if node.ping():
         return node.version
     if node.service is None:
@@ -51,6 +54,8 @@ def server_version(node: Node) -> ServerVersion:
 
 
 def check_same_system(node: Node, upstream: Node) -> None:
+    """Refuse (:class:`~pgstream.errors.ServerMismatch`) to stream ``node`` from an
+    ``upstream`` of another system identifier: they are not copies of the same cluster."""
     mine, theirs = system_identifier(node), system_identifier(upstream)
     if mine != theirs:
         raise ServerMismatch(

@@ -23,8 +23,8 @@ from psycopg import sql
 from pgstream.errors import InvalidInput, NodeUnreachable, QueryError
 from pgstream.facts.lsn import Lsn
 from pgstream.facts.version import ServerVersion
-from pgstream.nodes.node import Node, Standby, slot_status_of
-from pgstream.nodes.slot import SlotStatus
+from pgstream.nodes.node import Node, Standby
+from pgstream.nodes.slot import SlotStatus, slot_status_of
 from pgstream.ops.status import ClusterStatus, HistoryEntry, PrimaryStatus, StandbyStatus
 from pgstream.ops.view import ClusterView
 from pgstream.render import queries

@@ -29,6 +29,8 @@ _log = logging.getLogger(__name__)
 
 
 class StepKind(enum.Enum):
+    """What a step does, as a plan prints it (``[node@host] kind: title``); the value is
+    the printed word."""
     INITDB = "initdb"
     SETTING = "setting"
     HBA = "hba line"
@@ -92,6 +94,8 @@ class Step:
     concurrent: bool = attrs.field(default=False, kw_only=True)
 
     def describe(self, number: int) -> str:
+        """The step as a plan prints it, numbered ``number``: ``[node@host] kind: title``,
+        then its detail (the exact command or SQL), indented."""
         head = f"{number:>2}. [{self.node}@{self.host}] {self.kind.value}: {self.title}"
         if not self.detail:
             return head
@@ -101,6 +105,7 @@ class Step:
 
 @attrs.frozen
 class AppliedStep:
+    """A step that ran: what it did (``result``) and how many seconds it took."""
     step: Step
     result: StepResult
     seconds: float
@@ -115,6 +120,7 @@ class PlanReport:
 
     @property
     def changed(self) -> bool:
+        """Did any step change anything?"""
         return any(a.result.changed for a in self.applied)
 
     def __str__(self) -> str:

@@ -38,6 +38,9 @@ from pgstream.render.config import merge_settings, passfile_line
 
 @attrs.frozen
 class Divergence:
+    """How a former primary's WAL relates to the new primary's timeline: its
+    ``pg_control``, the branch point (where the new timeline left the node's; None: no branch
+    in the history), whether it needs ``pg_rewind`` before it can stream, and why."""
     control: ControlData
     branch_point: Lsn | None  # where the new primary's timeline left the node's timeline
     needs_rewind: bool
@@ -59,6 +62,9 @@ def timeline_history(primary: Node) -> dict[int, Lsn]:
 
 
 def divergence(node: Node, primary: Node) -> Divergence:
+    """Whether the stopped ``node`` must be rewound to stream from ``primary``: read from
+    its ``pg_control`` and the primary's timeline history (see :class:`Divergence`). Raises
+    :class:`~pgstream.errors.NodeUnreachable` when its version cannot be learnt."""
     version = server_version(node)
     assert node.data_dir is not None
     control = controlfile.read(Path(node.data_dir), version, node.host)

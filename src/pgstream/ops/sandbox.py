@@ -17,9 +17,7 @@ may name a recycled pid). While a sandbox lives, SIGTERM ends the process like C
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import grp
-import hashlib
 import json
 import os
 import shutil
@@ -28,7 +26,6 @@ import socket
 import stat
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import attrs
@@ -42,19 +39,12 @@ from pgstream.hosts.host import LocalHost, OsUser
 from pgstream.hosts.process import local_postmasters_of
 from pgstream.hosts.service import PgCtlService
 from pgstream.nodes.node import Primary, Standby
+from pgstream.ops import sandbox_template
 from pgstream.render import commands
 from pgstream.render.config import ConfigRenderer, merge_settings
 
 MARKER = "sandbox.json"
 SUPERUSER = "postgres"
-
-
-def cache_dir() -> Path:
-    """``$PGSTREAM_CACHE_DIR``, else ``$XDG_CACHE_HOME/pgstream``, else ``~/.cache/pgstream``."""
-    if env := os.environ.get("PGSTREAM_CACHE_DIR"):
-        return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "pgstream"
 
 
 SHM = Path("/dev/shm")  # noqa: S108 - chosen for speed; each sandbox gets its own 0700 dir
@@ -194,6 +184,10 @@ class Sandbox:
     @classmethod
     def create(cls, server: Installation, user: OsUser, base_dir: str | Path | None = None,
                template: bool = True, wal_segsize_mb: int | None = None) -> Sandbox:
+        """A new, empty sandbox directory under ``base_dir`` (default
+        :func:`default_parent`), owned by ``user``, with its socket directory and marker. Raises
+        :class:`~pgstream.errors.InvalidInput` before creating anything when ``base_dir`` is no
+        directory or ``user`` could not reach it or the server programs."""
         parent = Path(base_dir) if base_dir is not None else default_parent()
         if not parent.is_dir():
             raise InvalidInput(f"base_dir {parent} is not an existing directory")
@@ -226,23 +220,30 @@ class Sandbox:
 
     @property
     def socket_dir(self) -> Path:
+        """The Unix socket directory every server of the sandbox listens in (0700)."""
         return self.base_dir / "run"
 
     @property
     def passfile(self) -> Path:
+        """The passfile (0600) every standby of the sandbox reads its password from."""
         return self.base_dir / "replication.pgpass"
 
     def data_dir(self, name: str) -> Path:
+        """Where the node ``name`` keeps its data (the name is validated)."""
         return self.base_dir / identifiers.node_name(name)
 
     def log_file(self, name: str) -> Path:
+        """The server log of the node ``name``."""
         return self.base_dir / f"{name}.log"
 
     def conninfo(self, port: int) -> str:
+        """The superuser conninfo of the sandbox server on ``port`` (over its socket)."""
         return pg_conninfo.make_conninfo("", host=str(self.socket_dir), port=port,
                                          user=SUPERUSER, dbname="postgres")
 
     def service(self, name: str) -> SandboxService:
+        """A ``pg_ctl`` service for the node ``name``, remembered (so that :meth:`destroy`
+        stops it) and written to the marker."""
         svc = SandboxService(self.host, self.server.bindir, self.data_dir(name), self.user,
                              self.log_file(name), version=self.server.version)
         self.services[name] = svc
@@ -259,6 +260,7 @@ class Sandbox:
         self.save_marker()
 
     def node_settings(self, name: str, port: int) -> dict[str, str]:
+        """The node's own settings: ``port``, socket directory, ``cluster_name``."""
         return ConfigRenderer(self.server.version).node_settings(
             port=port, socket_dir=str(self.socket_dir), cluster_name=name)
 
@@ -267,7 +269,10 @@ class Sandbox:
         """initdb (or copy the cached template), write settings, start. Returns the node."""
         port = free_port(self.ports)
         data = self.data_dir(name)
-        self._initdb(data)
+        argv = commands.initdb(self.server.bindir, data, superuser=SUPERUSER,
+                               wal_segsize_mb=self.wal_segsize_mb, version=self.server.version)
+        sandbox_template.initdb(self.host, self.server, self.user, argv, data,
+                                template=self.template)
         # Throw-away servers: no fsync; standbys report their position every second (not 10)
         # so the primary's pg_stat_replication catches up quickly in status().
         # Dynamic shared memory as files in the data directory (not /dev/shm segments): a
@@ -291,39 +296,10 @@ class Sandbox:
                        service=service, os_user=self.user)
         return node, self.node_settings(name, port)
 
-    def _initdb(self, data: Path) -> None:
-        argv = commands.initdb(self.server.bindir, data, superuser=SUPERUSER,
-                               wal_segsize_mb=self.wal_segsize_mb, version=self.server.version)
-        if not self.template:
-            self.host.run(argv, user=self.user, what="initdb")
-            return
-        key = hashlib.sha256(json.dumps(
-            [str(self.server.bindir), self.server.version.num, self.user.uid, argv[3:]]
-        ).encode()).hexdigest()[:16]
-        cached = cache_dir() / "templates" / key
-        if (cached / "PG_VERSION").is_file():
-            self.host.copy_tree(cached, data)
-            return
-        with _template_lock(cached):  # another run making the same template: wait for it
-            if (cached / "PG_VERSION").is_file():
-                self.host.copy_tree(cached, data)
-                return
-            self._initdb_and_keep(argv, data, cached, key)
-
-    def _initdb_and_keep(self, argv: tuple[str, ...], data: Path, cached: Path,
-                         key: str) -> None:
-        self.host.run(argv, user=self.user, what="initdb")
-        with contextlib.suppress(OSError, PgStreamError):
-            cached.parent.mkdir(parents=True, exist_ok=True)
-            staging = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=cached.parent))
-            try:
-                self.host.copy_tree(data, staging / "data")
-                os.replace(staging / "data", cached)
-            finally:
-                shutil.rmtree(staging, ignore_errors=True)
-
     # -- lifetime
     def save_marker(self) -> None:
+        """Write ``sandbox.json`` (0600): the programs, the user and each node's data
+        directory, for ``pgstream sandbox-stop`` (:func:`destroy_kept`)."""
         state = {"pgstream_sandbox": 1, "bindir": str(self.server.bindir),
                  "user": self.user.name,
                  "nodes": {name: str(svc.data_dir) for name, svc in self.services.items()}}
@@ -356,22 +332,6 @@ class Sandbox:
             self.holds_sigterm = False
             sigterm.release()
         return Destroyed(tuple(problems), tuple(notes))
-
-
-@contextlib.contextmanager
-def _template_lock(cached: Path) -> Iterator[None]:
-    """An exclusive lock (``flock``) on ``.KEY.lock`` beside the template, so parallel runs
-    make each template once; without a writable cache, no lock (and no template kept)."""
-    try:
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(cached.parent / f".{cached.name}.lock", "a")  # noqa: SIM115
-    except OSError:
-        yield
-        return
-    with handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        yield
-
 
 
 def _stop_all(targets: dict[int, tuple[str, Path]], host: LocalHost) -> list[str]:

@@ -3,8 +3,9 @@ programs chosen, inputs checked, the primary initialised, the standbys' nodes na
 
 from __future__ import annotations
 
+import contextlib
 import secrets
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import attrs
@@ -37,13 +38,36 @@ class SandboxParts:
     server: Installation
     client: Installation
 
+    @contextlib.contextmanager
+    def removed_on_error(self) -> Iterator[None]:
+        """Destroy the sandbox (every server stopped, its directory removed) when the
+        ``with`` block raises, KeyboardInterrupt included; the error propagates."""
+        try:
+            yield
+        except BaseException:
+            self.box.destroy()
+            raise
+
 
 def sandbox_parts(standbys: int, *, bindir: str | Path | None, base_dir: str | Path | None,
                   run_as: str | None, template: bool, password: str | Secret | None,
                   client_bindir: str | Path | None, settings: Mapping[str, str] | None,
                   wal_segsize_mb: int | None) -> SandboxParts:
     """Check the inputs, pick the programs, create the sandbox and its primary (removed
-    again on failure). See :meth:`pgstream.Cluster.sandbox` for the arguments."""
+    again on failure), for :meth:`pgstream.Cluster.sandbox`.
+
+    ``standbys``: how many (0 to :data:`MAX_SANDBOX_STANDBYS`). Server programs come from
+    ``bindir``, ``$PGSTREAM_BINDIR`` or discovery (see :mod:`pgstream.hosts.binaries`);
+    ``pg_basebackup`` from the same place or a newer one. As root, servers run as ``run_as``
+    (default ``postgres``). ``template`` reuses a cached initdb result (see
+    :mod:`pgstream.ops.sandbox_template`) to start faster. ``password`` is the replication
+    role's (random by default); it reaches the standbys through a 0600 passfile only.
+    ``client_bindir`` picks the ``pg_basebackup`` (it must be of the server's major or
+    newer). ``settings`` are added to the primary's before its first start (standbys inherit
+    them); ``wal_segsize_mb`` is initdb's ``--wal-segsize`` (11+), e.g. 1 for slot-limit tests.
+    Raises :class:`~pgstream.errors.InvalidInput`, :class:`~pgstream.errors.BinaryNotFound`
+    or :class:`~pgstream.errors.NotAvailable` before anything is created.
+    """
     if isinstance(standbys, bool) or not isinstance(standbys, int) or not (
             0 <= standbys <= MAX_SANDBOX_STANDBYS):
         raise InvalidInput(f"standbys must be an integer from 0 to {MAX_SANDBOX_STANDBYS}")

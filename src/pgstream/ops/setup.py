@@ -158,6 +158,9 @@ def _normalize_hba(line: str) -> list[str]:
 
 
 def hba_step(primary: Node, lines: Sequence[str], changed_files: set[str]) -> Step:
+    """A step that appends to ``primary``'s ``pg_hba.conf`` (the file the server names) those
+    of ``lines`` it lacks, compared without comments and spacing; when it appends, it adds
+    ``pg_hba.conf`` to ``changed_files`` (for :func:`reload_step`)."""
     def action(report: Report) -> StepResult:
         path = Path(primary.show("hba_file"))
         existing = {tuple(_normalize_hba(x)) for x in primary.host.read_text(path).splitlines()}
@@ -177,6 +180,9 @@ def hba_step(primary: Node, lines: Sequence[str], changed_files: set[str]) -> St
 
 
 def role_step(primary: Primary, auth: ReplicationAuth) -> Step:
+    """A step that creates the replication role, or grants it LOGIN REPLICATION and sets
+    its password when the stored verifier does not match; the password reaches the server
+    only as a verifier computed here, and the plan shows it masked."""
     shown = _text(queries.create_role(auth.user, MASK if auth.password else None))
 
     def verifier() -> str | None:
@@ -207,6 +213,8 @@ def role_step(primary: Primary, auth: ReplicationAuth) -> Step:
 
 
 def slot_step(primary: Node, slot: str) -> Step:
+    """A step that creates the physical slot ``slot`` on ``primary`` unless it exists;
+    its undo drops the slot it created (once no walsender holds it)."""
     created: list[str] = []
     statement, _params = queries.create_slot(primary.version, slot)
 
@@ -237,6 +245,8 @@ def slot_step(primary: Node, slot: str) -> Step:
 
 
 def reload_step(primary: Primary, changed_files: set[str]) -> Step:
+    """A step that reloads ``primary``'s configuration when ``changed_files`` is not empty,
+    then (10+) refuses a ``pg_hba.conf`` with errors (:class:`~pgstream.errors.PgStreamError`)."""
     def action(report: Report) -> StepResult:
         if not changed_files:
             return StepResult(False, "no configuration file changed")
@@ -256,6 +266,8 @@ def reload_step(primary: Primary, changed_files: set[str]) -> Step:
 
 
 def restart_step(primary: Primary, restart_needed: set[str]) -> Step:
+    """A step that restarts ``primary`` through its service when a changed setting needs
+    it (``restart_needed``); without a service it raises, naming the settings."""
     def action(report: Report) -> StepResult:
         if not restart_needed:
             return StepResult(False, "no changed setting needs a restart")

@@ -70,11 +70,16 @@ class HistoryEntry:
         return f"{self.at:%Y-%m-%d %H:%M:%S} {self.operation}: {self.detail}{tl}"
 
     def to_dict(self) -> dict[str, object]:
+        """A JSON-ready dict: ``at`` as ISO 8601, the other fields as they are."""
         return {k: _jsonable(v) for k, v in attrs.asdict(self, recurse=False).items()}
 
 
 @attrs.frozen
 class PrimaryStatus:
+    """The primary at the moment of a status: its name, version (``server_version``),
+    current WAL position (``lsn``), whether it is in recovery (true: it is no primary, a
+    problem) and its timeline (None when it could not be read).
+    """
     name: str
     version: str
     lsn: Lsn
@@ -82,6 +87,7 @@ class PrimaryStatus:
     timeline: int | None = None
 
     def to_dict(self) -> dict[str, object]:
+        """A JSON-ready dict of every field (the LSN as text)."""
         return {k: _jsonable(v) for k, v in attrs.asdict(self, recurse=False).items()}
 
 
@@ -126,9 +132,11 @@ class StandbyStatus:
 
     @property
     def streaming(self) -> bool:
+        """Is its walsender in ``streaming`` state?"""
         return self.state == "streaming"
 
     def to_dict(self) -> dict[str, object]:
+        """A JSON-ready dict of every field (LSNs as text, lag in seconds)."""
         return {k: _jsonable(v) for k, v in attrs.asdict(self, recurse=False).items()}
 
 
@@ -150,6 +158,7 @@ class ClusterStatus:
     failed: tuple[str, ...] = ()
 
     def standby(self, name: str) -> StandbyStatus:
+        """The status of the standby named ``name`` (raises ``KeyError``)."""
         for item in self.standbys:
             if item.name == name:
                 return item
@@ -157,9 +166,13 @@ class ClusterStatus:
 
     @property
     def all_streaming(self) -> bool:
+        """Does every standby stream (none is ``disconnected``, ``catchup``, ...)?"""
         return all(s.streaming for s in self.standbys)
 
     def to_dict(self) -> dict[str, object]:
+        """A JSON-ready dict (``docs/status.schema.json``): ``primary``, ``standbys``,
+        ``taken_at`` (ISO 8601), ``history`` and ``failed``.
+        """
         return {"primary": self.primary.to_dict(),
                 "standbys": [s.to_dict() for s in self.standbys],
                 "taken_at": self.taken_at.isoformat(),
@@ -167,6 +180,7 @@ class ClusterStatus:
                 "failed": list(self.failed)}
 
     def rows(self) -> list[list[str]]:
+        """The table's cells, one row per standby, in the order of :data:`COLUMNS`."""
         return [[_cell(s, attr) for _, attr in COLUMNS] for s in self.standbys]
 
     def __str__(self) -> str:

@@ -48,6 +48,8 @@ DEFAULT_MAX_LAG_BYTES = 16 * 1024 * 1024
 
 @attrs.frozen
 class PreCheck:
+    """One pre-check of a switchover: its name, whether it passed, and what was seen
+    (``str()``: ``[ok] name: detail`` or ``[FAILED] ...``)."""
     name: str
     ok: bool
     detail: str

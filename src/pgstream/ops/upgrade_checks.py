@@ -45,7 +45,7 @@ from pgstream.ops.upgrade_facts import (
     write_carried,
 )
 from pgstream.ops.view import ClusterView
-from pgstream.render import commands, queries
+from pgstream.render import catalog, commands
 
 MAX_LAG_BYTES = 16 * 1024 * 1024
 PRIMARY_PROGRAMS = ("postgres", "pg_ctl", "initdb", "pg_upgrade", "pg_controldata", "pg_dump",
@@ -139,7 +139,7 @@ def gather(cluster: ClusterView, to: str | Path | Installation, *, method: Upgra
     wanted = list(dict.fromkeys([*slots, *(cluster.slot_for(s) for s in cluster.standbys)]))
     add("physical slots recreated on the new primary (pg_upgrade drops them)", True,
         ", ".join(wanted) or "none")
-    other = primary.query(*queries.non_physical_slots())
+    other = primary.query(*catalog.non_physical_slots())
     keeps = old_version.adapter.supports("upgrade_keeps_logical_slots")
     add("no logical slot that pg_upgrade would drop", not other or keeps,
         "none" if not other else ", ".join(n for n, _t in other)
@@ -148,7 +148,7 @@ def gather(cluster: ClusterView, to: str | Path | Installation, *, method: Upgra
     standby_slots = [f"{s.name}: {x.name}" for s in cluster.standbys if s.ping()
                      for x in s.slots()]
     add("no slots on standbys", not standby_slots, ", ".join(standby_slots) or "none")
-    spaces = [name for (name,) in primary.query(*queries.tablespaces())]
+    spaces = [name for (name,) in primary.query(*catalog.tablespaces())]
     add("no tablespaces (not handled)", not spaces, ", ".join(spaces) or "none")
 
     # -- extensions and libraries in the new installation
@@ -158,11 +158,11 @@ def gather(cluster: ClusterView, to: str | Path | Installation, *, method: Upgra
     libdir = Path(_output(host, commands.pg_config(new.bindir, "--pkglibdir"),
                           "pg_config --pkglibdir").strip())
     missing_ext = []
-    for (database,) in primary.query(*queries.connectable_databases()):
+    for (database,) in primary.query(*catalog.connectable_databases()):
         probe = Node(primary.name, make_conninfo(primary.conninfo, dbname=database),
                      host=host)
         try:
-            for (ext,) in probe.query(*queries.extensions()):
+            for (ext,) in probe.query(*catalog.extensions()):
                 if not host.exists(sharedir / "extension" / f"{ext}.control"):
                     missing_ext.append(f"{ext} (database {database})")
         finally:
@@ -175,11 +175,11 @@ def gather(cluster: ClusterView, to: str | Path | Installation, *, method: Upgra
         ("missing: " + ", ".join(absent)) if absent else (", ".join(preload) or "none"))
 
     # -- the new data directories, their room, hard links
-    encoding, collate, ctype = primary.query(*queries.template_locale())[0]
-    superuser = str(primary.value(queries.bootstrap_superuser()))
+    encoding, collate, ctype = primary.query(*catalog.template_locale())[0]
+    superuser = str(primary.value(catalog.bootstrap_superuser()))
     segsize = int(primary.show("wal_segment_size").removesuffix("MB"))
     checksums = primary.show("data_checksums") == "on"
-    size = int(primary.value(queries.total_database_size()) or 0)
+    size = int(primary.value(catalog.total_database_size()) or 0)
     known = parse_describe_config(_output(host, commands.describe_config(new.bindir),
                                           "postgres --describe-config"))
     chosen = mode
@@ -209,7 +209,7 @@ def gather(cluster: ClusterView, to: str | Path | Installation, *, method: Upgra
         avail = int(avail_text.split()[-1])
         add(f"room for {node.name}'s new data directory", avail >= need,
             f"{avail // MIB} MiB free, {need // MIB} MiB needed")
-        found = dict(node.query(*queries.carried_settings()))
+        found = dict(node.query(*catalog.carried_settings()))
         carried, dropped = carried_settings(found, known, old_version, new.version, segsize)
         paths = node.server_paths()
         ident = Path(node.show("ident_file"))

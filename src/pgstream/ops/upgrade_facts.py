@@ -139,6 +139,8 @@ def controldata_checkpoint(output: str) -> tuple[Lsn, str]:
 
 
 def initdb_argv(facts: UpgradeFacts, new_dir: Path) -> tuple[str, ...]:
+    """The initdb of the new major's cluster in ``new_dir``, matching the old one:
+    superuser, encoding, locale, checksums and WAL segment size."""
     return commands.upgrade_initdb(
         facts.new.bindir, new_dir, version=facts.new.version, superuser=facts.superuser,
         encoding=facts.encoding, lc_collate=facts.lc_collate, lc_ctype=facts.lc_ctype,
@@ -147,6 +149,8 @@ def initdb_argv(facts: UpgradeFacts, new_dir: Path) -> tuple[str, ...]:
 
 def pg_upgrade_argv(facts: UpgradeFacts, primary: NodeFacts, *,
                     check: bool = False) -> tuple[str, ...]:
+    """The ``pg_upgrade`` of ``primary`` from its old data directory to its new one
+    (``check``: only ``--check``), with the plan's transfer mode and ports."""
     return commands.pg_upgrade(
         facts.new.bindir, facts.new.version, old_bindir=facts.old.bindir,
         old_data_dir=primary.old_dir, new_data_dir=primary.new_dir, old_port=facts.ports[0],

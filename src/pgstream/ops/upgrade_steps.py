@@ -78,10 +78,14 @@ def future_nodes(cluster: ClusterView, facts: UpgradeFacts) -> dict[str, Node]:
 
 
 def service_key(node: str, facts: UpgradeFacts) -> str:
+    """The name a sandbox keeps ``node``'s new server under (``primary_18``), so that
+    the sandbox stops and removes it too."""
     return f"{node}_{facts.new.version.major.replace('.', '')}"
 
 
 def recheck_step(cluster: ClusterView, facts: UpgradeFacts) -> Step:
+    """A step that shows the pre-checks and, when applied, checks again that every
+    standby streams (raises :class:`~pgstream.errors.PgStreamError` naming those that do not)."""
     primary = cluster.primary
 
     def action(report: Report) -> StepResult:
@@ -95,6 +99,9 @@ def recheck_step(cluster: ClusterView, facts: UpgradeFacts) -> Step:
 
 
 def initdb_step(primary: Primary, facts: UpgradeFacts, state: UpgradeState) -> Step:
+    """A step that runs the new major's initdb for ``primary`` (refusing a directory that
+    appeared since the pre-checks); its undo removes that directory, before the point of no
+    return only."""
     node = facts.nodes[primary.name]
     argv = initdb_argv(facts, node.new_dir)
 
@@ -114,6 +121,8 @@ def initdb_step(primary: Primary, facts: UpgradeFacts, state: UpgradeState) -> S
 
 
 def carry_step(primary: Primary, facts: UpgradeFacts) -> Step:
+    """A step that writes the carried settings, ``pg_hba.conf`` and ``pg_ident.conf``
+    into ``primary``'s new data directory."""
     node = facts.nodes[primary.name]
 
     def action(report: Report) -> StepResult:
@@ -127,6 +136,9 @@ def carry_step(primary: Primary, facts: UpgradeFacts) -> Step:
 
 def stop_primary_step(primary: Primary, facts: UpgradeFacts, state: UpgradeState,
                       timeout: float) -> Step:
+    """A step that stops ``primary`` (fast) and proves a clean shutdown, keeping its
+    shutdown checkpoint for the standbys; its undo starts the old server again, before the
+    point of no return only."""
     service = primary.service
     assert service is not None
     old_dir = facts.nodes[primary.name].old_dir
@@ -153,6 +165,9 @@ def stop_primary_step(primary: Primary, facts: UpgradeFacts, state: UpgradeState
 
 
 def stop_standby_step(standby: Standby, state: UpgradeState, timeout: float) -> Step:
+    """A step that waits until ``standby`` replayed past the primary's shutdown
+    checkpoint, then stops it (fast); its undo starts it again, before the point of no return
+    only."""
     service = standby.service
     assert service is not None
 
@@ -214,6 +229,8 @@ def proof_step(cluster: ClusterView, facts: UpgradeFacts) -> Step:
 
 
 def pg_upgrade_step(primary: Primary, facts: UpgradeFacts, state: UpgradeState) -> Step:
+    """A step that runs ``pg_upgrade`` for ``primary`` (its output streamed to the
+    progress callback); its undo gives back the ``pg_control`` that ``--link`` renamed."""
     node = facts.nodes[primary.name]
     argv = pg_upgrade_argv(facts, node)
     control = node.old_dir / "global" / "pg_control"
@@ -242,6 +259,8 @@ def pg_upgrade_step(primary: Primary, facts: UpgradeFacts, state: UpgradeState) 
 
 
 def no_return_step(primary: Primary, state: UpgradeState, why: str) -> Step:
+    """The point of no return: after this step the old cluster is never started again
+    (``why`` says what makes it so), and no later step has an undo."""
     def action(report: Report) -> StepResult:
         state.past_no_return = True
         return StepResult(True, "passed the point of no return")
@@ -255,6 +274,8 @@ def no_return_step(primary: Primary, state: UpgradeState, why: str) -> Step:
 
 def start_primary_step(future: Primary, futures: dict[str, Node], facts: UpgradeFacts,
                        register: Register | None, timeout: float) -> Step:
+    """A step that starts the upgraded primary ``future`` (handing every new server
+    to ``register`` first, for a sandbox) and waits until it accepts connections."""
     service = future.service
     assert service is not None
 
@@ -274,6 +295,8 @@ def start_primary_step(future: Primary, futures: dict[str, Node], facts: Upgrade
 
 
 def role_step(future: Primary, auth: ReplicationAuth) -> Step:
+    """A step that checks the replication role came through ``pg_upgrade`` with LOGIN
+    REPLICATION (:class:`~pgstream.errors.ServerStateError` if not)."""
     built = queries.role_state(auth.user)
 
     def action(report: Report) -> StepResult:
@@ -288,6 +311,8 @@ def role_step(future: Primary, auth: ReplicationAuth) -> Step:
 
 
 def record_step(cluster: ClusterView, facts: UpgradeFacts, futures: dict[str, Node]) -> Step:
+    """A step that points every node at its new data directory and service and commits
+    the :class:`~pgstream.ops.view.RoleChange` that records the old data directories."""
     primary = cluster.primary
     detail = (f"PostgreSQL {cluster.primary.version.major} -> {facts.new.version.major} "
               f"(pg_upgrade --{facts.mode}, standbys by {facts.method})")
@@ -307,6 +332,8 @@ def record_step(cluster: ClusterView, facts: UpgradeFacts, futures: dict[str, No
 
 
 def analyze_step(future: Primary, facts: UpgradeFacts) -> Step:
+    """A step that rebuilds the optimizer statistics on ``future``
+    (``vacuumdb --analyze-in-stages``; ``pg_upgrade`` keeps none)."""
     params = conninfo_to_dict(future.conninfo)
     argv = commands.vacuumdb_analyze(
         facts.new.bindir, host=str(params.get("host") or "localhost"),

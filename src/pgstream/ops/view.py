@@ -15,7 +15,8 @@ from typing import Protocol
 
 import attrs
 
-from pgstream.nodes.node import Node, Primary, Standby, as_primary, as_standby
+from pgstream.nodes.node import Node, Primary, Standby
+from pgstream.nodes.roles import as_primary, as_standby
 from pgstream.ops.setup import ReplicationAuth
 
 

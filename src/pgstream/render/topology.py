@@ -69,6 +69,7 @@ class NodeEntry:
 
     @property
     def is_local(self) -> bool:
+        """Does the node run on this machine (``host = "local"``)?"""
         return self.host == LOCAL
 
 
@@ -84,6 +85,7 @@ class Topology:
     replication: ReplicationEntry = attrs.field(factory=ReplicationEntry)
 
     def node(self, name: str) -> NodeEntry:
+        """The entry named ``name`` (:class:`~pgstream.errors.InvalidInput` when none)."""
         for entry in self.nodes:
             if entry.name == name:
                 return entry
@@ -95,6 +97,7 @@ class Topology:
         return check_topology(attrs.evolve(self, nodes=(*kept, entry)))
 
     def without(self, name: str) -> Topology:
+        """This topology without the node named ``name`` (unchanged when it has none)."""
         return attrs.evolve(self, nodes=tuple(n for n in self.nodes if n.name != name))
 
 

@@ -59,6 +59,7 @@ class Receiver:
 
     @property
     def streaming(self) -> bool:
+        """Is the walreceiver in ``streaming`` state?"""
         return self.status == "streaming"
 
 
@@ -101,6 +102,7 @@ class NodeFacts:
         return next((w for w in self.walsenders if w.get("application_name") == name), None)
 
     def slot(self, name: str) -> SlotStatus | None:
+        """The physical slot named ``name`` on this node, or None."""
         return next((s for s in self.slots if s.name == name), None)
 
 

@@ -82,6 +82,7 @@ class Finding:
 
     @property
     def is_error(self) -> bool:
+        """Is its severity ``error``?"""
         return self.severity is Severity.ERROR
 
     def __str__(self) -> str:
@@ -96,6 +97,7 @@ class Finding:
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, object]:
+        """A JSON-ready dict of every field; a fix plan as its printed steps."""
         return {"code": self.code, "severity": self.severity.value, "node": self.node,
                 "summary": self.summary, "evidence": self.evidence, "source": self.source,
                 "fix": self.fix, "slot": self.slot, "upstream": self.upstream,
@@ -119,10 +121,12 @@ class CheckReport:
 
     @property
     def errors(self) -> tuple[Finding, ...]:
+        """The findings of severity ``error``, in report order."""
         return tuple(f for f in self.findings if f.severity is Severity.ERROR)
 
     @property
     def warnings(self) -> tuple[Finding, ...]:
+        """The findings of severity ``warning``, in report order."""
         return tuple(f for f in self.findings if f.severity is Severity.WARNING)
 
     @property
@@ -132,12 +136,17 @@ class CheckReport:
 
     @property
     def codes(self) -> set[str]:
+        """The codes found, each once."""
         return {f.code for f in self.findings}
 
     def for_node(self, name: str) -> tuple[Finding, ...]:
+        """The findings about the node named ``name``, in report order."""
         return tuple(f for f in self.findings if f.node == name)
 
     def by_code(self, code: str) -> tuple[Finding, ...]:
+        """The findings of ``code``, in report order; an unknown code raises
+        :class:`~pgstream.errors.InvalidInput` (a typo never reads as "no finding").
+        """
         findings.info(code)
         return tuple(f for f in self.findings if f.code == code)
 
@@ -169,6 +178,9 @@ class CheckReport:
         return "\n".join(out)
 
     def to_dict(self) -> dict[str, object]:
+        """A JSON-ready dict: ``ok``, ``taken_at`` (ISO 8601), ``seconds``, ``nodes``,
+        the ``errors`` and ``warnings`` counts and every finding (:meth:`Finding.to_dict`).
+        """
         return {"ok": self.ok, "taken_at": self.taken_at.isoformat(), "seconds": self.seconds,
                 "nodes": list(self.nodes), "errors": len(self.errors),
                 "warnings": len(self.warnings),
