@@ -21,7 +21,7 @@ import pytest
 
 from pgstream import Cluster, Plan, ProgressEvent
 from pgstream.facts import redact
-from pgstream.hosts.host import Completed, Host
+from pgstream.hosts.host import Completed, Host, LocalHost
 from pgstream.render import queries
 
 EFFECT_PROGRAMS = {"pg_ctl", "pg_ctlcluster", "systemctl", "pg_basebackup", "pg_rewind",
@@ -77,6 +77,29 @@ class RecordingHost:
         return getattr(self.inner, name)
 
 
+@attrs.define
+class RecordingLocalHost(LocalHost):
+    """This machine, recording every effect argv it runs (still a ``LocalHost``: programs
+    are found here as for any local node)."""
+
+    recorder: Recorder = attrs.field(kw_only=True)
+
+    def run(self, argv: Sequence[str], **kwargs: Any) -> Completed:
+        argv = [str(a) for a in argv]
+        if Path(argv[0]).name in EFFECT_PROGRAMS:
+            self.recorder.add(shlex.join(argv))
+        return super().run(argv, **kwargs)
+
+
+def recording(host: Host, recorder: Recorder) -> Host:
+    """``host``, recording what it runs (a local host stays a ``LocalHost``)."""
+    if isinstance(host, RecordingHost | RecordingLocalHost):
+        return host
+    if isinstance(host, LocalHost):
+        return RecordingLocalHost(host.name, recorder=recorder)
+    return RecordingHost(host, recorder)
+
+
 def install_recorder(monkeypatch: pytest.MonkeyPatch) -> Recorder:
     """A :class:`Recorder` that also records every effect statement psycopg sends."""
     made = Recorder()
@@ -97,8 +120,7 @@ def install_recorder(monkeypatch: pytest.MonkeyPatch) -> Recorder:
 def record_through(cluster: Cluster, recorder: Recorder) -> None:
     """Every node's host and service host records what it runs."""
     for node in [*cluster.nodes, *cluster.failed]:
-        host = node.host if isinstance(node.host, RecordingHost) else RecordingHost(
-            node.host, recorder)
+        host = recording(node.host, recorder)
         node.host = host
         if node.service is not None:
             node.service.host = host

@@ -22,7 +22,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from pgstream import Cluster, Plan, ReplicationAuth, SyncSpec
 
-from ..recording import Recorder, RecordingHost, apply_and_compare, record_through
+from ..recording import Recorder, apply_and_compare, record_through, recording
 from .conftest import Rig
 
 MakeCluster = Callable[..., Cluster]
@@ -86,9 +86,18 @@ def test_what_runs_is_what_the_plan_printed(service: str, pgstream_sandbox: Make
         plan = build(cluster)
         apply_and_compare(plan, recorder)
         assert recorder.effects, f"{name}: nothing recorded"
-    rejoin = cluster.rejoin_plan(cluster.failed[0].name)
-    apply_and_compare(rejoin, recorder)
-    assert cluster.status().all_streaming
+    # The forced failover stopped the old primary at once: it rejoins with pg_rewind, which
+    # must be of its own major (not every major of the matrix has one).
+    if _has_rewind(cluster):
+        apply_and_compare(cluster.rejoin_plan(cluster.failed[0].name), recorder)
+        assert cluster.status().all_streaming
+
+
+def _has_rewind(cluster: Cluster) -> bool:
+    from pgstream.hosts import binaries
+
+    major = cluster.primary.version.major
+    return any(i.has("pg_rewind") and i.version.major == major for i in binaries.discover())
 
 
 def test_a_standby_added_and_promoted_alone(pgstream_sandbox: MakeCluster,
@@ -110,7 +119,7 @@ def test_setup_clone_sync_and_removal_print_what_they_run(rig: Rig, recorder: Re
                       node_settings={"replica1": first_own})
     record_through(cluster, recorder)
     apply_and_compare(cluster.setup_plan(), recorder)
-    second.host = RecordingHost(second.host, recorder)
+    second.host = recording(second.host, recorder)
     assert second.service is not None
     second.service.host = second.host
     apply_and_compare(cluster.add_standby_plan(second, node_settings=second_own), recorder)
