@@ -24,10 +24,15 @@ from pgstream.ops.follow import follow_steps
 from pgstream.ops.plan import Plan, Report, Step, StepKind, StepResult
 from pgstream.ops.sandbox import Sandbox
 from pgstream.ops.senders import SenderBudget
-from pgstream.ops.setup import ReplicationAuth, hba_step, primary_setup_steps, slot_step
+from pgstream.ops.setup import (
+    ReplicationAuth,
+    hba_step,
+    primary_setup_steps,
+    reload_step,
+    slot_step,
+)
 from pgstream.ops.sync import synchronous_plan as sync_plan
 from pgstream.ops.view import ClusterView, RoleChange
-from pgstream.render import queries
 from pgstream.render.config import ConfigRenderer
 from pgstream.render.sync_spec import SyncSpec
 
@@ -156,7 +161,7 @@ def add_standby_plan(cluster: ClusterView, standby: Standby, *, upstream: Node |
                                  auth.method or renderer.default_auth_method())
         changed: set[str] = set()
         steps.append(hba_step(source, [f"{line}    {hba_marker(standby.name)}"], changed))
-        steps.append(_reload_if(source, changed))
+        steps.append(reload_step(source, changed))
     steps.append(slot_step(source, slot))
     steps += standby_clone_steps(
         source, standby, auth=cluster.auth, primary_host=host, primary_port=port, slot=slot,
@@ -227,17 +232,6 @@ def synchronous_plan(cluster: ClusterView, spec: SyncSpec, *,
                      wait_for=wait_for, timeout=arguments.timeout(timeout),
                      standbys=[s.name for s in cluster.standbys if s.upstream is None])
 
-
-def _reload_if(node: Node, changed: set[str]) -> Step:
-    def action(report: Report) -> StepResult:
-        if not changed:
-            return StepResult(False, "pg_hba.conf unchanged")
-        node.execute(queries.reload_conf()[0])
-        changed.clear()
-        return StepResult(True, "reloaded (pg_hba.conf changed)")
-
-    return Step(node.name, StepKind.RELOAD, "reload, if pg_hba.conf changed",
-                "SELECT pg_reload_conf();", action=action, host=node.host.name)
 
 
 def _has_address(cluster: ClusterView, node: Node) -> bool:

@@ -23,11 +23,10 @@ from pgstream.hosts.binaries import Installation
 from pgstream.hosts.wait import DEFAULT_TIMEOUT, wait_for
 from pgstream.nodes.node import Node, Standby
 from pgstream.ops.plan import Report, Step, StepKind, StepResult
-from pgstream.ops.recovery import RecoveryConfig, passfile_for, write_passfile
+from pgstream.ops.recovery import RecoveryConfig, passfile_for, passfile_step
 from pgstream.ops.senders import SenderBudget
 from pgstream.ops.setup import ReplicationAuth
 from pgstream.render import commands, queries
-from pgstream.render.config import passfile_line
 
 _PERCENT = re.compile(r"\((\d+)%\)")
 
@@ -143,16 +142,9 @@ def standby_clone_steps(
 
     # -- 7: passfile and base backup
     if auth.password is not None and passfile is not None:
-        password, path = auth.password, passfile
-        shown = passfile_line(primary_host, primary_port, auth.user, "********")
-
-        def write_pass(report: Report) -> StepResult:
-            changed = write_passfile(host, path, address=(primary_host, primary_port),
-                                     user=auth.user, password=password, owner=user)
-            return StepResult(changed, f"wrote {path} (mode 0600)" if changed
-                              else f"{path} already holds the entry")
-
-        step(StepKind.FILE, f"passfile {passfile} (mode 0600)", shown, write_pass)
+        steps.append(passfile_step(name, host, passfile, address=(primary_host, primary_port),
+                                   user=auth.user, password=auth.password, owner=user,
+                                   concurrent=True))
 
     argv = commands.pg_basebackup(client.bindir, client.version, data_dir, host=primary_host,
                                   port=primary_port, user=auth.user, slot=slot,

@@ -27,7 +27,7 @@ from pgstream.hosts.wait import wait_for
 from pgstream.nodes import identity
 from pgstream.nodes.node import Node, Standby, stream_names
 from pgstream.ops.plan import Plan, Report, Step, StepKind, StepResult
-from pgstream.ops.recovery import RecoveryConfig, passfile_for, write_passfile
+from pgstream.ops.recovery import RecoveryConfig, passfile_for, passfile_step
 from pgstream.ops.view import ClusterView, RoleChange
 from pgstream.render import queries
 
@@ -177,15 +177,10 @@ def follow_steps(cluster: ClusterView, node: Node, upstream: Node, *, previous: 
          + f"  -- on {upstream.name}", slot)
 
     if auth.password is not None:
-        password = auth.password
-
-        def write_pass(report: Report) -> StepResult:
-            changed = write_passfile(host, passfile, address=address, user=auth.user,
-                                     password=password, owner=node.os_user)
-            return StepResult(changed, f"{passfile}: entry for {address[0]}:{address[1]}")
-
-        step(StepKind.FILE, f"passfile entry for {upstream.name}", f"{passfile} (mode 0600)",
-             write_pass)
+        steps.append(passfile_step(node.name, host, passfile, address=address, user=auth.user,
+                                   password=auth.password, owner=node.os_user,
+                                   title=f"passfile entry for {upstream.name}",
+                                   concurrent=concurrent))
 
     def configure(report: Report) -> StepResult:
         written = recovery.write(host, data_dir, node.os_user)

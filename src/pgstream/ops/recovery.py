@@ -14,9 +14,10 @@ from pathlib import Path
 
 import attrs
 
-from pgstream.facts.identifiers import Secret
+from pgstream.facts.identifiers import MASK, Secret
 from pgstream.facts.version import ServerVersion
 from pgstream.hosts.host import Host, OsUser
+from pgstream.ops.plan import Report, Step, StepKind, StepResult
 from pgstream.render.config import ConfigRenderer, merge_settings, passfile_line, render_settings
 
 
@@ -45,6 +46,22 @@ def write_passfile(host: Host, path: Path, *, address: tuple[str, int], user: st
         return False
     host.write_text(path, merged, mode=0o600, owner=owner)
     return True
+
+
+def passfile_step(node_name: str, host: Host, path: Path, *, address: tuple[str, int],
+                  user: str, password: Secret, owner: OsUser | None, title: str = "",
+                  concurrent: bool = False) -> Step:
+    """The step that writes (or keeps) the passfile entry a standby uses for ``address``;
+    the plan shows the entry with the password masked."""
+    def action(report: Report) -> StepResult:
+        changed = write_passfile(host, path, address=address, user=user, password=password,
+                                 owner=owner)
+        return StepResult(changed, f"wrote {path} (mode 0600)" if changed
+                          else f"{path} already holds the entry")
+
+    return Step(node_name, StepKind.FILE, title or f"passfile {path} (mode 0600)",
+                f"{path} (mode 0600): " + passfile_line(address[0], address[1], user, MASK),
+                action=action, host=host.name, concurrent=concurrent)
 
 
 @attrs.frozen

@@ -31,7 +31,7 @@ from pgstream.hosts.wait import wait_for
 from pgstream.nodes.conninfo import check_conninfo
 from pgstream.nodes.node import Node, Primary
 from pgstream.ops.plan import Report, Step, StepKind, StepResult
-from pgstream.render import queries
+from pgstream.render import probes, queries
 from pgstream.render.config import ConfigRenderer
 
 
@@ -244,7 +244,7 @@ def slot_step(primary: Node, slot: str) -> Step:
                 action=action, undo=undo, host=primary.host.name)
 
 
-def reload_step(primary: Primary, changed_files: set[str]) -> Step:
+def reload_step(primary: Node, changed_files: set[str]) -> Step:
     """A step that reloads ``primary``'s configuration when ``changed_files`` is not empty,
     then (10+) refuses a ``pg_hba.conf`` with errors (:class:`~pgstream.errors.PgStreamError`)."""
     def action(report: Report) -> StepResult:
@@ -252,8 +252,7 @@ def reload_step(primary: Primary, changed_files: set[str]) -> Step:
             return StepResult(False, "no configuration file changed")
         primary.execute(queries.reload_conf()[0])
         if primary.version.adapter.supports("hba_file_rules"):
-            errors = primary.query("SELECT line_number, error FROM pg_hba_file_rules "
-                                   "WHERE error IS NOT NULL")
+            errors = primary.query(*probes.hba_errors())
             if errors:
                 found = "; ".join(f"line {n}: {e}" for n, e in errors)
                 raise PgStreamError(f"{primary.name}'s pg_hba.conf has errors: {found}")

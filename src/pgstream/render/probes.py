@@ -181,3 +181,8 @@ def timeline_history(version: ServerVersion, timeline: int) -> Query:
     (superuser): where each earlier timeline ended."""
     wal = version.adapter.file("pg_wal")
     return sql.SQL("SELECT pg_read_file(%s)"), (f"{wal}/{int(timeline):08X}.history",)
+
+
+def hba_errors() -> Query:
+    """The lines of ``pg_hba.conf`` the server could not load (10+: ``pg_hba_file_rules``)."""
+    return sql.SQL("SELECT line_number, error FROM pg_hba_file_rules WHERE error IS NOT NULL"), ()

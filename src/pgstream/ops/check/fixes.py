@@ -26,13 +26,13 @@ from pgstream.nodes.node import Node, Primary, Standby
 from pgstream.ops.check.report import Finding
 from pgstream.ops.clone import standby_clone_steps
 from pgstream.ops.plan import Plan, ProgressEvent, Report, Step, StepKind, StepResult
-from pgstream.ops.recovery import passfile_for, write_passfile
+from pgstream.ops.recovery import passfile_for, passfile_step
 from pgstream.ops.rejoin import rejoin_plan
 from pgstream.ops.setup import hba_step, reload_step, role_step, slot_step
 from pgstream.ops.slots import drop_inactive_slots_plan
 from pgstream.ops.view import ClusterView
 from pgstream.render import queries
-from pgstream.render.config import ConfigRenderer, passfile_line
+from pgstream.render.config import ConfigRenderer
 
 _FROM_HOST = re.compile(r"from host \"(?P<host>[^\"]+)\"")
 
@@ -74,15 +74,8 @@ def _passfile_step(view: ClusterView, standby: Node, upstream: Node) -> Step | N
     address = view.address_of(upstream)
     user = view.auth.user
 
-    def action(report: Report) -> StepResult:
-        changed = write_passfile(standby.host, path, address=address, user=user,
-                                 password=password, owner=standby.os_user)
-        return StepResult(changed, f"wrote {path} (mode 0600)" if changed
-                          else f"{path} already holds the entry")
-
-    return Step(standby.name, StepKind.FILE, f"passfile {path} (mode 0600)",
-                passfile_line(address[0], address[1], user, "********"), action=action,
-                host=standby.host.name)
+    return passfile_step(standby.name, standby.host, path, address=address, user=user,
+                         password=password, owner=standby.os_user)
 
 
 def _role_plan(view: ClusterView, finding: Finding) -> Plan | None:
