@@ -90,6 +90,7 @@ def upgrade(args: argparse.Namespace) -> int:
     prints the checked plan only. (A cluster of a topology file: ``pgstream upgrade``.)"""
     from pgstream.cluster import Cluster
     from pgstream.errors import BinaryNotFound
+    from pgstream.facts import compat
     from pgstream.hosts import binaries
 
     new = binaries.probe(args.to)
@@ -97,7 +98,7 @@ def upgrade(args: argparse.Namespace) -> int:
         old = binaries.probe(args.from_bindir)
     else:
         older = [i for i in binaries.discover() if i.has_server and i.has("pg_upgrade")
-                 and i.version.major_num < new.version.major_num]
+                 and compat.upgrade_fits(new.version, i.version)]
         if not older:
             raise BinaryNotFound(f"no full installation older than PostgreSQL "
                                 f"{new.version.major} was found: give --from BINDIR")

@@ -21,6 +21,7 @@ from pathlib import Path
 import attrs
 
 from pgstream.errors import BinaryNotFound, UnsupportedVersion
+from pgstream.facts import compat
 from pgstream.facts.version import ServerVersion
 from pgstream.hosts.host import Host, LocalHost
 from pgstream.render import commands
@@ -191,8 +192,7 @@ def find_client(tool: str, server: ServerVersion,
     nearest newer one, among every installation found (every ``PATH`` entry included);
     never an older one.
     """
-    if (prefer is not None and prefer.has(tool)
-            and prefer.version.major_num >= server.major_num):
+    if prefer is not None and prefer.has(tool) and compat.client_fits(prefer.version, server):
         return prefer
     if prefer is not None and prefer.host is not None:  # another machine: only its own tools
         raise BinaryNotFound(
@@ -200,12 +200,12 @@ def find_client(tool: str, server: ServerVersion,
             f"newer: install the client tools there (Debian: postgresql-client-{server.major})")
     options = [prefer] if prefer is not None else []
     options += sorted(discover(), key=lambda i: i.version.num)
-    same = [i for i in options if i.has(tool) and i.version.major == server.major]
-    newer = [i for i in options if i.has(tool) and i.version.major_num > server.major_num]
+    fits = [i for i in options if i.has(tool) and compat.client_fits(i.version, server)]
+    same = [i for i in fits if compat.same_major(i.version, server)]
     if same:
         return same[0]
-    if newer:
-        return newer[0]
+    if fits:  # the nearest newer one (options are sorted oldest first)
+        return fits[0]
     older = sorted({i.version.major for i in options if i.has(tool)})
     have = f" (found only {tool} of major {', '.join(older)})" if older else ""
     raise BinaryNotFound(

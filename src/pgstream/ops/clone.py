@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from pgstream.errors import InvalidInput, PgStreamError, UnsafeDataDirectory
+from pgstream.facts import compat
 from pgstream.hosts import datadir
 from pgstream.hosts.binaries import Installation
 from pgstream.hosts.wait import DEFAULT_TIMEOUT, wait_for
@@ -63,12 +64,12 @@ def standby_clone_steps(
         return [_check_step(primary, standby, timeout,
                             f"{standby.name} already streams from {primary.name}: "
                             "nothing to clone")]
-    if server.version.major != primary.version.major:
+    if not compat.replica_fits(server.version, primary.version):
         raise InvalidInput(
             f"{standby.name} would run PostgreSQL {server.version.major} ({server.bindir}) but "
             f"the primary runs {primary.version.major}: physical replication needs the same "
             "major on both")
-    if client.version.major_num < primary.version.major_num:
+    if not compat.client_fits(client.version, primary.version):
         raise InvalidInput(f"pg_basebackup {client.version.major} cannot clone a "
                            f"PostgreSQL {primary.version.major} server")
     same_host = primary.host.name == standby.host.name

@@ -18,7 +18,7 @@ import psycopg
 from psycopg import conninfo as pg_conninfo
 
 from pgstream.errors import NodeUnreachable, PgStreamError, QueryError
-from pgstream.facts import identifiers
+from pgstream.facts import compat, identifiers
 from pgstream.facts.version import ServerVersion
 from pgstream.hosts import binaries
 from pgstream.hosts.host import Host, LocalHost, OsUser
@@ -104,7 +104,8 @@ class Probe:
         """What its walreceiver calls itself: the conninfo's, else cluster_name (12+), else
         ``walreceiver``."""
         name = self.upstream_conninfo.get("application_name") or ""
-        if not name and self.version is not None and self.version.major_num >= 120000:
+        if not name and self.version is not None and self.version.adapter.supports(
+                "walreceiver_cluster_name"):
             name = self.settings.get("cluster_name", "")
         return name or "walreceiver"
 
@@ -195,7 +196,7 @@ def _bindir(host: Host, version: ServerVersion, facts: PostmasterFacts | None
         return facts.bindir, f"the running postmaster (/proc/{facts.pid}/exe)"
     if isinstance(host, LocalHost):
         for inst in binaries.discover():
-            if inst.version.major == version.major and inst.has_server:
+            if compat.same_major(inst.version, version) and inst.has_server:
                 return inst.bindir, f"an installation of {version.major} ({inst.source})"
         return None, "not found: no installation of that major here"
     guess = Path(f"/usr/lib/postgresql/{version.major}/bin")

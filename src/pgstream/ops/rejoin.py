@@ -16,7 +16,7 @@ import attrs
 from psycopg import conninfo as pg_conninfo
 
 from pgstream.errors import BinaryNotFound, InvalidInput, PgStreamError, RejoinRefused
-from pgstream.facts import arguments
+from pgstream.facts import arguments, compat
 from pgstream.facts.lsn import Lsn
 from pgstream.facts.version import ServerVersion
 from pgstream.hosts import binaries, controlfile
@@ -161,7 +161,7 @@ def _rewind_step(cluster: ClusterView, target: Node, primary: Node, version: Ser
                 tool = binaries.find_client("pg_rewind", version)
             except BinaryNotFound:
                 tool = None
-    if tool is None or tool.version.major != version.major:
+    if tool is None or not compat.rewind_fits(tool.version, version):
         raise RejoinRefused(
             f"{target.name} needs pg_rewind, and pg_rewind must be of its own major "
             f"({version.major}); none was found: install PostgreSQL {version.major}'s client "

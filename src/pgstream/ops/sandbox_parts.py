@@ -11,6 +11,7 @@ from pathlib import Path
 import attrs
 
 from pgstream.errors import BinaryNotFound, InvalidInput, NotAvailable
+from pgstream.facts import compat
 from pgstream.facts.identifiers import Secret
 from pgstream.hosts import binaries
 from pgstream.hosts.binaries import Installation
@@ -75,12 +76,13 @@ def sandbox_parts(standbys: int, *, bindir: str | Path | None, base_dir: str | P
         "replicator", secrets.token_urlsafe(24) if password is None else password)
     server = binaries.find_server(bindir)
     asked = binaries.probe(client_bindir) if client_bindir is not None else server
-    client = binaries.find_client("pg_basebackup", server.version, prefer=asked)
-    if client_bindir is not None and client.bindir != asked.bindir:
+    if client_bindir is not None and not (
+            asked.has("pg_basebackup") and compat.client_fits(asked.version, server.version)):
         raise BinaryNotFound(
             f"pg_basebackup {asked.version.major} in {asked.bindir} cannot clone a "
             f"PostgreSQL {server.version.major} server: give client tools of "
             f"{server.version.major} or newer")
+    client = binaries.find_client("pg_basebackup", server.version, prefer=asked)
     user = server_user(run_as)
     if wal_segsize_mb is not None and not server.version.adapter.has(
             "option", "--wal-segsize", "initdb"):

@@ -23,7 +23,7 @@ import attrs
 from psycopg import sql
 
 from pgstream.errors import InvalidInput, OperationFailed, PgStreamError, SlotError
-from pgstream.facts import identifiers
+from pgstream.facts import compat, identifiers
 from pgstream.facts.identifiers import MASK, Secret
 from pgstream.facts.passwords import verifier_matches
 from pgstream.facts.settings import SettingDefinition, check_value, same_value
@@ -188,7 +188,7 @@ def role_step(primary: Primary, auth: ReplicationAuth) -> Step:
     def verifier() -> str | None:
         if auth.password is None:
             return None
-        algorithm = "scram-sha-256" if primary.version.adapter.supports("scram") else "md5"
+        algorithm = compat.verifier_algorithm(primary.version)
         return primary.connect().pgconn.encrypt_password(
             auth.password.reveal().encode(), auth.user.encode(), algorithm.encode()).decode()
 

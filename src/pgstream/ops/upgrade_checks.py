@@ -21,6 +21,7 @@ import attrs
 from psycopg.conninfo import make_conninfo
 
 from pgstream.errors import CommandFailed, InvalidInput, PgStreamError, UpgradeRefused
+from pgstream.facts import compat
 from pgstream.hosts import binaries
 from pgstream.hosts.binaries import Installation
 from pgstream.hosts.host import Host
@@ -111,10 +112,11 @@ def gather(cluster: ClusterView, to: str | Path | Installation, *, method: Upgra
         missing = [p for p in needed if not new.has(p)]
         missing_old = [p for p in ("pg_controldata",) if not old.has(p)]
         installs[node.name], olds[node.name] = new, old
+        newer = compat.upgrade_fits(new.version, old_version)
         add(f"PostgreSQL {new.version.major} ({bindir}) on {node.name}'s host",
-            not missing and new.version.major_num > old_version.major_num,
+            not missing and newer,
             f"{new.version}" + (f"; lacks {', '.join(missing)}" if missing else "")
-            + ("" if new.version.major_num > old_version.major_num else
+            + ("" if newer else
                f"; not newer than {old_version.major}"))
         add(f"old PostgreSQL {old.version.major} on {node.name}'s host has pg_controldata",
             not missing_old, str(old.bindir))

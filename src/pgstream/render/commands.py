@@ -14,7 +14,7 @@ from typing import Literal
 from psycopg.conninfo import make_conninfo
 
 from pgstream.errors import InvalidInput
-from pgstream.facts import identifiers
+from pgstream.facts import compat, identifiers
 from pgstream.facts.version import ServerVersion
 
 PgCtlAction = Literal["start", "stop", "restart", "reload", "promote", "status"]
@@ -27,9 +27,8 @@ def initdb(bindir: Path, data_dir: Path, *, superuser: str, auth_local: str = "t
     """initdb's argv. ``wal_segsize_mb`` needs initdb 11+ (pass ``version`` to check it)."""
     identifiers.role_name(superuser)
     no_sync = version.adapter.option("--no-sync", "initdb") if version else "--no-sync"
-    if version is not None and auth_host == "scram-sha-256" and not version.adapter.supports(
-            "scram"):
-        auth_host = "md5"  # 9.6 has no SCRAM
+    if version is not None and not compat.auth_method_exists(auth_host, version):
+        auth_host = compat.default_auth_method(version)  # 9.6 has no SCRAM
     argv = [str(bindir / "initdb"), "-D", str(data_dir), "-U", superuser,
             "--auth-local", auth_local, "--auth-host", auth_host,
             "-E", "UTF8", "--locale", "C", no_sync]
@@ -166,8 +165,7 @@ def upgrade_initdb(bindir: Path, data_dir: Path, *, version: ServerVersion, supe
             raise InvalidInput(f"invalid {label} {value!r}")
     adapter = version.adapter
     argv = [str(bindir / "initdb"), "-D", str(data_dir), "-U", superuser,
-            "--auth-local", "trust", "--auth-host", "scram-sha-256" if adapter.supports(
-                "scram") else "md5",
+            "--auth-local", "trust", "--auth-host", compat.default_auth_method(version),
             "-E", encoding, "--lc-collate", lc_collate, "--lc-ctype", lc_ctype,
             adapter.option("--no-sync", "initdb")]
     if wal_segsize_mb != 16:

@@ -15,7 +15,7 @@ import attrs
 from psycopg import conninfo as pg_conninfo
 
 from pgstream.errors import InvalidInput, NotAvailable
-from pgstream.facts import identifiers
+from pgstream.facts import compat, identifiers
 from pgstream.facts.capabilities import conninfo_options
 from pgstream.facts.version import ServerVersion
 
@@ -153,14 +153,13 @@ class ConfigRenderer:
         return settings
 
     def default_auth_method(self) -> str:
-        """scram-sha-256 where the version has it (10+), md5 on 9.6."""
-        return "scram-sha-256" if self.version.adapter.supports("scram") else "md5"
+        """scram-sha-256 where the version has it (10+), md5 on 9.6
+        (:func:`pgstream.facts.compat.default_auth_method`)."""
+        return compat.default_auth_method(self.version)
 
     def password_encryption(self) -> str:
         """The ``password_encryption`` value matching :meth:`default_auth_method`."""
-        if self.version.adapter.supports("scram"):
-            return "scram-sha-256"
-        return "on"
+        return compat.password_encryption(self.version)
 
     def hba_line(self, user: str, address: str, method: str = "scram-sha-256") -> str:
         """The seed's step 2: ``host replication USER ADDRESS METHOD``.
@@ -174,7 +173,7 @@ class ConfigRenderer:
                 f"unknown pg_hba authentication method {method!r}: use one of "
                 + ", ".join(sorted(HBA_METHODS))
             )
-        if method == "scram-sha-256" and not self.version.adapter.supports("scram"):
+        if not compat.auth_method_exists(method, self.version):
             raise NotAvailable(
                 f"scram-sha-256 does not exist on PostgreSQL {self.version.major}: it was "
                 "introduced in PostgreSQL 10; use method='md5'",

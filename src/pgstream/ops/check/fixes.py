@@ -20,6 +20,7 @@ from collections.abc import Callable
 import attrs
 
 from pgstream.errors import BinaryNotFound, InvalidInput, PgStreamError
+from pgstream.facts import compat
 from pgstream.hosts import binaries
 from pgstream.hosts.host import LocalHost
 from pgstream.nodes.node import Node, Primary, Standby
@@ -134,14 +135,14 @@ def has_rewind(node: Node) -> bool:
         return False
     tool = binaries.probe(node.service.bindir, host=node.host)
     if tool is not None and tool.has("pg_rewind"):
-        return True
+        return compat.rewind_fits(tool.version, node.version)
     if not isinstance(node.host, LocalHost):
         return False
     try:
         found = binaries.find_client("pg_rewind", node.version)
     except BinaryNotFound:
         return False
-    return found.version.major == node.version.major
+    return compat.rewind_fits(found.version, node.version)
 
 
 def _rejoin_plan(view: ClusterView, finding: Finding) -> Plan | None:
