@@ -37,7 +37,8 @@ from pgstream.facts.lsn import Lsn
 from pgstream.facts.version import ServerVersion
 from pgstream.hosts.controlfile import DbState
 from pgstream.hosts.service import PgCtlService
-from pgstream.nodes.node import Params, Primary, Standby
+from pgstream.nodes.node import Primary, Standby
+from pgstream.nodes.statements import Params
 from pgstream.ops.setup import ReplicationAuth
 from tests.fake_host import POSTGRES, FakeHost
 

@@ -40,3 +40,17 @@ def test_every_error_class_lives_in_errors_py() -> None:
         value = getattr(pgstream, name)
         if isinstance(value, type) and issubclass(value, Exception):
             assert value.__module__ == "pgstream.errors", name
+
+
+def test_no_error_is_raised_as_the_bare_base_class() -> None:
+    """Every raise names a class a caller can catch by meaning (errors.py's categories or
+    their leaves), never ``PgStreamError`` itself."""
+    import ast
+
+    bare = []
+    for path in (ROOT / "src" / "pgstream").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call) and getattr(
+                    node.exc.func, "id", "") == "PgStreamError":
+                bare.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert not bare, bare

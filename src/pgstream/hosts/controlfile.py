@@ -19,7 +19,7 @@ from pathlib import Path
 
 import attrs
 
-from pgstream.errors import PgStreamError
+from pgstream.errors import OperationFailed, PgStreamError
 from pgstream.facts.lsn import Lsn
 from pgstream.facts.version import ServerVersion
 from pgstream.hosts.host import Host, LocalHost
@@ -64,17 +64,17 @@ def read(data_dir: Path, version: ServerVersion | None = None,
         whole = (host or LocalHost()).read_bytes(path)
         raw = whole[:_HEAD.size]
     except (OSError, PgStreamError) as exc:
-        raise PgStreamError(f"cannot read {path}: {exc}") from None
+        raise OperationFailed(f"cannot read {path}: {exc}") from None
     if len(raw) < _HEAD.size:
-        raise PgStreamError(f"{path} is too short to be a pg_control file")
+        raise OperationFailed(f"{path} is too short to be a pg_control file")
     sysid, control_version, _catalog, state, _time, checkpoint = _HEAD.unpack(raw)
     if not 900 <= control_version < 10000:
-        raise PgStreamError(f"{path} does not look like a pg_control file "
+        raise OperationFailed(f"{path} does not look like a pg_control file "
                             f"(pg_control_version {control_version})")
     try:
         db_state = DbState(state)
     except ValueError:
-        raise PgStreamError(f"{path}: unknown database state {state}") from None
+        raise OperationFailed(f"{path}: unknown database state {state}") from None
     timeline = None
     if version is not None:
         offset = 56 if version.adapter.supports("pg_control_prev_checkpoint") else 48

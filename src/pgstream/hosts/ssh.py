@@ -20,7 +20,12 @@ from pathlib import Path
 
 import attrs
 
-from pgstream.errors import CommandFailed, HostUnreachable, InvalidInput, PgStreamError
+from pgstream.errors import (
+    CommandFailed,
+    HostUnreachable,
+    InvalidInput,
+    OperationFailed,
+)
 from pgstream.facts import redact
 from pgstream.facts.identifiers import os_user_name
 from pgstream.hosts.host import Completed, LocalHost, OsUser
@@ -171,7 +176,7 @@ class SshHost:
                          "sh", str(path)), what=f"read {path}", timeout=60)
         start, end = done.output.find("<<b64:"), done.output.rfind(":b64>>")
         if start < 0 or end < start:
-            raise PgStreamError(f"cannot read {path} on {self.name}: unexpected output")
+            raise OperationFailed(f"cannot read {path} on {self.name}: unexpected output")
         return base64.b64decode(done.output[start + 6:end])
 
     def read_text(self, path: Path) -> str:

@@ -17,7 +17,7 @@ import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from pgstream.errors import InvalidInput, PgStreamError, UnsafeDataDirectory
+from pgstream.errors import InvalidInput, PgStreamError, ServerStateError, UnsafeDataDirectory
 from pgstream.facts import compat
 from pgstream.hosts import datadir
 from pgstream.hosts.binaries import Installation
@@ -227,7 +227,7 @@ def _check_step(primary: Node, standby: Standby, timeout: float, title: str = ""
 
     def check(report: Report) -> StepResult:
         if not standby.in_recovery:
-            raise PgStreamError(f"{name} started but is not in recovery: it is not a standby")
+            raise ServerStateError(f"{name} started but is not in recovery: it is not a standby")
         wait_for(lambda: primary.streams_to(app, slot), timeout=timeout,
                  what=f"{name} to stream from {primary.name}",
                  detail=lambda: service.log_tail(8) if service else "")

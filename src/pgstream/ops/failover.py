@@ -18,9 +18,10 @@ import attrs
 from pgstream.errors import (
     InvalidInput,
     NodeUnreachable,
-    PgStreamError,
     PrimaryStillAlive,
     QueryError,
+    Refused,
+    ServerStateError,
 )
 from pgstream.facts import arguments
 from pgstream.facts.lsn import Lsn
@@ -108,7 +109,7 @@ def failover_plan(cluster: ClusterView, candidate: Standby | str | None = None, 
                 f"{candidate if isinstance(candidate, str) else candidate.name} too would make "
                 f"two primaries; fail over to {target.name}")
     elif not ranked:
-        raise PgStreamError("no reachable standby of the primary can be promoted")
+        raise Refused("no reachable standby of the primary can be promoted")
     elif candidate is None:
         target = cluster.standby(ranked[0].name)
     else:
@@ -151,7 +152,7 @@ def failover_plan(cluster: ClusterView, candidate: Standby | str | None = None, 
         def carry_on(report: Report) -> StepResult:
             proof = still_down()
             if target.in_recovery:
-                raise PgStreamError(f"{target.name} is in recovery again: fail over anew")
+                raise ServerStateError(f"{target.name} is in recovery again: fail over anew")
             return StepResult(False, f"{target.name} accepts writes already; {proof}")
 
         steps.append(Step(target.name, StepKind.CHECK,

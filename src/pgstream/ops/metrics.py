@@ -21,7 +21,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from types import TracebackType
 
-from pgstream.errors import InvalidAddress, PgStreamError, Unreachable
+from pgstream.errors import InvalidAddress, InvalidInput, Unreachable
 from pgstream.facts import identifiers
 from pgstream.render import prometheus
 
@@ -46,7 +46,7 @@ class Scraper:
 
     def __init__(self, read: Callable[[], str], timeout: float = DEFAULT_TIMEOUT) -> None:
         if not timeout > 0:
-            raise PgStreamError(f"scrape timeout must be positive, not {timeout!r}")
+            raise InvalidInput(f"scrape timeout must be positive, not {timeout!r}")
         self.read = read
         self.timeout = timeout
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pgstream-scrape")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pgstream.errors import InvalidInput, PgStreamError, Refused
+from pgstream.errors import InvalidInput, Refused, ServerStateError
 from pgstream.hosts import datadir
 from pgstream.hosts.host import OsUser
 from pgstream.hosts.wait import DEFAULT_TIMEOUT, wait_for
@@ -138,7 +138,7 @@ def remove_standby_plan(cluster: ClusterView, standby: Standby | str, *, wipe: b
 
         def wipe_it(report: Report) -> StepResult:
             if service is not None and service.running():
-                raise PgStreamError(f"{target.name} still runs on {data_dir}: not wiped")
+                raise ServerStateError(f"{target.name} still runs on {data_dir}: not wiped")
             removed = datadir.wipe_contents(data_dir, target.host)
             return StepResult(removed, f"wiped {data_dir}" if removed else "already empty")
 

@@ -31,7 +31,7 @@ from pathlib import Path
 import attrs
 from psycopg import conninfo as pg_conninfo
 
-from pgstream.errors import InvalidInput, PgStreamError
+from pgstream.errors import InvalidInput, OperationFailed
 from pgstream.facts import identifiers
 from pgstream.hosts import sigterm
 from pgstream.hosts.binaries import Installation, probe
@@ -104,7 +104,7 @@ def free_port(taken: set[int]) -> int:
         if port not in taken:
             taken.add(port)
             return port
-    raise PgStreamError("could not find a free TCP port on 127.0.0.1")
+    raise OperationFailed("could not find a free TCP port on 127.0.0.1")
 
 
 @attrs.define

@@ -22,7 +22,13 @@ from pathlib import Path
 import attrs
 from psycopg import sql
 
-from pgstream.errors import InvalidInput, OperationFailed, PgStreamError, SlotError
+from pgstream.errors import (
+    InvalidInput,
+    OperationFailed,
+    PgStreamError,
+    ServerStateError,
+    SlotError,
+)
 from pgstream.facts import compat, identifiers
 from pgstream.facts.identifiers import MASK, Secret
 from pgstream.facts.passwords import verifier_matches
@@ -171,7 +177,7 @@ def hba_step(primary: Node, lines: Sequence[str], changed_files: set[str]) -> St
             primary.host.append_text(path, "".join(f"{line}\n" for line in missing),
                                      owner=primary.os_user)
         except OSError as exc:
-            raise PgStreamError(f"cannot append to {path} on {primary.host.name}: {exc}") from exc
+            raise OperationFailed(f"cannot append to {path} on {primary.host.name}: {exc}") from exc
         changed_files.add("pg_hba.conf")
         return StepResult(True, f"appended {len(missing)} line(s) to {path}")
 
@@ -255,7 +261,7 @@ def reload_step(primary: Node, changed_files: set[str]) -> Step:
             errors = primary.query(*probes.hba_errors())
             if errors:
                 found = "; ".join(f"line {n}: {e}" for n, e in errors)
-                raise PgStreamError(f"{primary.name}'s pg_hba.conf has errors: {found}")
+                raise ServerStateError(f"{primary.name}'s pg_hba.conf has errors: {found}")
         reloaded = ", ".join(sorted(changed_files))
         changed_files.clear()
         return StepResult(True, f"reloaded ({reloaded} changed)")
@@ -271,7 +277,7 @@ def restart_step(primary: Primary, restart_needed: set[str]) -> Step:
         if not restart_needed:
             return StepResult(False, "no changed setting needs a restart")
         if primary.service is None:
-            raise PgStreamError(
+            raise ServerStateError(
                 f"{primary.name} must be restarted for {', '.join(sorted(restart_needed))} to "
                 "take effect, but pgstream does not control its service: restart it, then "
                 "apply the plan again")

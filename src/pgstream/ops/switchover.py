@@ -28,7 +28,7 @@ from pgstream.errors import (
     InvalidInput,
     NodeUnreachable,
     OperationFailed,
-    PgStreamError,
+    ServerStateError,
     SwitchoverRefused,
 )
 from pgstream.facts import arguments
@@ -194,7 +194,7 @@ def switchover_plan(cluster: ClusterView, to: Standby | str, *,
     def received(report: Report) -> StepResult:
         control = controlfile.read(data_dir, host=old.host)
         if not control.clean_shutdown:
-            raise PgStreamError(f"{old.name} did not shut down cleanly ({control.state.name})")
+            raise ServerStateError(f"{old.name} did not shut down cleanly ({control.state.name})")
         shutdown.append(control.checkpoint)
 
         def past() -> bool:

@@ -17,7 +17,7 @@ from typing import Any
 
 from psycopg import sql
 
-from pgstream.errors import InvalidInput, OperationFailed, PgStreamError
+from pgstream.errors import InvalidInput, OperationFailed, PgStreamError, ServerStateError
 from pgstream.facts import identifiers
 from pgstream.facts.settings import parse_bool
 from pgstream.hosts.wait import DEFAULT_TIMEOUT
@@ -50,7 +50,7 @@ def sync_states(primary: Primary) -> dict[str, tuple[int, str]]:
     states: dict[str, tuple[int, str]] = {}
     for name, priority, state in primary.query(probes.sync_states(primary.version)):
         if state is None or priority is None:
-            raise PgStreamError(
+            raise ServerStateError(
                 f"cannot read sync_state on {primary.name}: pg_stat_replication hides it from "
                 "this role; connect as a superuser (or, from 10.2, a member of pg_monitor)")
         states[str(name)] = (int(priority), str(state))
@@ -152,7 +152,7 @@ def _settings_step(settings: _Settings) -> Step:
         current = settings.read()
         setting, source, _file, _auto = current[settings.names_setting]
         if source not in _FILE_SOURCES:
-            raise PgStreamError(
+            raise ServerStateError(
                 f"{settings.names_setting} on {primary.name} comes from the {source} "
                 f"(value {setting!r}), which overrides ALTER SYSTEM: remove it there first")
         changed = []

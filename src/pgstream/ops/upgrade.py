@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from pgstream.errors import InvalidInput, PgStreamError, UnsafeDataDirectory
+from pgstream.errors import InvalidInput, ServerStateError, UnsafeDataDirectory
 from pgstream.hosts import datadir
 from pgstream.hosts.binaries import Installation
 from pgstream.hosts.wait import DEFAULT_TIMEOUT
@@ -143,7 +143,7 @@ def remove_old_cluster_plan(cluster: ClusterView, old_data_dirs: Mapping[str, Pa
         def remove(report: Report, old: Path = old, node_name: str = name) -> StepResult:
             again = datadir.inspect(old, nodes[node_name].host)
             if again.running_pid is not None:
-                raise PgStreamError(f"a server started on {old} since the plan was made")
+                raise ServerStateError(f"a server started on {old} since the plan was made")
             remove_dir(nodes[node_name].host, old, nodes[node_name].os_user)
             return StepResult(True, f"removed {old}")
 

@@ -18,7 +18,7 @@ from typing import Literal
 
 import attrs
 
-from pgstream.errors import PgStreamError
+from pgstream.errors import OperationFailed
 from pgstream.facts.lsn import Lsn
 from pgstream.facts.version import ServerVersion
 from pgstream.hosts.binaries import Installation
@@ -133,7 +133,7 @@ def controldata_checkpoint(output: str) -> tuple[Lsn, str]:
     """``pg_controldata``'s "Latest checkpoint location" and "Database cluster state"."""
     checkpoint, state = _CHECKPOINT.search(output), _STATE.search(output)
     if checkpoint is None or state is None:
-        raise PgStreamError("pg_controldata printed no 'Latest checkpoint location' or "
+        raise OperationFailed("pg_controldata printed no 'Latest checkpoint location' or "
                             "'Database cluster state' (its output is not one pgstream knows)")
     return Lsn.parse(checkpoint[1]), state[1]
 

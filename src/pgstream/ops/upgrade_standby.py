@@ -16,7 +16,7 @@ Re-clone: ``pg_basebackup`` of the upgraded primary into the standby's new data 
 
 from __future__ import annotations
 
-from pgstream.errors import PgStreamError
+from pgstream.errors import ServerStateError
 from pgstream.hosts import binaries
 from pgstream.hosts.wait import wait_for
 from pgstream.nodes.node import Node, Primary, Standby
@@ -46,7 +46,7 @@ def rsync_steps(cluster: ClusterView, standby: Standby, facts: UpgradeFacts) -> 
 
     def transfer(report: Report) -> StepResult:
         if host.exists(stage) or host.exists(mine.new_dir):
-            raise PgStreamError(f"{stage} or {mine.new_dir} exists already")
+            raise ServerStateError(f"{stage} or {mine.new_dir} exists already")
         host.make_dir(stage, owner=user)
         host.run(moves[0], user=user, what="rename into the staging directory")
         done = primary.host.run(sync, user=primary.os_user, timeout=24 * 3600.0,
@@ -111,7 +111,7 @@ def start_standby_steps(future_primary: Primary, future: Node, timeout: float) -
 
     def check(report: Report) -> StepResult:
         if not future.in_recovery:
-            raise PgStreamError(f"{name} started but is not in recovery")
+            raise ServerStateError(f"{name} started but is not in recovery")
         wait_for(lambda: future_primary.streams_to(name), timeout=timeout,
                  what=f"{name} to stream from {future_primary.name}",
                  detail=lambda: service.log_tail(8))

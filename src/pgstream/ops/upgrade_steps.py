@@ -19,7 +19,7 @@ from collections.abc import Callable
 import attrs
 from psycopg.conninfo import conninfo_to_dict
 
-from pgstream.errors import PgStreamError, ServerStateError
+from pgstream.errors import OperationFailed, ServerStateError
 from pgstream.facts.lsn import Lsn
 from pgstream.hosts import controlfile
 from pgstream.hosts.service import PgCtlService
@@ -51,7 +51,7 @@ class UpgradeState:
 
 def _undo_allowed(state: UpgradeState, what: str) -> None:
     if state.past_no_return:
-        raise PgStreamError(f"not undone: the plan passed its point of no return ({what} "
+        raise OperationFailed(f"not undone: the plan passed its point of no return ({what} "
                             "stays as it is)")
 
 
@@ -91,7 +91,7 @@ def recheck_step(cluster: ClusterView, facts: UpgradeFacts) -> Step:
     def action(report: Report) -> StepResult:
         lost = [s.name for s in cluster.standbys if not primary.streams_to(s.name)]
         if lost:
-            raise PgStreamError(f"no longer streaming: {', '.join(lost)}")
+            raise ServerStateError(f"no longer streaming: {', '.join(lost)}")
         return StepResult(False, "every standby streams")
 
     return Step(primary.name, StepKind.CHECK, "pre-checks (standbys again when applied)",
