@@ -10,8 +10,8 @@ from pgstream import Cluster
 from pgstream.errors import (
     InvalidInput,
     NodeUnreachable,
-    PgStreamError,
     PrimaryStillAlive,
+    Refused,
     RejoinRefused,
     ServerMismatch,
     SwitchoverRefused,
@@ -187,8 +187,7 @@ def test_failover_with_no_reachable_standby() -> None:
     stop(rig.node("pg"), rig.hosts["pg"])
     for name in ("s1", "s2"):
         rig.servers[name].up = False
-    # (a bare PgStreamError today: no subclass names this refusal yet)
-    with pytest.raises(PgStreamError, match="no reachable standby of the primary"):
+    with pytest.raises(Refused, match="no reachable standby of the primary"):
         rig.cluster.failover_plan()
     unchanged(rig)
 
