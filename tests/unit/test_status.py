@@ -48,7 +48,7 @@ def test_str_table() -> None:
     down = StandbyStatus(name="standby2", state="disconnected", reachable=False)
     text = str(cluster(streaming(), down))
     lines = text.splitlines()
-    assert lines[0] == "primary primary (PostgreSQL 15.4) at 0/3006D00, in_recovery=f"
+    assert lines[0] == "primary: the primary, PostgreSQL 15.4, at 0/3006D00, in_recovery=f"
     headers = lines[1].split()
     assert headers[:3] == ["name", "upstream", "state"]
     for title, _ in COLUMNS:

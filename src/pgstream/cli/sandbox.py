@@ -12,6 +12,7 @@ import argparse
 import shlex
 import sys
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -42,6 +43,17 @@ class _Printer:
             print(f"{clock} rolled back: [{event.step.node}] {event.step.title}", flush=True)
 
 
+def _psql_for(server: Any) -> Path | str:
+    """A ``psql`` of the server's major or newer (an older one may not speak to it)."""
+    from pgstream.errors import BinaryNotFound
+    from pgstream.hosts import binaries
+
+    try:
+        return binaries.find_client("psql", server.version, prefer=server).program("psql")
+    except BinaryNotFound:
+        return "psql"
+
+
 def demo(args: argparse.Namespace) -> int:
     """A local primary with streaming standbys, some writes, the status, all removed."""
     from psycopg.conninfo import conninfo_to_dict
@@ -49,7 +61,9 @@ def demo(args: argparse.Namespace) -> int:
     from pgstream.cluster import Cluster
     from pgstream.hosts import binaries
     from pgstream.ops.sandbox import SUPERUSER
+    from pgstream.ops.sandbox_parts import check_standby_count
 
+    check_standby_count(args.standbys)  # refused before anything is printed or made
     server = binaries.find_server(args.bindir)
     print(f"pgstream demo: PostgreSQL {server.version} from {server.bindir} ({server.source}), "
           f"{args.standbys} standby(s)", flush=True)
@@ -71,9 +85,10 @@ def demo(args: argparse.Namespace) -> int:
         if args.keep:
             base = cluster.detach()
             print(f"\nThe sandbox keeps running in {base}. Connect with:")
+            psql = _psql_for(server)
             for node in cluster.nodes:
                 params = conninfo_to_dict(node.conninfo)
-                print(f"  {node.name:<9} psql {shlex.quote(node.conninfo)}"
+                print(f"  {node.name:<9} {shlex.quote(str(psql))} {shlex.quote(node.conninfo)}"
                       f"   # port {params['port']}, user {SUPERUSER}")
             print(f"Stop it and remove everything with:\n  pgstream sandbox-stop {base}")
             return 0
@@ -163,10 +178,17 @@ def list_binaries(_args: argparse.Namespace) -> int:
 
 def register(sub: Any) -> None:
     """Add ``demo``, ``demo-upgrade``, ``sandbox-stop`` and ``binaries`` to the command line."""
-    d = sub.add_parser("demo", help="a local primary with streaming standbys, status printed")
-    d.add_argument("--standbys", type=int, default=2)
-    d.add_argument("--rows", type=int, default=1000)
-    d.add_argument("--keep", action="store_true", help="leave the sandbox running")
+    d = sub.add_parser("demo", help="a local primary with streaming standbys, status printed",
+                       description="A local primary with streaming standbys (a sandbox in a "
+                       "temporary directory), some writes, a wait for every standby to replay "
+                       "them, the status table; then every server stopped and the directory "
+                       "removed (unless --keep).")
+    d.add_argument("--standbys", type=int, default=2,
+                   help="how many standbys, 0 to 16 (default: %(default)s)")
+    d.add_argument("--rows", type=int, default=1000,
+                   help="rows written on the primary (default: %(default)s)")
+    d.add_argument("--keep", action="store_true",
+                   help="leave the sandbox running and print how to connect and to stop it")
     d.add_argument("--bindir", help="PostgreSQL bin directory (default: discovered)")
     d.add_argument("--base-dir", help="where to create the sandbox directory (default: "
                                       "/dev/shm when it is a memory file system with room, "

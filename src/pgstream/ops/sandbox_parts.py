@@ -50,6 +50,16 @@ class SandboxParts:
             raise
 
 
+def check_standby_count(standbys: object) -> int:
+    """``standbys`` as a sandbox takes it: an integer from 0 to :data:`MAX_SANDBOX_STANDBYS`
+    (:class:`~pgstream.errors.InvalidInput` otherwise)."""
+    if isinstance(standbys, bool) or not isinstance(standbys, int) or not (
+            0 <= standbys <= MAX_SANDBOX_STANDBYS):
+        raise InvalidInput(f"standbys must be an integer from 0 to {MAX_SANDBOX_STANDBYS}, "
+                           f"not {standbys!r}")
+    return standbys
+
+
 def sandbox_parts(standbys: int, *, bindir: str | Path | None, base_dir: str | Path | None,
                   run_as: str | None, template: bool, password: str | Secret | None,
                   client_bindir: str | Path | None, settings: Mapping[str, str] | None,
@@ -69,9 +79,7 @@ def sandbox_parts(standbys: int, *, bindir: str | Path | None, base_dir: str | P
     Raises :class:`~pgstream.errors.InvalidInput`, :class:`~pgstream.errors.BinaryNotFound`
     or :class:`~pgstream.errors.NotAvailable` before anything is created.
     """
-    if isinstance(standbys, bool) or not isinstance(standbys, int) or not (
-            0 <= standbys <= MAX_SANDBOX_STANDBYS):
-        raise InvalidInput(f"standbys must be an integer from 0 to {MAX_SANDBOX_STANDBYS}")
+    check_standby_count(standbys)
     auth = ReplicationAuth(
         "replicator", secrets.token_urlsafe(24) if password is None else password)
     server = binaries.find_server(bindir)

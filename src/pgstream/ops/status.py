@@ -185,7 +185,7 @@ class ClusterStatus:
 
     def __str__(self) -> str:
         tl = f", timeline {self.primary.timeline}" if self.primary.timeline is not None else ""
-        head = (f"primary {self.primary.name} (PostgreSQL {self.primary.version}) at "
+        head = (f"{self.primary.name}: the primary, PostgreSQL {self.primary.version}, at "
                 f"{self.primary.lsn}{tl}, in_recovery={_fmt(self.primary.in_recovery)}")
         titles = [title for title, _ in COLUMNS]
         rows = self.rows()
