@@ -16,9 +16,10 @@ import attrs
 
 from pgstream.facts.identifiers import MASK, Secret
 from pgstream.facts.version import ServerVersion
+from pgstream.hosts.files import merge_auto_conf
 from pgstream.hosts.host import Host, OsUser
 from pgstream.ops.plan import Report, Step, StepKind, StepResult
-from pgstream.render.config import ConfigRenderer, merge_settings, passfile_line, render_settings
+from pgstream.render.config import ConfigRenderer, passfile_line, render_settings
 
 
 def merge_passfile(existing: str, line: str) -> str:
@@ -116,7 +117,5 @@ class RecoveryConfig:
             else:
                 host.write_text(data_dir / name, content, mode=0o600, owner=owner)
         if merged:
-            auto = data_dir / "postgresql.auto.conf"
-            existing = host.read_text(auto) if host.exists(auto) else ""
-            host.write_text(auto, merge_settings(existing, merged), mode=0o600, owner=owner)
+            merge_auto_conf(host, data_dir, merged, owner)
         return list(files)

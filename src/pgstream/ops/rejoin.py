@@ -21,6 +21,7 @@ from pgstream.facts.lsn import Lsn
 from pgstream.facts.version import ServerVersion
 from pgstream.hosts import binaries, controlfile
 from pgstream.hosts.controlfile import ControlData, DbState
+from pgstream.hosts.files import merge_auto_conf
 from pgstream.hosts.host import LocalHost
 from pgstream.nodes import identity
 from pgstream.nodes.node import Node
@@ -33,7 +34,7 @@ from pgstream.ops.follow import (
 from pgstream.ops.plan import Plan, Report, Step, StepKind, StepResult
 from pgstream.ops.view import ClusterView, RoleChange
 from pgstream.render import commands, probes, queries
-from pgstream.render.config import merge_settings, passfile_line
+from pgstream.render.config import passfile_line
 
 
 @attrs.frozen
@@ -205,10 +206,7 @@ def _rewind_step(cluster: ClusterView, target: Node, primary: Node, version: Ser
                 with contextlib.suppress(OSError, PgStreamError):
                     target.host.run(cleanup, what="remove passfile")
         if own:  # pg_rewind copied the source's configuration files: restore this node's own
-            auto = data_dir / "postgresql.auto.conf"
-            text = target.host.read_text(auto) if target.host.exists(auto) else ""
-            target.host.write_text(auto, merge_settings(text, dict(own)), mode=0o600,
-                                   owner=target.os_user)
+            merge_auto_conf(target.host, data_dir, dict(own), target.os_user)
         return StepResult(True, f"rewound in {done.seconds:.2f} s")
 
     return Step(target.name, StepKind.REWIND, f"pg_rewind {target.name} to {primary.name}",

@@ -35,13 +35,14 @@ from pgstream.errors import InvalidInput, OperationFailed
 from pgstream.facts import identifiers
 from pgstream.hosts import sigterm
 from pgstream.hosts.binaries import Installation, probe
+from pgstream.hosts.files import merge_auto_conf
 from pgstream.hosts.host import LocalHost, OsUser
 from pgstream.hosts.process import local_postmasters_of
 from pgstream.hosts.service import PgCtlService
 from pgstream.nodes.node import Primary, Standby
 from pgstream.ops import sandbox_template
 from pgstream.render import commands
-from pgstream.render.config import ConfigRenderer, merge_settings
+from pgstream.render.config import ConfigRenderer
 
 MARKER = "sandbox.json"
 SUPERUSER = "postgres"
@@ -279,9 +280,7 @@ class Sandbox:
         # server killed with -9 in a test leaves nothing behind once the sandbox is removed.
         own = {**settings, **self.node_settings(name, port), "fsync": "off",
                "wal_receiver_status_interval": "1", "dynamic_shared_memory_type": "mmap"}
-        auto = data / "postgresql.auto.conf"
-        existing = self.host.read_text(auto) if auto.exists() else ""
-        self.host.write_text(auto, merge_settings(existing, own), mode=0o600, owner=self.user)
+        merge_auto_conf(self.host, data, own, self.user)
         service = self.service(name)
         primary = Primary(name, self.conninfo(port), host=self.host, data_dir=data,
                           service=service, os_user=self.user)

@@ -22,10 +22,11 @@ from pgstream.errors import OperationFailed
 from pgstream.facts.lsn import Lsn
 from pgstream.facts.version import ServerVersion
 from pgstream.hosts.binaries import Installation
+from pgstream.hosts.files import merge_auto_conf
 from pgstream.hosts.host import Host, OsUser
 from pgstream.ops.switchover import PreCheck
 from pgstream.render import commands
-from pgstream.render.config import merge_settings, render_settings
+from pgstream.render.config import render_settings
 
 UpgradeMethod = Literal["rsync", "reclone"]
 METHODS = ("rsync", "reclone")
@@ -162,10 +163,8 @@ def write_carried(host: Host, node: NodeFacts, owner: OsUser | None,
                   extra: Mapping[str, str] | None = None) -> None:
     """Write the carried settings (and ``extra``), pg_hba.conf and pg_ident.conf into the
     node's new data directory."""
-    auto = node.new_dir / "postgresql.auto.conf"
-    existing = host.read_text(auto) if host.exists(auto) else ""
     merged: dict[str, str | None] = {**node.settings, **(extra or {})}
-    host.write_text(auto, merge_settings(existing, merged), mode=0o600, owner=owner)
+    merge_auto_conf(host, node.new_dir, merged, owner)
     host.write_text(node.new_dir / "pg_hba.conf", node.hba, mode=0o600, owner=owner)
     host.write_text(node.new_dir / "pg_ident.conf", node.ident, mode=0o600, owner=owner)
 
