@@ -14,6 +14,7 @@ emptied, so that the same call can simply be tried again. Clones from one upstre
 from __future__ import annotations
 
 import re
+import shlex
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -178,7 +179,7 @@ def standby_clone_steps(
 
     step(StepKind.BASE_BACKUP, f"clone {primary.name} with pg_basebackup "
          f"{client.version.major} ({client.bindir})",
-         " ".join(argv) + (f"\n(env PGPASSFILE={passfile})" if passfile else ""),
+         shlex.join(argv) + (f"\n(env PGPASSFILE={passfile})" if passfile else ""),
          base_backup, remove_clone, cleanup=remove_clone)
 
     # -- 8/9: recovery configuration and the standby's own settings

@@ -18,6 +18,7 @@ cluster running as before. The old data directories are kept until
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -148,6 +149,6 @@ def remove_old_cluster_plan(cluster: ClusterView, old_data_dirs: Mapping[str, Pa
             return StepResult(True, f"removed {old}")
 
         steps.append(Step(name, StepKind.WIPE, f"remove the old data directory {old} "
-                          f"(PostgreSQL {state.version})", " ".join(commands.remove_tree(old)),
+                          f"(PostgreSQL {state.version})", shlex.join(commands.remove_tree(old)),
                           action=remove, host=host.name))
     return Plan("remove the old cluster's data directories", steps)

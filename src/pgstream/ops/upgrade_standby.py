@@ -16,6 +16,8 @@ Re-clone: ``pg_basebackup`` of the upgraded primary into the standby's new data 
 
 from __future__ import annotations
 
+import shlex
+
 from pgstream.errors import ServerStateError
 from pgstream.hosts import binaries
 from pgstream.hosts.wait import wait_for
@@ -57,9 +59,9 @@ def rsync_steps(cluster: ClusterView, standby: Standby, facts: UpgradeFacts) -> 
         return StepResult(True, f"rsync done in {done.seconds:.1f} s")
 
     detail = "\n".join([
-        f"mkdir {stage}", " ".join(moves[0]),
-        " ".join(sync) + f"   # on {primary.host.name}", *(" ".join(m) for m in moves[1:]),
-        " ".join(cleanup)])
+        f"mkdir {stage}", shlex.join(moves[0]),
+        shlex.join(sync) + f"   # on {primary.host.name}", *(shlex.join(m) for m in moves[1:]),
+        shlex.join(cleanup)])
     steps = [Step(standby.name, StepKind.RSYNC, f"rsync the upgraded {primary.name} to "
                   f"{standby.name} (only files of another size travel)", detail,
                   action=transfer, host=host.name, concurrent=True)]

@@ -14,6 +14,7 @@ removed). Past that point an undo refuses to act: nothing starts an old server t
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Callable
 
 import attrs
@@ -116,7 +117,7 @@ def initdb_step(primary: Primary, facts: UpgradeFacts, state: UpgradeState) -> S
         remove_dir(primary.host, node.new_dir, primary.os_user)
 
     return Step(primary.name, StepKind.INITDB,
-                f"initdb the PostgreSQL {facts.new.version.major} cluster", " ".join(argv),
+                f"initdb the PostgreSQL {facts.new.version.major} cluster", shlex.join(argv),
                 action=action, undo=undo, host=primary.host.name)
 
 
@@ -222,7 +223,7 @@ def proof_step(cluster: ClusterView, facts: UpgradeFacts) -> Step:
                                        f"{n} {c}" for n, c in seen.items()))
         return StepResult(False, f"every node at {seen[primary.name]}")
 
-    detail = "\n".join(" ".join(a) + f"   # {n}" for n, a in argvs.items())
+    detail = "\n".join(shlex.join(a) + f"   # {n}" for n, a in argvs.items())
     return Step(primary.name, StepKind.CHECK, "every node stopped at the same \"Latest "
                 "checkpoint location\" (pg_controldata)", detail, action=action,
                 host=primary.host.name)
@@ -254,7 +255,7 @@ def pg_upgrade_step(primary: Primary, facts: UpgradeFacts, state: UpgradeState) 
 
     return Step(primary.name, StepKind.UPGRADE,
                 f"pg_upgrade --{facts.mode} to PostgreSQL {facts.new.version.major}",
-                " ".join(argv) + f"\n(run as {user.name if user else 'the current user'} in "
+                shlex.join(argv) + f"\n(run as {user.name if user else 'the current user'} in "
                 f"{node.new_dir})", action=action, undo=undo, host=host.name)
 
 
@@ -347,4 +348,4 @@ def analyze_step(future: Primary, facts: UpgradeFacts) -> Step:
         return StepResult(True, f"statistics rebuilt in {done.seconds:.1f} s")
 
     return Step(future.name, StepKind.SQL, "optimizer statistics (pg_upgrade keeps none)",
-                " ".join(argv), action=action, host=future.host.name)
+                shlex.join(argv), action=action, host=future.host.name)
