@@ -16,10 +16,13 @@ from psycopg.conninfo import make_conninfo
 
 from pgstream import (
     Cluster,
+    PgStreamError,
     PlanFailed,
     Primary,
+    ProgressEvent,
     ReplicationAuth,
     Standby,
+    StepKind,
     UnsafeDataDirectory,
 )
 from pgstream.errors import CommandFailed, HostUnreachable
@@ -233,6 +236,46 @@ def test_switchover_failover_and_rejoin_across_hosts(rig: Rig, servers: PgCtlSer
     # No temporary passfile is left beside beta's data directory.
     assert not [name for name in beta.host.list_dir(servers.workdir / "beta")
                 if name.startswith(".pgstream-rewind-")]
+
+
+def test_network_cut_mid_switchover_leaves_one_primary(rig: Rig, servers: PgCtlServers) -> None:
+    """Fault (issue 8): the target's link is cut right after the old primary stopped, before
+    any promotion was asked. Nothing can be promoted, so the old primary must come back as
+    the only primary; once the link is back, the standby streams again and a switchover
+    succeeds. No acknowledged commit is lost."""
+    alpha_addr, beta_addr = rig.host("alpha").address, rig.host("beta").address
+    primary = servers.primary("alpha")
+    standby, own = servers.standby("beta")
+    cluster = Cluster(primary, [standby], auth=ReplicationAuth("repuser", "pw"),
+                      primary_address=(alpha_addr, 5432), hba_addresses=[alpha_addr, beta_addr],
+                      node_settings={"beta": own})
+    cluster.setup_plan().apply()
+    primary.execute("CREATE TABLE cut (id int)")
+    primary.execute("INSERT INTO cut SELECT generate_series(1, 100)")
+    cluster.wait_for_catchup()
+
+    def cut_after_the_stop(event: ProgressEvent) -> None:
+        if event.event == "done" and event.step.kind is StepKind.STOP:
+            rig.cut("beta")
+
+    try:
+        with pytest.raises(PgStreamError):
+            cluster.switchover("beta", progress=cut_after_the_stop, timeout=10)
+    finally:
+        rig.restore("beta")
+    # One primary: alpha, back and writable; beta never promoted.
+    assert cluster.primary.name == "alpha"
+    primary.close()
+    assert not primary.in_recovery
+    primary.execute("INSERT INTO cut VALUES (101)")
+    wait_for(lambda: standby.ping() and standby.in_recovery, timeout=60,
+             what="beta to answer again, in recovery")
+    wait_for(lambda: cluster.status().standby("beta").state == "streaming", timeout=60,
+             what="beta to stream again")
+    cluster.wait_for_catchup(timeout=60)
+    assert standby.query("SELECT count(*) FROM cut") == [(101,)]
+    cluster.switchover("beta")
+    assert cluster.primary.name == "beta" and not standby.in_recovery
 
 
 def test_debian_layout_clusters(rig: Rig) -> None:
