@@ -16,7 +16,7 @@ libpq hashes it (SASLprep, :mod:`pgstream.facts.saslprep`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import attrs
@@ -248,6 +248,16 @@ def slot_step(primary: Node, slot: str) -> Step:
     detail = queries.shown((statement, _params))
     return Step(primary.name, StepKind.SLOT, f"physical replication slot {slot}", detail,
                 action=action, undo=undo, host=primary.host.name)
+
+
+def reload_until(node: Node, in_effect: Callable[[], bool], *, timeout: float, what: str,
+                 detail: Callable[[], str] | None = None) -> None:
+    """``SELECT pg_reload_conf()`` on ``node``, then wait until ``in_effect()`` (a session
+    applies a reloaded configuration at a command boundary, once the postmaster has passed it
+    on): the one "ALTER SYSTEM, reload, wait" ending, for every step that changes a setting
+    that a reload applies."""
+    node.execute(queries.reload_conf()[0])
+    wait_for(in_effect, timeout=timeout, what=what, detail=detail)
 
 
 def reload_step(primary: Node, changed_files: set[str]) -> Step:

@@ -27,10 +27,10 @@ from pgstream.errors import (
 )
 from pgstream.facts import identifiers
 from pgstream.facts.lsn import Lsn
-from pgstream.hosts.wait import wait_for
 from pgstream.nodes.node import Node
 from pgstream.nodes.slot import SlotStatus
 from pgstream.ops.plan import Plan, Report, Step, StepKind, StepResult
+from pgstream.ops.setup import reload_until
 from pgstream.ops.slot_report import _check_bytes, _require
 from pgstream.render import probes, queries
 from pgstream.render.units import human_bytes
@@ -247,17 +247,15 @@ def slot_wal_limit_plan(primary: Node, max_slot_wal_keep_size_mb: int) -> Plan:
     def reload(report: Report) -> StepResult:
         if not changed:
             return StepResult(False, "no setting changed")
-        primary.execute(queries.reload_conf()[0])
-
         def seen() -> str:
             now, source, sourcefile = current()
             where = f"{source}, {sourcefile}" if sourcefile else source
             return f"{name} = {_mb(now)} (source: {where})"
 
-        wait_for(lambda: current()[0] == value, timeout=RELOAD_TIMEOUT,
-                 what=f"{primary.name} to use {name} = {_mb(value)} after the reload "
-                      "(a command-line -c setting would override postgresql.auto.conf)",
-                 detail=seen)
+        reload_until(primary, lambda: current()[0] == value, timeout=RELOAD_TIMEOUT,
+                     what=f"{primary.name} to use {name} = {_mb(value)} after the reload "
+                          "(a command-line -c setting would override postgresql.auto.conf)",
+                     detail=seen)
         changed.clear()
         return StepResult(True, f"reloaded; {name} is now {_mb(value)}")
 

@@ -24,7 +24,7 @@ from pgstream.hosts.wait import DEFAULT_TIMEOUT
 from pgstream.hosts.wait import wait_for as _poll
 from pgstream.nodes.node import Primary
 from pgstream.ops.plan import Plan, Report, Step, StepKind, StepResult
-from pgstream.ops.setup import restore_auto_conf
+from pgstream.ops.setup import reload_until, restore_auto_conf
 from pgstream.render import probes, queries
 from pgstream.render.sync_spec import ALL, SYNC_STATES, SyncSpec
 
@@ -129,18 +129,17 @@ class _Settings:
         failed = restore_auto_conf(self.primary, self.previous)
         restored = list(self.previous)
         self.previous.clear()
-        self.primary.execute(queries.reload_conf()[0])
-        if failed:
-            raise OperationFailed(f"could not restore {self.primary.name}'s "
-                                  + "; ".join(failed))
-
         def back() -> bool:
             now = self.read()
             return all(now[n][1] not in _FILE_SOURCES or _equal(now[n][0], now[n][2])
                        for n in restored)
 
-        _poll(back, timeout=_RELOAD_TIMEOUT,
-              what=f"{self.primary.name} to apply the restored configuration")
+        if failed:
+            self.primary.execute(queries.reload_conf()[0])
+            raise OperationFailed(f"could not restore {self.primary.name}'s "
+                                  + "; ".join(failed))
+        reload_until(self.primary, back, timeout=_RELOAD_TIMEOUT,
+                     what=f"{self.primary.name} to apply the restored configuration")
 
 
 def _settings_step(settings: _Settings) -> Step:
@@ -186,13 +185,11 @@ def _reload_step(settings: _Settings) -> Step:
         pending = settings.not_in_effect()
         if not settings.file_changed and not pending:
             return StepResult(False, "already in effect")
-        primary.execute(queries.reload_conf()[0])
         settings.file_changed = False
-        # This session applies the new configuration at a command boundary once the
-        # postmaster has passed the reload on: poll until it shows the new values.
-        _poll(lambda: not settings.not_in_effect(), timeout=_RELOAD_TIMEOUT,
-              what=f"{primary.name} to apply the reloaded configuration",
-              detail=lambda: ", ".join(f"{n} = {v[0]!r}" for n, v in settings.read().items()))
+        reload_until(primary, lambda: not settings.not_in_effect(), timeout=_RELOAD_TIMEOUT,
+                     what=f"{primary.name} to apply the reloaded configuration",
+                     detail=lambda: ", ".join(f"{n} = {v[0]!r}"
+                                              for n, v in settings.read().items()))
         return StepResult(True, "reloaded: " + ", ".join(
             f"{name} = {value!r}" for name, value in settings.wanted.items()))
 
