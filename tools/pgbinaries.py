@@ -192,9 +192,15 @@ def _unpack(archive: Path, dest: Path) -> None:
             while gz.read(1 << 20):
                 pass
         with tarfile.open(archive, "r:gz") as tf:
-            for member in tf.getmembers():
+            members = tf.getmembers()
+            for member in members:
                 _check_member(member.name)
-            tf.extractall(dest, filter="data")
+                if not (member.isfile() or member.isdir()):  # what filter="data" refuses
+                    raise PgBinariesError(f"{archive.name}: {member.name} is not a plain file")
+            if hasattr(tarfile, "data_filter"):  # 3.11.4+ (Debian 12's 3.11.2 has none)
+                tf.extractall(dest, members=members, filter="data")
+            else:
+                tf.extractall(dest, members=members)  # noqa: S202 - each member checked above
         # npm cannot ship symlinks; the package lists them for its postinstall script.
         root = dest / "package"
         links = root / "native" / "pg-symlinks.json"

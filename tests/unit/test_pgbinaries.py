@@ -78,3 +78,17 @@ def test_missing_tool_and_offline_registry(tmp_path: Path,
 def test_cache_is_outside_the_repository(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("PGSTREAM_BINARIES_CACHE", raising=False)
     assert not pgbinaries.cache_dir().is_relative_to(ROOT)
+
+
+def test_links_in_an_archive_are_refused_on_every_python(tmp_path: Path) -> None:
+    """What tarfile's ``filter="data"`` refuses (3.11.4+) is refused before extracting on
+    Debian 12's 3.11.2 too: a symlink out of the directory."""
+    archive = tmp_path / "pg.tgz"
+    with tarfile.open(archive, "w:gz") as tf:
+        info = tarfile.TarInfo("package/link")
+        info.type = tarfile.SYMTYPE
+        info.linkname = "/etc/passwd"
+        tf.addfile(info)
+    with pytest.raises(pgbinaries.PgBinariesError, match="not a plain file"):
+        pgbinaries._unpack(archive, tmp_path / "out")
+    assert not (tmp_path / "out" / "package" / "link").exists()
