@@ -83,7 +83,7 @@ def test_cli_on_the_seed_pair(rig: Rig, empty_dir: Path, capsys: pytest.CaptureF
     assert [s["name"] for s in after["standbys"]] == [primary]
     assert after["standbys"][0]["state"] == "streaming"
     main(["status", "-c", str(config)])
-    assert "primary walreceiver" in capsys.readouterr().out
+    assert "walreceiver: the primary" in capsys.readouterr().out
 
     # A destructive verb without --yes, stdin not a terminal: refused, nothing changed.
     code, refused = _run(capsys, "remove-standby", primary, "-c", str(config), "--json")
