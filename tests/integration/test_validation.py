@@ -188,6 +188,10 @@ def test_a_failed_sync_wait_restores_the_old_value(cluster: Cluster, spec: SyncS
                                                    wait: dict[str, str]) -> None:
     primary = cluster.primary
     assert primary.show("synchronous_standby_names") == ""
+    # Both standbys stream first (an earlier test restarts one): else standby2 could really
+    # become the sync standby, and the wait this test needs to fail would succeed.
+    wait_for(lambda: cluster.status().all_streaming, timeout=60,
+             what="both standbys to stream again")
     try:
         with pytest.raises(PlanFailed, match="wait for the standbys' sync_state") as caught:
             synchronous_plan(primary, spec, wait_for=wait, timeout=1).apply()
