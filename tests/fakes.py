@@ -31,7 +31,7 @@ import attrs
 import psycopg
 from psycopg import sql
 
-from pgstream import Cluster
+from pgstream import Cluster, Plan
 from pgstream.errors import NodeUnreachable, QueryError
 from pgstream.facts.lsn import Lsn
 from pgstream.facts.version import ServerVersion
@@ -406,3 +406,21 @@ def fake_cluster(standbys: Iterable[str] = ("s1", "s2"), *, version: str = "16.4
         upstream.slots[node.slot_name] = FakeSlot(node.slot_name, True, sender.pid)
     cluster = Cluster(primary, nodes, auth=ReplicationAuth("replicator", password))
     return Rig(cluster, hosts, {name: n.server for name, n in by_name.items()})
+
+
+# -- what the plan tests assert
+
+
+def shape(plan: Plan) -> list[tuple[str, str, str]]:
+    """(kind, node, host) of each step, in order."""
+    return [(s.kind.value, s.node, s.host) for s in plan.steps]
+
+
+def kinds(plan: Plan) -> list[str]:
+    """The step kinds of ``plan``, in order."""
+    return [s.kind.value for s in plan.steps]
+
+
+def unchanged(rig: Rig) -> None:
+    """Nothing was written, run or executed that changes something, anywhere."""
+    assert rig.changes() == {}

@@ -21,26 +21,21 @@ from pgstream.errors import (
     SlotNotFound,
     UnsafeDataDirectory,
 )
-from pgstream.ops.plan import Plan
 from pgstream.ops.slots import drop_inactive_slots_plan, slot_wal_limit_plan
 from pgstream.render.sync_spec import SyncSpec
-from tests.fakes import FakeHost, FakeSlot, FakeStandby, Rig, fake_cluster, fake_node
+from tests.fakes import (
+    FakeHost,
+    FakeSlot,
+    FakeStandby,
+    Rig,
+    fake_cluster,
+    fake_node,
+    kinds,
+    shape,
+    unchanged,
+)
 
 CLONE = ["wipe", "file", "base backup", "recovery config", "start", "check"]
-
-
-def shape(plan: Plan) -> list[tuple[str, str, str]]:
-    """(kind, node, host) of each step, in order."""
-    return [(s.kind.value, s.node, s.host) for s in plan.steps]
-
-
-def kinds(plan: Plan) -> list[str]:
-    return [s.kind.value for s in plan.steps]
-
-
-def unchanged(rig: Rig) -> None:
-    """Nothing was written, run or executed that changes something, anywhere."""
-    assert rig.changes() == {}
 
 
 # -- setup ------------------------------------------------------------------------------------

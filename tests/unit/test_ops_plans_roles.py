@@ -18,25 +18,20 @@ from pgstream.errors import (
 )
 from pgstream.facts.lsn import Lsn
 from pgstream.hosts.controlfile import DbState
-from pgstream.ops.plan import Plan
 from pgstream.ops.setup import ReplicationAuth
-from tests.fakes import FakePrimary, FakeStandby, Rig, fake_cluster, start, stop
+from tests.fakes import (
+    FakePrimary,
+    FakeStandby,
+    Rig,
+    fake_cluster,
+    kinds,
+    shape,
+    start,
+    stop,
+    unchanged,
+)
 
 FOLLOW = ["slot", "file", "recovery config", "reload", "check"]
-
-
-def shape(plan: Plan) -> list[tuple[str, str, str]]:
-    """(kind, node, host) of each step, in order."""
-    return [(s.kind.value, s.node, s.host) for s in plan.steps]
-
-
-def kinds(plan: Plan) -> list[str]:
-    return [s.kind.value for s in plan.steps]
-
-
-def unchanged(rig: Rig) -> None:
-    """Nothing was written, run or executed that changes something, anywhere."""
-    assert rig.changes() == {}
 
 
 def follows(node: str) -> list[tuple[str, str, str]]:
