@@ -52,11 +52,13 @@ def test_seed_pair_discovered_and_operated(rig: Rig) -> None:
     assert standby.service is not None and standby.data_dir == pair.standby.data_dir.resolve()
 
     # Status: streaming, with lag, through slot r1.
+    # (Lag is known once the standby has sent its first reply: wait for it to catch up first,
+    # as a standby just connected reports no write/flush/replay position yet.)
     cluster.primary.execute("CREATE TABLE seed AS SELECT generate_series(1, 1000) AS id")
+    cluster.wait_for_catchup()
     status = cluster.status().standby("walreceiver")
     assert status.state == "streaming" and status.slot_name == "r1"
     assert status.replay_lag_bytes is not None and status.slot_active
-    cluster.wait_for_catchup()
 
     # Add a standby (a pgstream-marked pg_hba line for it), streaming from the primary.
     data = rig.base / "added"
