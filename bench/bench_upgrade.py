@@ -83,7 +83,7 @@ def bare(old: Installation, new: Installation, size_mb: int, base: str | None) -
         primary.close()
         primary.service.stop("fast")
         host, user = primary.host, primary.os_user
-        host.run(initdb_argv(facts, node.new_dir), user=user, what="initdb", timeout=300)
+        host.run(initdb_argv(facts, node), user=user, what="initdb", timeout=300)
         started = time.perf_counter()
         host.run(pg_upgrade_argv(facts, node), user=user, cwd=node.new_dir, timeout=7200,
                  what="pg_upgrade")

@@ -51,12 +51,21 @@ def test_rsync_is_the_documented_command() -> None:
     argv = commands.rsync_upgrade(Path("/a/15/main/"), Path("/a/18/main"), "standby:/a",
                                   skip_old_wal=False)
     assert argv == ("rsync", "--archive", "--delete", "--hard-links", "--size-only",
-                    "--no-inc-recursive", "/a/15/main", "/a/18/main", "standby:/a")
-    assert commands.rsync_upgrade(Path("/a/15/main"), Path("/a/18/main"), "/s/")[6] == (
-        "--exclude=/main/pg_wal/*")
+                    "--no-inc-recursive", "--relative", "/a/./15/main", "/a/./18/main",
+                    "standby:/a")
+    assert commands.rsync_upgrade(Path("/a/15/main"), Path("/a/18/main"), "/s/")[7] == (
+        "--exclude=/15/main/pg_wal/*")
+    assert commands.rsync_upgrade(Path("/b/primary"), Path("/b/primary_18"), "/s/")[-3:] == (
+        "/b/./primary", "/b/./primary_18", "/s/")
+    assert commands.rsync_layout(Path("/var/lib/postgresql/15/main"),
+                                 Path("/var/lib/postgresql/18/main")) == (
+        Path("/var/lib/postgresql"), Path("15/main"), Path("18/main"))
     for bad in ("", "-e sh", "a b"):
         with pytest.raises(InvalidInput):
             commands.rsync_upgrade(Path("/a"), Path("/b"), bad)
+    for old, new in (("/a", "/a"), ("/a", "/a/b"), ("a", "/b")):
+        with pytest.raises(InvalidInput):
+            commands.rsync_layout(Path(old), Path(new))
 
 
 def test_initdb_for_upgrade_matches_the_old_cluster() -> None:
@@ -121,3 +130,47 @@ def test_controldata_and_preload_and_reports() -> None:
     assert upgrade_output_files("Checking...  fatal\n    /d/pg_upgrade_output.d/x/"
                                 "tables_using_reg.txt\n") == [
         Path("/d/pg_upgrade_output.d/x/tables_using_reg.txt")]
+
+
+def test_debian_layout_commands_and_files() -> None:
+    from pgstream.render import debian
+
+    argv = commands.pg_createcluster(
+        "18", "main", owner="postgres", data_dir=Path("/var/lib/postgresql/18/main"),
+        port=5432, encoding="UTF8", lc_collate="C.UTF-8", lc_ctype="C.UTF-8",
+        initdb_options=("-U", "postgres"))
+    assert argv == ("pg_createcluster", "-u", "postgres", "--datadir",
+                    "/var/lib/postgresql/18/main", "--port", "5432", "--start-conf", "manual",
+                    "--encoding", "UTF8", "--lc-collate", "C.UTF-8", "--lc-ctype", "C.UTF-8",
+                    "--no-status", "18", "main", "--", "-U", "postgres")
+    assert commands.pg_dropcluster("15", "main", stop=True) == (
+        "pg_dropcluster", "--stop", "15", "main")
+    for bad in ("", "a b", "x;y"):
+        with pytest.raises(InvalidInput):
+            commands.pg_dropcluster("15", bad)
+    with pytest.raises(InvalidInput):
+        commands.pg_dropcluster("fifteen", "main")
+    conf = ("data_directory = '/var/lib/postgresql/18/main'\t\t# use data in another directory\n"
+            "hba_file = '/etc/postgresql/18/main/pg_hba.conf'\n"
+            "#ident_file = 'ConfigDir/pg_ident.conf'\n"
+            "port = 5432\t\t\t\t# (change requires restart)\n"
+            "cluster_name = '18/main'\n"
+            "shared_buffers = 128MB\n")
+    out = debian.rewrite_conf(conf, major="18", cluster="replica",
+                              data_dir=Path("/var/lib/postgresql/18/replica"), port=5433)
+    assert "data_directory = '/var/lib/postgresql/18/replica'" in out
+    assert "# use data in another directory" in out
+    assert "hba_file = '/etc/postgresql/18/replica/pg_hba.conf'" in out
+    assert "ident_file = '/etc/postgresql/18/replica/pg_ident.conf'" in out
+    assert "port = 5433" in out and "cluster_name = '18/replica'" in out
+    assert "external_pid_file = '/var/run/postgresql/18-replica.pid'" in out
+    assert "shared_buffers = 128MB" in out and "main" not in out
+    with pytest.raises(InvalidInput):
+        debian.rewrite_conf(conf, major="18", cluster="../x", data_dir=Path("/x"), port=1)
+    assert debian.start_conf_value("# comment\n\nmanual # by hand\n") == "manual"
+    assert debian.start_conf_value("# only comments\n") == "auto"
+    with pytest.raises(InvalidInput):
+        debian.start_conf_value("sometimes\n")
+    assert debian.start_conf_text("disabled").strip().endswith("disabled")
+    assert debian.config_dir("18", "main") == Path("/etc/postgresql/18/main")
+    assert debian.bindir("18") == Path("/usr/lib/postgresql/18/bin")

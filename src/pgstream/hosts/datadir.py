@@ -56,8 +56,10 @@ def _running_pid(host: Host, path: Path) -> int | None:
 
 
 def check_replaceable(path: Path, *, replace: bool, protected: Iterable[Path] = (),
-                      allow_running: bool = False, host: Host | None = None) -> DataDirState:
-    """Raise :class:`UnsafeDataDirectory` unless ``path`` may be emptied for a new clone."""
+                      allow_running: bool = False, host: Host | None = None,
+                      parent_made: bool = False) -> DataDirState:
+    """Raise :class:`UnsafeDataDirectory` unless ``path`` may be emptied for a new clone.
+    ``parent_made``: an earlier step of the same plan makes its parent directory."""
     host = host or LocalHost()
     raw = Path(path)
     if not raw.is_absolute() or ".." in raw.parts:
@@ -77,7 +79,7 @@ def check_replaceable(path: Path, *, replace: bool, protected: Iterable[Path] = 
                 "primary's data directory")
     if host.exists(raw) and not host.is_dir(raw):
         raise UnsafeDataDirectory(f"{target} exists and is not a directory")
-    if not host.exists(raw) and not host.is_dir(raw.parent):
+    if not host.exists(raw) and not parent_made and not host.is_dir(raw.parent):
         raise UnsafeDataDirectory(f"the parent of {target} does not exist on {host.name}: "
                                   "create it first")
     state = inspect(raw, host)

@@ -49,6 +49,7 @@ def standby_clone_steps(
     sync: bool = True,
     timeout: float = DEFAULT_TIMEOUT,
     senders: SenderBudget | None = None,
+    parent_made: bool = False,
 ) -> list[Step]:
     """Steps 6-11 of the seed for ``standby``; validates every input before returning.
 
@@ -56,7 +57,8 @@ def standby_clone_steps(
     for it in ``streaming`` state) gets only the check step: applying twice changes nothing.
     ``timeout`` bounds each wait and the ``pg_basebackup`` run itself. ``senders``: the
     walsender budget shared with the plan's other clones from ``primary`` (default: its own,
-    checked now).
+    checked now). ``parent_made``: an earlier step of the caller's plan makes the data
+    directory's parent (a major upgrade's Debian ``/var/lib/postgresql/NEW``).
     """
     if standby.data_dir is None or standby.service is None:
         raise InvalidInput(f"{standby.name}: pgstream needs its data_dir and service to clone it")
@@ -79,7 +81,7 @@ def standby_clone_steps(
         primary_dir = primary.server_paths().data_directory  # as the server reports it
     protected = [primary_dir] if primary_dir is not None and same_host else []
     datadir.check_replaceable(data_dir, replace=replace, protected=protected,
-                              allow_running=replace, host=standby.host)
+                              allow_running=replace, host=standby.host, parent_made=parent_made)
     if senders is None:
         senders = SenderBudget(primary)
         senders.plan_clone()

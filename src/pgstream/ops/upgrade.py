@@ -18,6 +18,7 @@ cluster running as before. The old data directories are kept until
 
 from __future__ import annotations
 
+import re
 import shlex
 from collections.abc import Mapping
 from pathlib import Path
@@ -25,8 +26,9 @@ from pathlib import Path
 from pgstream.errors import InvalidInput, ServerStateError, UnsafeDataDirectory
 from pgstream.hosts import datadir
 from pgstream.hosts.binaries import Installation
+from pgstream.hosts.service import DebianClusterService
 from pgstream.hosts.wait import DEFAULT_TIMEOUT
-from pgstream.nodes.node import Primary, Standby
+from pgstream.nodes.node import Node, Primary, Standby
 from pgstream.ops.plan import Plan, Report, Step, StepKind, StepResult
 from pgstream.ops.setup import slot_step
 from pgstream.ops.upgrade_checks import gather
@@ -37,6 +39,7 @@ from pgstream.ops.upgrade_steps import (
     UpgradeState,
     analyze_step,
     carry_step,
+    debian_start_conf_step,
     future_nodes,
     initdb_step,
     no_return_step,
@@ -50,7 +53,7 @@ from pgstream.ops.upgrade_steps import (
     stop_standby_step,
 )
 from pgstream.ops.view import ClusterView
-from pgstream.render import commands
+from pgstream.render import commands, debian
 
 
 def upgrade_plan(cluster: ClusterView, to: str | Path | Installation, *,
@@ -102,6 +105,8 @@ def upgrade_plan(cluster: ClusterView, to: str | Path | Installation, *,
             steps += reclone_steps(cluster, standby, facts, future_primary, future,
                                    sync=sync, timeout=timeout)
     steps.append(record_step(cluster, facts, futures))
+    steps += [debian_start_conf_step(n, facts) for n in cluster.nodes
+              if facts.nodes[n.name].debian is not None]
     if analyze:
         steps.append(analyze_step(future_primary, facts))
     names = ", ".join(s.name for s in cluster.standbys) or "no standbys"
@@ -141,14 +146,39 @@ def remove_old_cluster_plan(cluster: ClusterView, old_data_dirs: Mapping[str, Pa
                 f"refusing to remove {old}: " + ("a server runs on it" if state.running_pid
                                                  else "it is not a PostgreSQL data directory"))
 
-        def remove(report: Report, old: Path = old, node_name: str = name) -> StepResult:
+        drop = _old_debian_cluster(node, old, state.version)
+        argv = drop if drop is not None else commands.remove_tree(old)
+
+        def remove(report: Report, old: Path = old, node_name: str = name,
+                   argv: tuple[str, ...] = argv, debian: bool = drop is not None) -> StepResult:
             again = datadir.inspect(old, nodes[node_name].host)
             if again.running_pid is not None:
                 raise ServerStateError(f"a server started on {old} since the plan was made")
+            if debian:
+                nodes[node_name].host.run(argv, what="pg_dropcluster (old major)", timeout=300)
             remove_dir(nodes[node_name].host, old, nodes[node_name].os_user)
-            return StepResult(True, f"removed {old}")
+            return StepResult(True, f"removed {old}" + (" and its Debian configuration"
+                                                        if debian else ""))
 
-        steps.append(Step(name, StepKind.WIPE, f"remove the old data directory {old} "
-                          f"(PostgreSQL {state.version})", shlex.join(commands.remove_tree(old)),
-                          action=remove, host=host.name))
+        what = (f"remove the old Debian cluster {state.version}/"
+                f"{drop[-1]} (data {old} and configuration)" if drop is not None
+                else f"remove the old data directory {old} (PostgreSQL {state.version})")
+        steps.append(Step(name, StepKind.WIPE, what, shlex.join(argv), action=remove,
+                          host=host.name))
     return Plan("remove the old cluster's data directories", steps)
+
+
+def _old_debian_cluster(node: Node, old: Path, major: str | None) -> tuple[str, ...] | None:
+    """``pg_dropcluster OLD NAME`` where ``old`` is the data directory of the Debian cluster
+    ``OLD/NAME`` that a Debian node was upgraded from (its configuration directory names
+    ``old`` as its data directory), else None (remove the directory alone)."""
+    if not isinstance(node.service, DebianClusterService) or not major:
+        return None
+    conf = debian.config_dir(major, node.service.cluster) / "postgresql.conf"
+    if major == node.service.major or not node.host.exists(conf):
+        return None
+    text = node.host.read_text(conf)
+    if not re.search(r"^\s*data_directory\s*=\s*'" + re.escape(str(old)) + r"'", text,
+                     re.MULTILINE):
+        return None
+    return commands.pg_dropcluster(major, node.service.cluster)

@@ -14,7 +14,7 @@ afterwards. Any failure raises :class:`~pgstream.errors.UpgradeRefused` listing 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import attrs
@@ -32,21 +32,22 @@ from pgstream.ops.switchover import PreCheck
 from pgstream.ops.upgrade_facts import (
     METHODS,
     MODES,
+    DebianCluster,
     NodeFacts,
     UpgradeFacts,
     UpgradeMethod,
     carried_settings,
     default_new_dir,
-    initdb_argv,
+    make_new_cluster,
     parse_describe_config,
     pg_upgrade_argv,
     preload_libraries,
-    remove_dir,
+    remove_new_cluster,
     upgrade_output_files,
     write_carried,
 )
 from pgstream.ops.view import ClusterView
-from pgstream.render import catalog, commands
+from pgstream.render import catalog, commands, debian
 
 MAX_LAG_BYTES = 16 * 1024 * 1024
 PRIMARY_PROGRAMS = ("postgres", "pg_ctl", "initdb", "pg_upgrade", "pg_controldata", "pg_dump",
@@ -82,10 +83,18 @@ def gather(cluster: ClusterView, to: str | Path | Installation, *, method: Upgra
     # -- who runs the servers
     unmanaged = [n.name for n in cluster.nodes
                  if n.data_dir is None or not isinstance(n.service, PgCtlService)
-                 or isinstance(n.service, DebianClusterService | SystemdService)]
-    if not add("every node run by pg_ctl with a known data directory", not unmanaged,
-               "yes" if not unmanaged else f"not: {', '.join(unmanaged)} (Debian clusters: "
-               "use pg_upgradecluster; systemd units: pgstream cannot create the new one)"):
+                 or isinstance(n.service, SystemdService)]
+    if not add("every node run by pg_ctl or pg_ctlcluster with a known data directory",
+               not unmanaged, "yes" if not unmanaged else f"not: {', '.join(unmanaged)} "
+               "(systemd units: pgstream cannot create the new one; describe the node with "
+               "DebianClusterService or PgCtlService)"):
+        raise _fail(checks)
+    layouts = {isinstance(n.service, DebianClusterService) for n in cluster.nodes}
+    if not add("one layout for every node (all Debian clusters, or all pg_ctl)",
+               len(layouts) == 1, "yes" if len(layouts) == 1 else
+               "mixed: " + ", ".join(f"{n.name} "
+                                     + ("Debian" if isinstance(n.service, DebianClusterService)
+                                        else "pg_ctl") for n in cluster.nodes)):
         raise _fail(checks)
     cascading = [s.name for s in cluster.standbys if s.upstream not in (None, primary.name)]
     add("no cascading standby, no failed node", not cascading and not cluster.failed,
@@ -191,23 +200,27 @@ def gather(cluster: ClusterView, to: str | Path | Installation, *, method: Upgra
         old_dir = Path(node.data_dir)
         new_dir = Path((data_dirs or {}).get(node.name) or default_new_dir(
             old_dir, old_version.major, new.version.major))
-        free = not node.host.exists(new_dir) and node.host.is_dir(new_dir.parent)
+        # Debian's pg_createcluster makes /var/lib/postgresql/NEW itself.
+        room = new_dir.parent
+        if isinstance(node.service, DebianClusterService) and not node.host.is_dir(room):
+            room = room.parent
+        free = not node.host.exists(new_dir) and node.host.is_dir(room)
         add(f"{node.name}'s new data directory is free", free,
             f"{new_dir}" + ("" if free else " exists already, or its parent does not"))
         if not free:
             continue
         dev_old = _output(node.host, commands.device_of(old_dir), "stat").strip()
-        dev_new = _output(node.host, commands.device_of(new_dir.parent), "stat").strip()
+        dev_new = _output(node.host, commands.device_of(room), "stat").strip()
         if node is primary and chosen is None:
             chosen = "link" if dev_old == dev_new else "copy"
         if node is primary and chosen == "link":
             add("hard links possible (--link)", dev_old == dev_new,
-                f"{old_dir} and {new_dir.parent} on one file system" if dev_old == dev_new
+                f"{old_dir} and {room} on one file system" if dev_old == dev_new
                 else "different file systems: use mode='copy'")
         full = (node is primary and chosen == "copy") or (
             node is not primary and method == "reclone")
         need = (size * 11 // 10 if full else size // 20) + 64 * MIB
-        avail_text = _output(node.host, commands.available_bytes(new_dir.parent), "df")
+        avail_text = _output(node.host, commands.available_bytes(room), "df")
         avail = int(avail_text.split()[-1])
         add(f"room for {node.name}'s new data directory", avail >= need,
             f"{avail // MIB} MiB free, {need // MIB} MiB needed")
@@ -215,9 +228,16 @@ def gather(cluster: ClusterView, to: str | Path | Installation, *, method: Upgra
         carried, dropped = carried_settings(found, known, old_version, new.version, segsize)
         paths = node.server_paths()
         ident = Path(node.show("ident_file"))
+        layout = None
+        if isinstance(node.service, DebianClusterService):
+            layout = _debian_cluster(node, node.service, new, add)
+            if layout is None:
+                continue
+            if carried.get("cluster_name") == f"{layout.old_major}/{layout.name}":
+                carried["cluster_name"] = f"{layout.new_major}/{layout.name}"
         facts_nodes[node.name] = NodeFacts(
             node.name, old_dir, new_dir, carried, dropped,
-            node.host.read_text(paths.hba_file), node.host.read_text(ident))
+            node.host.read_text(paths.hba_file), node.host.read_text(ident), layout)
     if method == "rsync":
         done = host.run(("rsync", "--version"), check=False, what="rsync --version",
                         timeout=30)
@@ -238,6 +258,36 @@ def gather(cluster: ClusterView, to: str | Path | Installation, *, method: Upgra
     return attrs.evolve(facts, checks=tuple(checks))
 
 
+def _debian_cluster(node: Node, service: DebianClusterService, new: Installation,
+                    add: Callable[[str, bool, str], bool]) -> DebianCluster | None:
+    """The Debian facts of ``node`` (None, with the failed checks added, where its host cannot
+    make the new cluster the Debian way)."""
+    host = node.host
+    major, name = new.version.major, service.cluster
+    wanted = debian.bindir(major)
+    here = host.resolve(new.bindir) == host.resolve(wanted) and host.executable(wanted / "postgres")
+    ok = add(f"PostgreSQL {major} where Debian's pg_ctlcluster runs it on {node.name}'s host",
+             here, str(wanted) if here else
+             f"{new.bindir} is not {wanted}: pg_ctlcluster {major} runs only {wanted} (Debian: "
+             f"apt-get install postgresql-{major})")
+    tools = host.executable(Path("/usr/bin/pg_createcluster"))
+    root = tools and host.run(("id", "-u"), what="id -u", timeout=30).output.strip() == "0"
+    ok = add(f"pg_createcluster on {node.name}'s host, run as root", bool(root),
+             "yes" if root else ("postgresql-common is not installed" if not tools else
+                                 "the host's user is not root")) and ok
+    config = debian.config_dir(major, name)
+    free = not host.exists(config)
+    ok = add(f"{node.name}'s new Debian cluster {major}/{name} is free", free,
+             str(config) + ("" if free else " exists already")) and ok
+    if not ok:
+        return None
+    start = host.read_text(service.config_dir / "start.conf") \
+        if host.exists(service.config_dir / "start.conf") else ""
+    owner = node.os_user.name if node.os_user is not None else "postgres"
+    return DebianCluster(name, service.major, major, int(node.show("port")), owner,
+                         debian.start_conf_value(start))
+
+
 def pg_upgrade_check(cluster: ClusterView, facts: UpgradeFacts) -> str | None:
     """``pg_upgrade --check`` against a throw-away new cluster (removed afterwards); None
     when it passes, else what it reported."""
@@ -245,8 +295,7 @@ def pg_upgrade_check(cluster: ClusterView, facts: UpgradeFacts) -> str | None:
     node = facts.nodes[primary.name]
     host, user = primary.host, primary.os_user
     try:
-        host.run(initdb_argv(facts, node.new_dir), user=user, what="initdb (for --check)",
-                 timeout=300)
+        make_new_cluster(host, facts, node, user, "initdb (for --check)")
         write_carried(host, node, user)
         try:
             host.run(pg_upgrade_argv(facts, node, check=True), user=user, cwd=node.new_dir,
@@ -261,5 +310,5 @@ def pg_upgrade_check(cluster: ClusterView, facts: UpgradeFacts) -> str | None:
             tail = "\n".join((exc.output or "").strip().splitlines()[-12:])
             return "failed:\n" + tail + ("\n" + "\n".join(found) if found else "")
     finally:
-        remove_dir(host, node.new_dir, user)
+        remove_new_cluster(host, node, user)
     return None

@@ -7,6 +7,12 @@ value as ``current_setting`` shows it, except file locations and the recovery se
 pgstream writes itself for the new major. A setting the new installation does not know is
 left out, and the plan says so; ``wal_keep_segments`` becomes ``wal_keep_size`` (13+).
 ``pg_hba.conf`` and ``pg_ident.conf`` are copied whole.
+
+Debian's clusters (``pg_ctlcluster``) keep Debian's layout: the new cluster is made by
+``pg_createcluster NEW NAME`` (configuration in ``/etc/postgresql/NEW/NAME``, data in
+``/var/lib/postgresql/NEW/NAME``), ``pg_upgrade`` is given the configuration directories (as
+``pg_upgradecluster`` does), and the new cluster takes the old one's ``start.conf`` once
+upgraded while the old one is set to ``manual``.
 """
 
 from __future__ import annotations
@@ -25,12 +31,35 @@ from pgstream.hosts.binaries import Installation
 from pgstream.hosts.files import merge_auto_conf
 from pgstream.hosts.host import Host, OsUser
 from pgstream.ops.switchover import PreCheck
-from pgstream.render import commands
+from pgstream.render import commands, debian
 from pgstream.render.config import render_settings
 
 UpgradeMethod = Literal["rsync", "reclone"]
 METHODS = ("rsync", "reclone")
 MODES = ("link", "copy", "clone")
+
+
+@attrs.frozen
+class DebianCluster:
+    """A node that is one of Debian's clusters: its name, both majors, its port and owner,
+    and its ``start.conf`` (which the new cluster takes over)."""
+
+    name: str
+    old_major: str
+    new_major: str
+    port: int
+    owner: str
+    start_conf: debian.StartConf = "auto"
+
+    @property
+    def old_config(self) -> Path:
+        """``/etc/postgresql/OLD/NAME``."""
+        return debian.config_dir(self.old_major, self.name)
+
+    @property
+    def new_config(self) -> Path:
+        """``/etc/postgresql/NEW/NAME``."""
+        return debian.config_dir(self.new_major, self.name)
 
 
 @attrs.frozen
@@ -44,15 +73,26 @@ class NodeFacts:
     dropped: tuple[str, ...]
     hba: str
     ident: str
+    debian: DebianCluster | None = None
+
+    @property
+    def old_config_dir(self) -> Path:
+        """Where the old cluster's configuration is (Debian: ``/etc/postgresql``)."""
+        return self.debian.old_config if self.debian else self.old_dir
+
+    @property
+    def new_config_dir(self) -> Path:
+        """Where the new cluster's ``pg_hba.conf`` and ``pg_ident.conf`` go."""
+        return self.debian.new_config if self.debian else self.new_dir
 
     def describe_carry(self) -> str:
         """The dry run's text for what is written into the new data directory."""
         lines = [f"{self.new_dir}/postgresql.auto.conf (settings carried over):"]
         lines += [f"  {line}" for line in render_settings(self.settings).splitlines()]
         lines += [f"  not carried: {why}" for why in self.dropped]
-        lines.append(f"{self.new_dir}/pg_hba.conf: the old one "
+        lines.append(f"{self.new_config_dir}/pg_hba.conf: the old one "
                      f"({len(self.hba.splitlines())} lines)")
-        lines.append(f"{self.new_dir}/pg_ident.conf: the old one "
+        lines.append(f"{self.new_config_dir}/pg_ident.conf: the old one "
                      f"({len(self.ident.splitlines())} lines)")
         return "\n".join(lines)
 
@@ -139,13 +179,44 @@ def controldata_checkpoint(output: str) -> tuple[Lsn, str]:
     return Lsn.parse(checkpoint[1]), state[1]
 
 
-def initdb_argv(facts: UpgradeFacts, new_dir: Path) -> tuple[str, ...]:
-    """The initdb of the new major's cluster in ``new_dir``, matching the old one:
-    superuser, encoding, locale, checksums and WAL segment size."""
-    return commands.upgrade_initdb(
-        facts.new.bindir, new_dir, version=facts.new.version, superuser=facts.superuser,
-        encoding=facts.encoding, lc_collate=facts.lc_collate, lc_ctype=facts.lc_ctype,
-        checksums=facts.checksums, wal_segsize_mb=facts.wal_segsize_mb)
+def initdb_argv(facts: UpgradeFacts, node: NodeFacts) -> tuple[str, ...]:
+    """The new major's cluster for ``node``, matching the old one (superuser, encoding,
+    locale, checksums and WAL segment size): ``initdb`` of its new data directory, or for a
+    Debian cluster ``pg_createcluster`` (run as root), not started at boot until upgraded."""
+    if node.debian is None:
+        return commands.upgrade_initdb(
+            facts.new.bindir, node.new_dir, version=facts.new.version,
+            superuser=facts.superuser, encoding=facts.encoding, lc_collate=facts.lc_collate,
+            lc_ctype=facts.lc_ctype, checksums=facts.checksums,
+            wal_segsize_mb=facts.wal_segsize_mb)
+    options = commands.upgrade_initdb_options(
+        version=facts.new.version, superuser=facts.superuser, checksums=facts.checksums,
+        wal_segsize_mb=facts.wal_segsize_mb)
+    return commands.pg_createcluster(
+        node.debian.new_major, node.debian.name, owner=node.debian.owner, data_dir=node.new_dir,
+        port=node.debian.port, encoding=facts.encoding, lc_collate=facts.lc_collate,
+        lc_ctype=facts.lc_ctype, initdb_options=options, start_conf="manual")
+
+
+def make_new_cluster(host: Host, facts: UpgradeFacts, node: NodeFacts, owner: OsUser | None,
+                     what: str) -> None:
+    """Run :func:`initdb_argv` for ``node`` (pg_createcluster as the host's own user,
+    root; initdb as the server's owner)."""
+    host.run(initdb_argv(facts, node), user=None if node.debian else owner, timeout=300,
+             what=what)
+
+
+def remove_new_cluster(host: Host, node: NodeFacts, owner: OsUser | None) -> None:
+    """Remove the new cluster this upgrade made for ``node`` (Debian: ``pg_dropcluster``,
+    its configuration too); never an old data directory."""
+    if node.debian is not None:
+        if host.exists(node.debian.new_config):
+            host.run(commands.pg_dropcluster(node.debian.new_major, node.debian.name,
+                                             stop=True), what="pg_dropcluster (new major)",
+                     timeout=120)
+        if host.exists(node.debian.new_config):
+            host.run(commands.remove_tree(node.debian.new_config), what="remove the config")
+    remove_dir(host, node.new_dir, owner)
 
 
 def pg_upgrade_argv(facts: UpgradeFacts, primary: NodeFacts, *,
@@ -154,7 +225,8 @@ def pg_upgrade_argv(facts: UpgradeFacts, primary: NodeFacts, *,
     (``check``: only ``--check``), with the plan's transfer mode and ports."""
     return commands.pg_upgrade(
         facts.new.bindir, facts.new.version, old_bindir=facts.old.bindir,
-        old_data_dir=primary.old_dir, new_data_dir=primary.new_dir, old_port=facts.ports[0],
+        old_data_dir=primary.old_config_dir, new_data_dir=primary.new_config_dir,
+        old_port=facts.ports[0],
         new_port=facts.ports[1], superuser=facts.superuser, socket_dir=primary.new_dir,
         mode=facts.mode, check=check, sync=facts.sync)
 
@@ -165,8 +237,9 @@ def write_carried(host: Host, node: NodeFacts, owner: OsUser | None,
     node's new data directory."""
     merged: dict[str, str | None] = {**node.settings, **(extra or {})}
     merge_auto_conf(host, node.new_dir, merged, owner)
-    host.write_text(node.new_dir / "pg_hba.conf", node.hba, mode=0o600, owner=owner)
-    host.write_text(node.new_dir / "pg_ident.conf", node.ident, mode=0o600, owner=owner)
+    host.write_text(node.new_config_dir / "pg_hba.conf", node.hba, mode=0o600, owner=owner)
+    host.write_text(node.new_config_dir / "pg_ident.conf", node.ident, mode=0o600,
+                    owner=owner)
 
 
 def remove_dir(host: Host, path: Path, user: OsUser | None) -> None:

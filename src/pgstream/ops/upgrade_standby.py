@@ -27,7 +27,7 @@ from pgstream.ops.plan import Report, Step, StepKind, StepResult
 from pgstream.ops.recovery import RecoveryConfig, passfile_for, write_passfile
 from pgstream.ops.upgrade_facts import UpgradeFacts, write_carried
 from pgstream.ops.view import ClusterView
-from pgstream.render import commands, queries
+from pgstream.render import commands, debian, queries
 from pgstream.render.config import passfile_line
 
 
@@ -36,37 +36,86 @@ def rsync_steps(cluster: ClusterView, standby: Standby, facts: UpgradeFacts) -> 
     (run after ``pg_upgrade``, before the new primary's first start)."""
     primary = cluster.primary
     mine, theirs = facts.nodes[standby.name], facts.nodes[primary.name]
-    stage = mine.old_dir.parent / f".pgstream_upgrade_{standby.name}"
+    stage = mine.old_dir.parent / f".pgstream_upgrade_{mine.old_dir.name}"
     host, user = standby.host, standby.os_user
     local = host.name == primary.host.name
     target = f"{stage}/" if local else f"{host.name}:{stage}/"
     sync = commands.rsync_upgrade(theirs.old_dir, theirs.new_dir, target)
-    moves = [commands.rename(mine.old_dir, stage / theirs.old_dir.name),
-             commands.rename(stage / theirs.old_dir.name, mine.old_dir),
-             commands.rename(stage / theirs.new_dir.name, mine.new_dir)]
+    _base, rel_old, rel_new = commands.rsync_layout(theirs.old_dir, theirs.new_dir)
+    moves = [commands.rename(mine.old_dir, stage / rel_old),
+             commands.rename(stage / rel_old, mine.old_dir),
+             commands.rename(stage / rel_new, mine.new_dir)]
     cleanup = commands.remove_tree(stage)
+    # Directories the renames need: inside the staging one, and the new one's parent (Debian:
+    # /var/lib/postgresql/NEW, which nothing else made on this host).
+    parents = [p for p in ((stage / rel_old).parent, mine.new_dir.parent) if p != stage]
 
     def transfer(report: Report) -> StepResult:
         if host.exists(stage) or host.exists(mine.new_dir):
             raise ServerStateError(f"{stage} or {mine.new_dir} exists already")
         host.make_dir(stage, owner=user)
+        for parent in parents:
+            if not host.is_dir(parent):
+                host.make_dir(parent, mode=0o755, owner=user)
         host.run(moves[0], user=user, what="rename into the staging directory")
         done = primary.host.run(sync, user=primary.os_user, timeout=24 * 3600.0,
                                 what=f"rsync to {standby.name}")
         for argv in moves[1:]:
-            host.run(argv, user=user, what="rename out of the staging directory")
+            # Debian: /var/lib/postgresql/NEW may be root's (pg_createcluster made it); the
+            # host's user is root there (a pre-check), and a rename keeps every owner.
+            host.run(argv, user=None if mine.debian else user,
+                     what="rename out of the staging directory")
         host.run(cleanup, user=user, what="remove the staging directory")
         return StepResult(True, f"rsync done in {done.seconds:.1f} s")
 
     detail = "\n".join([
-        f"mkdir {stage}", shlex.join(moves[0]),
+        f"mkdir {stage}", *(f"mkdir -p {p}  # if missing" for p in parents), shlex.join(moves[0]),
         shlex.join(sync) + f"   # on {primary.host.name}", *(shlex.join(m) for m in moves[1:]),
         shlex.join(cleanup)])
     steps = [Step(standby.name, StepKind.RSYNC, f"rsync the upgraded {primary.name} to "
                   f"{standby.name} (only files of another size travel)", detail,
                   action=transfer, host=host.name, concurrent=True)]
     steps.append(_config_step(cluster, standby, facts))
+    if mine.debian is not None:
+        steps.insert(1, debian_config_step(cluster.primary, standby, facts))
     return steps
+
+
+def debian_config_step(primary: Primary, standby: Standby, facts: UpgradeFacts) -> Step:
+    """A Debian standby's new configuration directory, ``/etc/postgresql/NEW/NAME``: the
+    upgraded primary's files that ``pg_createcluster`` wrote (``postgresql.conf`` with this
+    cluster's paths, name and port, ``start.conf``, ``pg_ctl.conf``, ``environment``) and an
+    empty ``conf.d``; its own ``pg_hba.conf`` and ``pg_ident.conf`` follow with its settings.
+    (A standby's data is a copy of the primary's, which ``pg_createcluster`` cannot make.)"""
+    theirs, mine = facts.nodes[primary.name], facts.nodes[standby.name]
+    assert theirs.debian is not None and mine.debian is not None
+    source, target = theirs.debian.new_config, mine.debian.new_config
+    layout = mine.debian
+    owner = standby.os_user
+
+    def action(report: Report) -> StepResult:
+        if standby.host.exists(target):
+            raise ServerStateError(f"{target} appeared since the pre-checks")
+        texts = {name: primary.host.read_text(source / name) for name in debian.COPIED_FILES
+                 if primary.host.exists(source / name)}
+        texts["postgresql.conf"] = debian.rewrite_conf(
+            texts.get("postgresql.conf", ""), major=layout.new_major,
+            cluster=layout.name, data_dir=mine.new_dir, port=layout.port)
+        for path in (target.parent, target, target / "conf.d", mine.new_dir.parent):
+            if not standby.host.is_dir(path):
+                standby.host.make_dir(path, mode=0o755, owner=owner)
+        for name, text in texts.items():
+            standby.host.write_text(target / name, text, mode=0o644, owner=owner)
+        return StepResult(True, f"wrote {target} ({', '.join(sorted(texts))}, conf.d)")
+
+    return Step(standby.name, StepKind.SETTING,
+                f"{standby.name}'s Debian configuration {target}",
+                f"{', '.join(debian.COPIED_FILES)} from {primary.name}'s {source} (on "
+                f"{primary.host.name}), postgresql.conf with data_directory = {mine.new_dir}, "
+                f"port = {mine.debian.port}, cluster_name = "
+                f"'{mine.debian.new_major}/{mine.debian.name}' and this cluster's file paths; "
+                f"an empty {target}/conf.d; {mine.new_dir.parent} if missing", action=action,
+                host=standby.host.name, concurrent=True)
 
 
 def _config_step(cluster: ClusterView, standby: Standby, facts: UpgradeFacts) -> Step:
@@ -139,8 +188,27 @@ def reclone_steps(cluster: ClusterView, standby: Standby, facts: UpgradeFacts,
     host, port = cluster.address_of(cluster.primary)
     own = {**facts.nodes[standby.name].settings, **(cluster.node_settings.get(standby.name)
                                                     or {})}
-    return standby_clone_steps(
+    steps = standby_clone_steps(
         future_primary, future, auth=cluster.auth, primary_host=host, primary_port=port,
         slot=cluster.slot_for(standby), server=server, client=client,
         passfile=cluster.passfile_of(standby), replace=False, node_settings=own, sync=sync,
-        timeout=timeout)
+        timeout=timeout, parent_made=facts.nodes[standby.name].debian is not None)
+    if facts.nodes[standby.name].debian is not None:
+        steps.insert(0, debian_config_step(future_primary, standby, facts))
+        steps.insert(1, _hba_step(standby, facts))
+    return steps
+
+
+def _hba_step(standby: Standby, facts: UpgradeFacts) -> Step:
+    mine = facts.nodes[standby.name]
+    host, user = standby.host, standby.os_user
+
+    def action(report: Report) -> StepResult:
+        host.write_text(mine.new_config_dir / "pg_hba.conf", mine.hba, mode=0o600, owner=user)
+        host.write_text(mine.new_config_dir / "pg_ident.conf", mine.ident, mode=0o600,
+                        owner=user)
+        return StepResult(True, "pg_hba.conf, pg_ident.conf")
+
+    return Step(standby.name, StepKind.SETTING, f"{standby.name}'s own pg_hba.conf and "
+                "pg_ident.conf", f"{mine.new_config_dir}/pg_hba.conf, pg_ident.conf: the old "
+                "ones", action=action, host=host.name, concurrent=True)

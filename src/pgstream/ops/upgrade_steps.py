@@ -23,7 +23,7 @@ from psycopg.conninfo import conninfo_to_dict
 from pgstream.errors import OperationFailed, ServerStateError
 from pgstream.facts.lsn import Lsn
 from pgstream.hosts import controlfile
-from pgstream.hosts.service import PgCtlService
+from pgstream.hosts.service import DebianClusterService, PgCtlService
 from pgstream.hosts.wait import wait_for
 from pgstream.nodes.node import Node, Primary, Standby
 from pgstream.ops.plan import Report, Step, StepKind, StepResult
@@ -32,12 +32,13 @@ from pgstream.ops.upgrade_facts import (
     UpgradeFacts,
     controldata_checkpoint,
     initdb_argv,
+    make_new_cluster,
     pg_upgrade_argv,
-    remove_dir,
+    remove_new_cluster,
     write_carried,
 )
 from pgstream.ops.view import ClusterView, RoleChange
-from pgstream.render import commands, queries
+from pgstream.render import commands, debian, queries
 
 Register = Callable[[str, PgCtlService], None]
 
@@ -62,9 +63,18 @@ def future_nodes(cluster: ClusterView, facts: UpgradeFacts) -> dict[str, Node]:
     made: dict[str, Node] = {}
     for node in cluster.nodes:
         assert node.service is not None
+        layout = facts.nodes[node.name].debian
         new_dir = facts.nodes[node.name].new_dir
-        service = attrs.evolve(node.service, bindir=facts.new.bindir, data_dir=new_dir,
-                               version=facts.new.version)
+        service: PgCtlService
+        if layout is not None:
+            service = attrs.evolve(
+                DebianClusterService.for_cluster(
+                    node.host, layout.new_major, layout.name, version=facts.new.version,
+                    timeout=node.service.timeout, user=node.service.user),
+                data_dir=new_dir)
+        else:
+            service = attrs.evolve(node.service, bindir=facts.new.bindir, data_dir=new_dir,
+                                   version=facts.new.version)
         future: Node
         if isinstance(node, Standby):
             future = Standby(node.name, node.conninfo, host=node.host, data_dir=new_dir,
@@ -104,20 +114,22 @@ def initdb_step(primary: Primary, facts: UpgradeFacts, state: UpgradeState) -> S
     appeared since the pre-checks); its undo removes that directory, before the point of no
     return only."""
     node = facts.nodes[primary.name]
-    argv = initdb_argv(facts, node.new_dir)
+    argv = initdb_argv(facts, node)
 
     def action(report: Report) -> StepResult:
-        if primary.host.exists(node.new_dir):
-            raise ServerStateError(f"{node.new_dir} appeared since the pre-checks")
-        primary.host.run(argv, user=primary.os_user, timeout=300, what="initdb (new major)")
+        for path in (node.new_dir, node.new_config_dir):
+            if primary.host.exists(path):
+                raise ServerStateError(f"{path} appeared since the pre-checks")
+        make_new_cluster(primary.host, facts, node, primary.os_user, "initdb (new major)")
         return StepResult(True, f"initialized {node.new_dir}")
 
     def undo() -> None:
         _undo_allowed(state, str(node.new_dir))
-        remove_dir(primary.host, node.new_dir, primary.os_user)
+        remove_new_cluster(primary.host, node, primary.os_user)
 
+    how = "pg_createcluster" if node.debian else "initdb"
     return Step(primary.name, StepKind.INITDB,
-                f"initdb the PostgreSQL {facts.new.version.major} cluster", shlex.join(argv),
+                f"{how} the PostgreSQL {facts.new.version.major} cluster", shlex.join(argv),
                 action=action, undo=undo, host=primary.host.name)
 
 
@@ -349,3 +361,26 @@ def analyze_step(future: Primary, facts: UpgradeFacts) -> Step:
 
     return Step(future.name, StepKind.SQL, "optimizer statistics (pg_upgrade keeps none)",
                 shlex.join(argv), action=action, host=future.host.name)
+
+
+def debian_start_conf_step(node: Node, facts: UpgradeFacts) -> Step:
+    """A Debian cluster's ``start.conf`` after the upgrade: the new cluster takes the old
+    one's (``auto``: started at boot), the old one becomes ``manual``, so that a reboot
+    starts the new major only."""
+    layout = facts.nodes[node.name].debian
+    assert layout is not None
+    new_file, old_file = layout.new_config / "start.conf", layout.old_config / "start.conf"
+    owner = node.os_user
+
+    def action(report: Report) -> StepResult:
+        node.host.write_text(new_file, debian.start_conf_text(layout.start_conf), mode=0o644,
+                             owner=owner)
+        node.host.write_text(old_file, debian.start_conf_text("manual"), mode=0o644,
+                             owner=owner)
+        return StepResult(True, f"{layout.new_major}/{layout.name}: {layout.start_conf}; "
+                                f"{layout.old_major}/{layout.name}: manual")
+
+    return Step(node.name, StepKind.SETTING, f"start.conf: PostgreSQL {layout.new_major} "
+                f"starts at boot as {layout.old_major} did, {layout.old_major} only by hand",
+                f"{new_file}: {layout.start_conf}\n{old_file}: manual", action=action,
+                host=node.host.name, concurrent=True)

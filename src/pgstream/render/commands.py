@@ -8,6 +8,7 @@ Option names follow the *client program's* version (``--wal-method`` from 10,
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -117,14 +118,19 @@ def pg_ctlcluster(major: str, cluster: str, action: PgCtlAction, *,
                   mode: StopMode | None = None, wait: bool = True) -> tuple[str, ...]:
     """Debian's ``pg_ctlcluster MAJOR NAME ACTION [-m MODE]`` (postgresql-common)."""
     _cluster_name(cluster)
-    if not major.replace(".", "").isdigit():
-        raise InvalidInput(f"invalid PostgreSQL major {major!r}")
+    _major(major)
     argv = ["pg_ctlcluster", major, cluster, action]
     if mode is not None and action in ("stop", "restart"):
         argv += ["-m", mode]
     if not wait and action not in ("reload", "status"):
         argv += ["--", "-W"]
     return tuple(argv)
+
+
+def _major(major: str) -> str:
+    if not major or not major.replace(".", "").isdigit():
+        raise InvalidInput(f"invalid PostgreSQL major {major!r}")
+    return major
 
 
 def _cluster_name(name: str) -> str:
@@ -152,22 +158,14 @@ def tail_bytes(path: Path, count: int) -> tuple[str, ...]:
 TransferMode = Literal["link", "copy", "clone"]
 
 
-def upgrade_initdb(bindir: Path, data_dir: Path, *, version: ServerVersion, superuser: str,
-                   encoding: str, lc_collate: str, lc_ctype: str, checksums: bool,
-                   wal_segsize_mb: int = 16) -> tuple[str, ...]:
-    """initdb of the new cluster for ``pg_upgrade``: the old cluster's superuser, encoding,
-    locale, WAL segment size and checksum setting (pg_upgrade refuses any difference).
-    ``--no-data-checksums`` where the new initdb enables checksums by default (18+)."""
+def upgrade_initdb_options(*, version: ServerVersion, superuser: str, checksums: bool,
+                           wal_segsize_mb: int = 16) -> tuple[str, ...]:
+    """initdb's options that ``pg_upgrade`` needs to match the old cluster, other than the
+    directory, encoding and locale: the superuser, WAL segment size and checksum setting
+    (``--no-data-checksums`` where the new initdb enables checksums by default, 18+)."""
     identifiers.role_name(superuser)
-    for label, value in (("encoding", encoding), ("lc_collate", lc_collate),
-                         ("lc_ctype", lc_ctype)):
-        if not value or not all(c.isalnum() or c in "-_.@" for c in value):
-            raise InvalidInput(f"invalid {label} {value!r}")
     adapter = version.adapter
-    argv = [str(bindir / "initdb"), "-D", str(data_dir), "-U", superuser,
-            "--auth-local", "trust", "--auth-host", compat.default_auth_method(version),
-            "-E", encoding, "--lc-collate", lc_collate, "--lc-ctype", lc_ctype,
-            adapter.option("--no-sync", "initdb")]
+    argv = ["-U", superuser, adapter.option("--no-sync", "initdb")]
     if wal_segsize_mb != 16:
         argv.append(f"{adapter.option('--wal-segsize', 'initdb')}={int(wal_segsize_mb)}")
     if checksums:
@@ -175,6 +173,53 @@ def upgrade_initdb(bindir: Path, data_dir: Path, *, version: ServerVersion, supe
     elif adapter.has("option", "--no-data-checksums", "initdb"):
         argv.append(adapter.option("--no-data-checksums", "initdb"))
     return tuple(argv)
+
+
+def _locale_values(encoding: str, lc_collate: str, lc_ctype: str) -> None:
+    for label, value in (("encoding", encoding), ("lc_collate", lc_collate),
+                         ("lc_ctype", lc_ctype)):
+        if not value or not all(c.isalnum() or c in "-_.@" for c in value):
+            raise InvalidInput(f"invalid {label} {value!r}")
+
+
+def upgrade_initdb(bindir: Path, data_dir: Path, *, version: ServerVersion, superuser: str,
+                   encoding: str, lc_collate: str, lc_ctype: str, checksums: bool,
+                   wal_segsize_mb: int = 16) -> tuple[str, ...]:
+    """initdb of the new cluster for ``pg_upgrade``: the old cluster's superuser, encoding,
+    locale, WAL segment size and checksum setting (pg_upgrade refuses any difference)."""
+    _locale_values(encoding, lc_collate, lc_ctype)
+    options = upgrade_initdb_options(version=version, superuser=superuser,
+                                     checksums=checksums, wal_segsize_mb=wal_segsize_mb)
+    return (str(bindir / "initdb"), "-D", str(data_dir), "--auth-local", "trust",
+            "--auth-host", compat.default_auth_method(version), "-E", encoding,
+            "--lc-collate", lc_collate, "--lc-ctype", lc_ctype, *options)
+
+
+def pg_createcluster(major: str, cluster: str, *, owner: str, data_dir: Path, port: int,
+                     encoding: str, lc_collate: str, lc_ctype: str,
+                     initdb_options: tuple[str, ...] = (),
+                     start_conf: Literal["auto", "manual", "disabled"] = "manual"
+                     ) -> tuple[str, ...]:
+    """Debian's ``pg_createcluster`` (postgresql-common, run as root): the cluster
+    ``major``/``cluster`` with its configuration in ``/etc/postgresql/MAJOR/CLUSTER``, its
+    data in ``data_dir``, owned by ``owner``; ``initdb_options`` go to initdb after ``--``."""
+    _cluster_name(cluster)
+    _major(major)
+    identifiers.role_name(owner)
+    identifiers.port(port)
+    _locale_values(encoding, lc_collate, lc_ctype)
+    if start_conf not in ("auto", "manual", "disabled"):
+        raise InvalidInput(f"invalid start.conf value {start_conf!r}")
+    return ("pg_createcluster", "-u", owner, "--datadir", str(data_dir), "--port", str(port),
+            "--start-conf", start_conf, "--encoding", encoding, "--lc-collate", lc_collate,
+            "--lc-ctype", lc_ctype, "--no-status", major, cluster, "--", *initdb_options)
+
+
+def pg_dropcluster(major: str, cluster: str, *, stop: bool = False) -> tuple[str, ...]:
+    """Debian's ``pg_dropcluster [--stop] MAJOR CLUSTER``: its data and configuration gone."""
+    _cluster_name(cluster)
+    _major(major)
+    return ("pg_dropcluster", *(("--stop",) if stop else ()), major, cluster)
 
 
 def pg_upgrade(new_bindir: Path, new_version: ServerVersion, *, old_bindir: Path,
@@ -207,20 +252,37 @@ def pg_upgrade(new_bindir: Path, new_version: ServerVersion, *, old_bindir: Path
     return tuple(argv)
 
 
+def rsync_layout(old_primary_dir: Path, new_primary_dir: Path) -> tuple[Path, Path, Path]:
+    """The directory that holds both of the primary's data directories, and each one's path
+    below it (``/var/lib/postgresql``, ``15/main``, ``18/main``): what the rsync transfers, as
+    paths relative to a standby's staging directory."""
+    old, new = Path(str(old_primary_dir).rstrip("/")), Path(str(new_primary_dir).rstrip("/"))
+    if not old.is_absolute() or not new.is_absolute() or old == new:
+        raise InvalidInput(f"the old and new data directories must be two absolute paths: "
+                           f"{old_primary_dir}, {new_primary_dir}")
+    base = Path(os.path.commonpath([old, new]))
+    if base in (old, new):
+        raise InvalidInput(f"{old} and {new}: one lies inside the other")
+    return base, old.relative_to(base), new.relative_to(base)
+
+
 def rsync_upgrade(old_primary_dir: Path, new_primary_dir: Path, target: str, *,
                   skip_old_wal: bool = True) -> tuple[str, ...]:
     """PostgreSQL's documented rsync of an upgraded primary to a standby: both directories
-    (no trailing slash) into ``target`` (a directory, or ``host:directory``); ``--hard-links``
-    turns the new directory's links into links to the standby's own old files.
+    into ``target`` (a directory, or ``host:directory``), under their paths relative to the
+    directory that holds both (``--relative``: ``/var/lib/postgresql/15/main`` and ``.../18/main``
+    arrive as ``15/main`` and ``18/main``, not both as ``main``); ``--hard-links`` turns the
+    new directory's links into links to the standby's own old files.
     ``skip_old_wal``: leave out the old cluster's ``pg_wal`` contents, which no new server
     reads (pg_upgrade links no WAL) and whose segment names differ between primary and
     standby, so that they would travel whole."""
     if not target or target.startswith("-") or any(c.isspace() for c in target):
         raise InvalidInput(f"invalid rsync target {target!r}")
-    old = str(old_primary_dir).rstrip("/")
-    skip = [f"--exclude=/{Path(old).name}/pg_wal/*"] if skip_old_wal else []
+    base, old, new = rsync_layout(old_primary_dir, new_primary_dir)
+    skip = [f"--exclude=/{old}/pg_wal/*"] if skip_old_wal else []
     return ("rsync", "--archive", "--delete", "--hard-links", "--size-only",
-            "--no-inc-recursive", *skip, old, str(new_primary_dir).rstrip("/"), target)
+            "--no-inc-recursive", "--relative", *skip, f"{base}/./{old}", f"{base}/./{new}",
+            target)
 
 
 def vacuumdb_analyze(bindir: Path, *, host: str, port: int, user: str) -> tuple[str, ...]:
