@@ -128,11 +128,13 @@ class Cluster:
 
     @classmethod
     def _found(cls, found: Found, auth: ReplicationAuth | None) -> Cluster:
-        return cls(found.primary, list(found.standbys),
-                   auth=auth or ReplicationAuth(found.replication_user or "replicator"),
-                   primary_address=found.addresses.get(found.primary.name),
-                   passfiles=found.passfiles, node_settings=found.node_settings,
-                   addresses=found.addresses, discovery=found.discovery)
+        cluster = cls(found.primary, list(found.standbys),
+                      auth=auth or ReplicationAuth(found.replication_user or "replicator"),
+                      primary_address=found.addresses.get(found.primary.name),
+                      passfiles=found.passfiles, node_settings=found.node_settings,
+                      addresses=found.addresses, discovery=found.discovery)
+        cluster._stream_names.update(found.stream_names)
+        return cluster
 
     # -- nodes
     @property

@@ -15,6 +15,7 @@ import psycopg
 import pytest
 
 from pgstream.cli import main
+from pgstream.hosts.wait import wait_for
 from tests.jsonschema_lite import errors
 
 from .conftest import Rig
@@ -104,3 +105,58 @@ def test_cli_errors_have_codes(empty_dir: Path, capsys: pytest.CaptureFixture[st
     (empty_dir / "pgstream.toml").write_text('[nodes.a]\nconninfo = "port=5432"\nx = 1\n')
     code, doc = _run(capsys, "status", "--json")
     assert code == 2 and doc["error"]["code"] == "topology_error"
+
+
+def _has_table(conninfo: str, table: str) -> bool:
+    try:
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (table,)).fetchone()
+            return bool(row and row[0])
+    except psycopg.OperationalError:
+        return False
+
+
+def test_cli_failover_of_a_dead_primary_then_rejoin(
+        rig: Rig, empty_dir: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """``failover`` refused while the primary lives, then (primary stopped) refused without
+    ``--yes``, then done; ``rejoin`` brings the old primary back as a standby of the new one."""
+    pair = seed_pair(rig)
+    monkeypatch.setenv("PGSTREAM_TEST_PW", PASSWORD)
+    config = empty_dir / "pgstream.toml"
+    code, found = _run(capsys, "discover", pair.conninfo(pair.primary_port), "--write",
+                       str(config), "--password-env", "PGSTREAM_TEST_PW", "--json")
+    assert code == 0, found
+    old = f"local_{pair.primary_port}"
+    with psycopg.connect(pair.conninfo(pair.primary_port), autocommit=True) as conn:
+        conn.execute("CREATE TABLE before_failover AS SELECT 1 AS x")
+    wait_for(lambda: _has_table(pair.conninfo(pair.standby_port), "before_failover"),
+             timeout=30, what="the standby to replay the table")
+
+    code, refused = _run(capsys, "failover", "walreceiver", "-c", str(config), "--yes",
+                         "--json")
+    assert code != 0 and "error" in refused, refused
+    assert _start_time(pair.conninfo(pair.standby_port))[1] is True  # type: ignore[index]
+
+    pair.primary.stop("fast")  # the primary dies
+    code, refused = _run(capsys, "failover", "walreceiver", "-c", str(config), "--json")
+    assert code == 1 and refused["error"]["code"] == "confirmation_required"
+    assert _start_time(pair.conninfo(pair.standby_port))[1] is True  # type: ignore[index]
+    code, done = _run(capsys, "failover", "walreceiver", "-c", str(config), "--yes", "--json")
+    assert code == 0, done
+    assert done["primary"] == "walreceiver"
+    with psycopg.connect(pair.conninfo(pair.standby_port), autocommit=True) as conn:
+        conn.execute("INSERT INTO before_failover VALUES (2)")
+
+    code, back = _run(capsys, "rejoin", old, "-c", str(config), "--yes", "--json")
+    assert code == 0, back
+    code, status = _run(capsys, "status", "-c", str(config), "--json")
+    assert code == 0 and errors(status, SCHEMA) == [], status.get("problems")
+    wait_for(lambda: _count(pair.conninfo(pair.primary_port)) == 2, timeout=30,
+             what="the rejoined node to replay the insert")
+
+
+def _count(conninfo: str) -> int:
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        row = conn.execute("SELECT count(*) FROM before_failover").fetchone()
+        return int(row[0]) if row else -1

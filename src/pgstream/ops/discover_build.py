@@ -54,6 +54,10 @@ class Found:
     passfiles: dict[str, Path]
     node_settings: dict[str, dict[str, str]]
     replication_user: str | None
+    stream_names: dict[str, tuple[str, str]] = attrs.field(factory=dict)
+    """For a node that is not a standby now (the primary, once a standby), the slot and
+    ``application_name`` it streams with when it becomes one again (a topology file's
+    ``slot``/``application_name``)."""
 
 
 def _params(conninfo: str) -> dict[str, Any]:
@@ -90,6 +94,7 @@ def build(head: Seen, everyone: list[Seen], problems: list[str], started: float)
     addresses: dict[str, tuple[str, int]] = {}
     passfiles: dict[str, Path] = {}
     own: dict[str, dict[str, str]] = {}
+    again: dict[str, tuple[str, str]] = {}
     users: list[str] = []
     matched = seen_rows(everyone)
     for seen in sorted(everyone, key=lambda s: s is not head):  # the primary first
@@ -102,6 +107,9 @@ def build(head: Seen, everyone: list[Seen], problems: list[str], started: float)
         else:
             node.data_dir = seen.spec.data_dir
         node.service = service.handle
+        if not isinstance(node, Standby) and (seen.spec.slot or seen.spec.application_name):
+            again[node.name] = (seen.spec.slot or seen.name,
+                                seen.spec.application_name or seen.name)
         if isinstance(node, Standby):
             node.upstream = None if seen.upstream in (None, head) else seen.upstream.name
             node.slot_name = str((seen.row or {}).get("slot_name") or p.slot_used
@@ -152,7 +160,7 @@ def build(head: Seen, everyone: list[Seen], problems: list[str], started: float)
     discovery = Discovery(tuple(facts), tuple(unused), tuple(problems),
                           round(time.monotonic() - started, 4))
     return Found(discovery, head.node, tuple(standbys), addresses, passfiles, own,
-                 max(set(users), key=users.count) if users else None)
+                 max(set(users), key=users.count) if users else None, again)
 
 
 def _service(seen: Seen, head: Seen) -> Service:

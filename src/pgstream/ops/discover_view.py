@@ -92,16 +92,21 @@ class Discovery:
                 "problems": list(self.problems), "seconds": self.seconds}
 
     def topology(self, replication: ReplicationEntry | None = None) -> Topology:
-        """The topology file for these nodes (conninfos without password)."""
+        """The topology file for these nodes (conninfos without password). A standby's slot
+        and ``application_name`` are written where they are not its name, so that they are
+        kept once it is a primary and, later, a standby again."""
         entries = []
         for facts in self.nodes:
             params = {k: v for k, v in pg_conninfo.conninfo_to_dict(facts.conninfo).items()
                       if k != "password" and v is not None}
+            slot = facts.slot_name if facts.slot_name not in (None, facts.name) else None
+            app = facts.application_name \
+                if facts.application_name not in (None, facts.name) else None
             entries.append(NodeEntry(
                 name=facts.name, conninfo=pg_conninfo.make_conninfo("", **params),
                 host=facts.host, become=facts.become, data_dir=facts.data_directory,
                 service=facts.service if facts.service in ("pg_ctl", "pg_ctlcluster")
-                else None))
+                else None, slot=slot, application_name=app))
         return Topology(tuple(entries), replication or ReplicationEntry())
 
     def __str__(self) -> str:
