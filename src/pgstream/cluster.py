@@ -108,8 +108,8 @@ class Cluster:
                           hba_addresses=["127.0.0.1"], settings=parts.settings,
                           _sandbox=parts.box, node_settings=parts.node_settings,
                           addresses=parts.addresses)
-            cluster.setup_plan(server=parts.server, client=parts.client,
-                               timeout=timeout).apply(progress)
+            parts.setup_plan(cluster.setup_plan(server=parts.server, client=parts.client,
+                                                timeout=timeout), timeout).apply(progress)
         return cluster
 
     @classmethod
