@@ -4,9 +4,10 @@ Run with ``nox -s bench`` or ``python bench/bench_startup.py [--rounds N] [--jso
 
 - ``import pgstream`` in a fresh interpreter, minus ``python -c pass`` (goal <= 100 ms).
 - a whole process asking a local primary + 2 standbys for its status as JSON: the
-  ``pgstream status --json`` command when this tree has one, else (said in the output) a
-  ``python -c`` process doing what it would do (build the nodes, ``Cluster.status()``, print
-  ``to_dict()`` as JSON); against ``psql -c 'select 1'`` to the same primary (goal <= 3x).
+  ``pgstream status --json -c FILE`` command (its topology file written once, untimed, by
+  ``pgstream discover --write``) when this tree has one, and a ``python -c`` process doing
+  only the library's part (build the nodes, ``Cluster.status()``, print ``to_dict()`` as
+  JSON); each against ``psql -c 'select 1'`` to the same primary (goal <= 3x).
 - ``Cluster.sandbox(standbys=16)`` cold (no template) against ``standbys=2`` cold, in the
   sandbox's default place (goal <= 3x on 2 cores); a failure is reported with its message.
 """
@@ -40,9 +41,18 @@ def run(argv: list[str]) -> float:
 
 
 def has_status_command() -> bool:
+    """Does this tree's ``pgstream status`` read a topology file (``-c``) and print JSON?"""
     done = subprocess.run([sys.executable, "-m", "pgstream", "status", "--help"],
                           capture_output=True, text=True, check=False)
-    return done.returncode == 0 and "--json" in done.stdout
+    return done.returncode == 0 and "--json" in done.stdout and "--config" in done.stdout
+
+
+def write_topology(primary: str, standbys: list[str], path: Path) -> None:
+    """The topology file of the running sandbox, by ``pgstream discover --write``."""
+    argv = [sys.executable, "-m", "pgstream", "discover", primary]
+    for conninfo in standbys:
+        argv += ["--standby", conninfo]
+    subprocess.run([*argv, "--write", str(path)], check=True, stdout=subprocess.DEVNULL)
 
 
 def main() -> int:
@@ -63,20 +73,27 @@ def main() -> int:
                                "standbys": {s.name: s.conninfo for s in cluster.standbys}})
             psql = shutil.which("psql", path=str(cluster.primary.service.bindir)
                                 if cluster.primary.service else None) or "psql"
-            cli = has_status_command()
-            if cli:
-                status_argv = [sys.executable, "-m", "pgstream", "status", "--json",
-                               "--primary", primary]
+            library_argv = [sys.executable, "-c", STATUS_SCRIPT, spec]
+            cli_argv: list[str] | None = None
+            if has_status_command():
+                topology = Path(cache) / "pgstream.toml"
+                write_topology(primary, [s.conninfo for s in cluster.standbys], topology)
+                cli_argv = [sys.executable, "-m", "pgstream", "status", "--json",
+                            "-c", str(topology)]
             else:
-                status_argv = [sys.executable, "-c", STATUS_SCRIPT, spec]
-                fig.note("no `pgstream status --json` in this tree: timed a python -c "
-                         "process doing what it does (nodes, Cluster.status(), JSON)")
-            psql_times, status_times = [], []
+                fig.note("no `pgstream status --json -c FILE` in this tree: only the "
+                         "python -c process (nodes, Cluster.status(), JSON) is timed")
+            psql_times, library_times, cli_times = [], [], []
             for _ in range(args.rounds):
                 psql_times.append(run([psql, primary, "-Atqc", "select 1"]))
-                status_times.append(run(status_argv))
+                library_times.append(run(library_argv))
+                if cli_argv is not None:
+                    cli_times.append(run(cli_argv))
         fig.add("psql -c 'select 1' (whole process)", psql_times)
-        fig.add("status of 1+2 as JSON (whole process)", status_times,
+        if cli_times:
+            fig.add("pgstream status --json -c FILE, 1+2 (whole process)", cli_times,
+                    baseline="psql -c 'select 1' (whole process)", goal=3.0)
+        fig.add("python -c Cluster.status() as JSON, 1+2 (whole process)", library_times,
                 baseline="psql -c 'select 1' (whole process)", goal=3.0)
         # Sandbox scale, cold (no template), interleaved.
         two: list[float] = []

@@ -1,9 +1,10 @@
 """``Cluster``: a primary and its standbys, set up by plans, observed by status.
 
 ``Cluster.sandbox(standbys=2)`` builds a local, temporary cluster (initdb, configure, start a
-primary, a slot per standby, ``pg_basebackup`` clones, streaming) and removes it all when the
-``with`` block ends, on error or KeyboardInterrupt too. ``Cluster(primary, standbys, ...)``
-wraps servers that already exist; ``cluster.setup_plan()`` is the runbook that sets them up.
+primary, a slot per standby, one ``pg_basebackup`` copied for every standby, streaming) and
+removes it all when the ``with`` block ends, on error or KeyboardInterrupt too.
+``Cluster(primary, standbys, ...)`` wraps servers that already exist; ``cluster.setup_plan()``
+is the runbook that sets them up.
 """
 
 from __future__ import annotations
@@ -95,8 +96,9 @@ class Cluster:
                 wal_segsize_mb: int | None = None,
                 timeout: float = DEFAULT_TIMEOUT) -> Cluster:
         """A local, temporary primary with ``standbys`` streaming standbys (loopback, sockets),
-        set up (:meth:`setup_plan`) within ``timeout``; removed by :meth:`close` or the end of
-        a ``with`` block. The arguments: :func:`pgstream.ops.sandbox_parts.sandbox_parts`."""
+        set up (:meth:`setup_plan`, one base backup copied for every standby:
+        :mod:`pgstream.ops.sandbox_setup`) within ``timeout``; removed by :meth:`close` or the
+        end of a ``with`` block. The arguments: :func:`pgstream.ops.sandbox_parts.sandbox_parts`."""
         timeout = arguments.timeout(timeout)
         parts = sandbox_parts(standbys, bindir=bindir, base_dir=base_dir, run_as=run_as,
                               template=template, password=password,
@@ -108,8 +110,8 @@ class Cluster:
                           hba_addresses=["127.0.0.1"], settings=parts.settings,
                           _sandbox=parts.box, node_settings=parts.node_settings,
                           addresses=parts.addresses)
-            cluster.setup_plan(server=parts.server, client=parts.client,
-                               timeout=timeout).apply(progress)
+            parts.setup_plan(cluster.setup_plan(server=parts.server, client=parts.client,
+                                                timeout=timeout), timeout).apply(progress)
         return cluster
 
     @classmethod

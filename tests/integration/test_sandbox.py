@@ -216,3 +216,59 @@ def test_secret_never_shows(pgstream_sandbox: MakeCluster) -> None:
         assert password not in log.read_text(errors="replace")
     for config in (base / "standby1").glob("*.conf"):
         assert password not in config.read_text()
+
+
+def test_sixteen_standbys_each_stream_through_their_own_slot(
+        pgstream_sandbox: MakeCluster) -> None:
+    """The documented maximum: one base backup, copied for 15 standbys (see
+    :mod:`pgstream.ops.sandbox_setup`); every one a standby of the primary's system on its
+    own port, streaming through its own slot, and nothing left once closed."""
+    cluster = pgstream_sandbox(16)
+    primary, standbys = cluster.primary, cluster.standbys
+    assert [s.name for s in standbys] == [f"standby{i}" for i in range(1, 17)]
+    system = primary.system_identifier()
+    slots = {slot.name: slot for slot in primary.slots()}
+    for standby in standbys:
+        assert standby.in_recovery and standby.system_identifier() == system
+        assert primary.streams_to(standby.application_name, standby.slot_name), standby.name
+        receiver = standby.wal_receiver()
+        assert receiver is not None and receiver[0] == "streaming" \
+            and receiver[2] == standby.slot_name, (standby.name, receiver)
+        assert slots[standby.slot_name].active, standby.name
+        assert standby.show("cluster_name") == standby.name
+    assert len({standby.show("port") for standby in standbys}) == 16
+    primary.execute("CREATE TABLE sixteen (id int)")
+    primary.execute("INSERT INTO sixteen SELECT generate_series(1, %s)", (100,))
+    cluster.wait_for_catchup(timeout=30)
+    assert all(s.query("SELECT count(*) FROM sixteen") == [(100,)] for s in standbys)
+    status = cluster.status()
+    assert status.all_streaming and len(status.standbys) == 16
+    report = cluster.check()
+    assert not report.errors and not report.warnings, str(report)
+    base = cluster.base_dir
+    assert base is not None
+    pids = [n.service.pid() for n in cluster.nodes if n.service is not None]
+    assert len(pids) == 17 and all(pid is not None for pid in pids)
+    cluster.close()
+    assert not base.exists()
+    assert not any(_pid_alive(pid) for pid in pids if pid is not None)
+
+
+def test_a_failed_copy_cleans_up_and_names_the_step(
+        empty_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pgstream.ops import sandbox_setup
+
+    real = sandbox_setup.copy_argv
+
+    def broken(source: Path, target: Path) -> tuple[str, ...]:
+        return (*real(source, target), "--no-such-option")
+
+    monkeypatch.setattr(sandbox_setup, "copy_argv", broken)
+    with pytest.raises(PlanFailed) as caught:
+        Cluster.sandbox(standbys=2, base_dir=empty_dir)
+    step = caught.value.step
+    assert isinstance(step, Step)
+    assert step.kind is StepKind.BASE_BACKUP and step.node == "standby2"
+    assert "copy standby1's fresh base backup" in str(caught.value)
+    assert "rolled back" in str(caught.value)
+    assert list(empty_dir.iterdir()) == []

@@ -18,7 +18,9 @@ from pgstream.hosts.binaries import Installation
 from pgstream.hosts.host import server_user
 from pgstream.nodes.node import Primary, Standby
 from pgstream.ops.assemble import conninfo_port
+from pgstream.ops.plan import Plan
 from pgstream.ops.sandbox import Sandbox, replication_limits
+from pgstream.ops.sandbox_setup import shared_backup_plan
 from pgstream.ops.setup import ReplicationAuth
 from pgstream.render.config import ConfigRenderer
 
@@ -38,6 +40,13 @@ class SandboxParts:
     addresses: dict[str, tuple[str, int]]
     server: Installation
     client: Installation
+
+    def setup_plan(self, plan: Plan, timeout: float) -> Plan:
+        """The cluster's setup ``plan`` with one base backup, copied for the other standbys
+        (:func:`pgstream.ops.sandbox_setup.shared_backup_plan`)."""
+        dirs = {s.name: Path(s.data_dir) for s in self.standbys if s.data_dir is not None}
+        return shared_backup_plan(plan, primary=self.primary.name, data_dirs=dirs,
+                                  host=self.box.host, user=self.box.user, timeout=timeout)
 
     @contextlib.contextmanager
     def removed_on_error(self) -> Iterator[None]:
