@@ -237,6 +237,7 @@ def test_sixteen_standbys_each_stream_through_their_own_slot(
         assert slots[standby.slot_name].active, standby.name
         assert standby.show("cluster_name") == standby.name
     assert len({standby.show("port") for standby in standbys}) == 16
+    assert int(primary.show("max_wal_senders")) >= 2 * 16  # sized for 16 clones at once
     primary.execute("CREATE TABLE sixteen (id int)")
     primary.execute("INSERT INTO sixteen SELECT generate_series(1, %s)", (100,))
     cluster.wait_for_catchup(timeout=30)

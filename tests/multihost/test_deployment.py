@@ -32,7 +32,7 @@ from pgstream.hosts.service import DebianClusterService, PgCtlService
 from pgstream.hosts.ssh import SshHost
 from pgstream.hosts.wait import wait_for
 
-from ..recording import Recorder, RecordingHost, apply_and_compare
+from ..recording import Recorder, RecordingHost, apply_and_compare, record_through
 from .admin_account import AdminAccount, admin_account
 from .admin_account import unavailable_reason as admin_unavailable
 from .rig import Rig, RigUnavailable, network_rig, unavailable_reason
@@ -236,6 +236,41 @@ def test_switchover_failover_and_rejoin_across_hosts(rig: Rig, servers: PgCtlSer
     # No temporary passfile is left beside beta's data directory.
     assert not [name for name in beta.host.list_dir(servers.workdir / "beta")
                 if name.startswith(".pgstream-rewind-")]
+
+
+def test_pg_ctl_over_ssh_prints_what_it_runs(rig: Rig, servers: PgCtlServers,
+                                            recorder: Recorder) -> None:
+    """A dry run is the truth for pg_ctl over SSH: every pg_ctl, pg_basebackup, pg_rewind
+    and statement that the setup, a switchover and back, a failover and a rejoin with
+    pg_rewind run on two hosts is what their plans printed."""
+    alpha_addr, beta_addr = rig.host("alpha").address, rig.host("beta").address
+    primary = servers.primary("alpha")
+    standby, own = servers.standby("beta")
+    cluster = Cluster(primary, [standby], auth=ReplicationAuth("repuser", "pw"),
+                      primary_address=(alpha_addr, 5432), hba_addresses=[alpha_addr, beta_addr],
+                      node_settings={"beta": own})
+    record_through(cluster, recorder)
+    apply_and_compare(cluster.setup_plan(), recorder)
+    primary.execute("CREATE TABLE truth (id int)")
+    cluster.wait_for_catchup()
+    apply_and_compare(cluster.switchover_plan("beta"), recorder)
+    apply_and_compare(cluster.switchover_plan("alpha"), recorder)
+    assert cluster.primary.name == "alpha"
+    dead = cluster.primary
+    assert dead.service is not None
+    dead.close()
+    dead.service.stop("immediate")
+    apply_and_compare(cluster.failover_plan("beta"), recorder)
+    dead.service.start()
+    dead.execute("INSERT INTO truth VALUES (42)")  # diverged: the rejoin rewinds it
+    dead.close()
+    dead.service.stop()
+    plan = cluster.rejoin_plan("alpha")
+    assert "pg_rewind" in str(plan)
+    apply_and_compare(plan, recorder)
+    cluster.primary.execute("INSERT INTO truth VALUES (1)")
+    cluster.wait_for_catchup()
+    assert cluster.standby("alpha").query("SELECT id FROM truth") == [(1,)]
 
 
 def test_network_cut_mid_switchover_leaves_one_primary(rig: Rig, servers: PgCtlServers) -> None:
