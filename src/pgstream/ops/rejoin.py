@@ -150,6 +150,11 @@ def rejoin_plan(cluster: ClusterView, node: Node | str, *, rewind: bool | None =
     return Plan(f"rejoin {target.name} as a standby of {primary.name}", steps)
 
 
+KEPT_FILES = ("postgresql.conf", "postgresql.auto.conf", "pg_hba.conf", "pg_ident.conf")
+"""The configuration files in a data directory that a rejoin's pg_rewind keeps as the node had
+them (pg_rewind copies the source's over them)."""
+
+
 def _rewind_step(cluster: ClusterView, target: Node, primary: Node, version: ServerVersion,
                  found: Divergence, timeout: float) -> Step:
     assert target.service is not None
@@ -197,6 +202,10 @@ def _rewind_step(cluster: ClusterView, target: Node, primary: Node, version: Ser
         # A freshly promoted source may still name its old timeline in pg_control until its
         # first checkpoint; pg_rewind before 16 reads it there ("no rewind required").
         primary.execute(*queries.checkpoint())
+        # pg_rewind copies the source's configuration files over the node's own (its
+        # listen_addresses, port, pg_hba.conf): keep the node's, written back afterwards.
+        kept = {name: target.host.read_text(data_dir / name) for name in KEPT_FILES
+                if target.host.exists(data_dir / name)}
         try:
             done = target.host.run(argv, user=target.os_user, env=env, timeout=max(timeout, 600),
                                    cwd=data_dir.parent, what=f"pg_rewind of {target.name}",
@@ -205,7 +214,9 @@ def _rewind_step(cluster: ClusterView, target: Node, primary: Node, version: Ser
             if password is not None:
                 with contextlib.suppress(OSError, PgStreamError):
                     target.host.run(cleanup, what="remove passfile")
-        if own:  # pg_rewind copied the source's configuration files: restore this node's own
+            for name, text in kept.items():
+                target.host.write_text(data_dir / name, text, mode=0o600, owner=target.os_user)
+        if own:  # and the node's own settings that the cluster knows, on top
             merge_auto_conf(target.host, data_dir, dict(own), target.os_user)
         return StepResult(True, f"rewound in {done.seconds:.2f} s")
 
@@ -213,4 +224,7 @@ def _rewind_step(cluster: ClusterView, target: Node, primary: Node, version: Ser
                 f"CHECKPOINT;  -- on {primary.name}, so its pg_control names its new timeline\n"
                 + shlex.join(argv)
                 + (f"  -- password from the 0600 file {secret}, then: {shlex.join(cleanup)}"
-                   if password is not None else ""), action=action, host=target.host.name)
+                   if password is not None else "")
+                + f"\n{target.name}'s own {', '.join(KEPT_FILES)} in {data_dir}: read before, "
+                "written back after (pg_rewind copies the source's)",
+                action=action, host=target.host.name)
