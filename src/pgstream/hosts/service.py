@@ -5,13 +5,15 @@
   ``/etc/postgresql/VERSION/NAME/``, data in ``/var/lib/postgresql/VERSION/NAME``).
 - ``SystemdService``: a systemd unit (``systemctl start|stop|restart|reload UNIT``).
 
-All share the same watching: where the server reports its state in ``postmaster.pid`` (10+),
-a start returns as soon as the file says so, instead of fixed 100 ms polls; a server that dies
-while starting fails at once, with the tail of its log. A stop returns only once the
-postmaster process has exited, whichever command (``pg_ctl``, ``pg_ctlcluster``,
-``systemctl``) asked it to; given the pid the live server was proven to run as, a stop that
-would not reach that process (wrong data directory, unit or cluster) refuses instead of
-returning quietly.
+All share the same watching, done on the server's own host in one command each
+(:mod:`pgstream.render.scripts`, so over SSH a stop or a start is one round trip, not one per
+poll): where the server reports its state in ``postmaster.pid`` (10+), a start returns as
+soon as the file says so; a server that dies while starting, or logs a FATAL (only what this
+start appended to the log counts), fails at once, with the tail of its log. A stop returns
+only once the postmaster process has exited, whichever command (``pg_ctl``,
+``pg_ctlcluster``, ``systemctl``) asked it to; given the pid the live server was proven to
+run as, a stop that would not reach that process (wrong data directory, unit or cluster)
+refuses, with nothing run, instead of returning quietly.
 """
 
 from __future__ import annotations
