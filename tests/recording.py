@@ -34,6 +34,13 @@ EFFECT_SQL = re.compile(
     r"pg_xlog_replay_resume))", re.I)
 
 
+def is_effect_script(argv: Sequence[str]) -> bool:
+    """A ``sh -c SCRIPT NAME ARGS...`` whose arguments run one of the effect programs (the
+    stop and start that pgstream watches on the server's host, render/scripts)."""
+    return len(argv) > 3 and Path(argv[0]).name == "sh" and argv[1] == "-c" and any(
+        Path(a).name in EFFECT_PROGRAMS for a in argv[4:])
+
+
 def _norm(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip().rstrip(";")
 
@@ -69,7 +76,7 @@ class RecordingHost:
 
     def run(self, argv: Sequence[str], **kwargs: Any) -> Completed:
         argv = [str(a) for a in argv]
-        if Path(argv[0]).name in EFFECT_PROGRAMS:
+        if Path(argv[0]).name in EFFECT_PROGRAMS or is_effect_script(argv):
             self.recorder.add(shlex.join(argv))
         return self.inner.run(argv, **kwargs)
 
@@ -86,7 +93,7 @@ class RecordingLocalHost(LocalHost):
 
     def run(self, argv: Sequence[str], **kwargs: Any) -> Completed:
         argv = [str(a) for a in argv]
-        if Path(argv[0]).name in EFFECT_PROGRAMS:
+        if Path(argv[0]).name in EFFECT_PROGRAMS or is_effect_script(argv):
             self.recorder.add(shlex.join(argv))
         return super().run(argv, **kwargs)
 

@@ -61,10 +61,9 @@ class _StopDoesNothing(PgCtlService):
     """A service whose stop command succeeds and stops nothing (``systemctl stop`` of
     another unit, a wrapper script that lies)."""
 
-    def _control(self, action: commands.PgCtlAction,
-                 mode: commands.StopMode | None = None) -> None:
-        if action != "stop":
-            super()._control(action, mode)
+    def argv(self, action: commands.PgCtlAction,
+             mode: commands.StopMode | None = None) -> tuple[str, ...]:
+        return ("true",) if action == "stop" else super().argv(action, mode)
 
 
 @pytest.fixture

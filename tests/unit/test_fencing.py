@@ -3,6 +3,10 @@ behaviour on real servers is in tests/integration/test_fencing.py)."""
 
 from __future__ import annotations
 
+import os
+import shlex
+import subprocess
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +20,7 @@ from pgstream.errors import (
     PrimaryStillAlive,
     ServerMismatch,
     UnsafeDataDirectory,
+    WaitTimeout,
 )
 from pgstream.facts import arguments
 from pgstream.facts.version import ServerVersion
@@ -110,14 +115,68 @@ def test_proofs_of_a_fence() -> None:
         fence.prove_down(node, 42)
 
 
-def test_a_service_of_another_server_refuses_to_stop_it() -> None:
-    host = FakeHost(alive={42, 77})
-    service = PgCtlService(host=host, bindir=Path("/bin"), data_dir=Path("/nonexistent/x"))
-    with pytest.raises(ServerMismatch, match="postmaster 77, but /nonexistent/x") as caught:
-        service.stop("immediate", pid=77)  # /nonexistent/x has no postmaster.pid at all
-    assert caught.value.reported == 77 and caught.value.declared is None
-    assert host.ran == []  # nothing was run
+@attrs.define
+class RunLog(LocalHost):
+    """This machine, recording each command run."""
+
+    ran: list[tuple[str, ...]] = attrs.field(factory=list)
+
+    def run(self, argv: Any, **kwargs: Any) -> Any:
+        self.ran.append(tuple(str(a) for a in argv))
+        return super().run(argv, **kwargs)
+
+
+def _sentinel_bindir(tmp_path: Path) -> tuple[Path, Path]:
+    """A bindir whose ``pg_ctl`` only leaves a mark that it ran."""
+    bindir, mark = tmp_path / "bin", tmp_path / "pg_ctl-ran"
+    bindir.mkdir()
+    (bindir / "pg_ctl").write_text(f"#!/bin/sh\ntouch {mark}\n")
+    (bindir / "pg_ctl").chmod(0o755)
+    return bindir, mark
+
+
+def test_a_service_of_another_server_refuses_to_stop_it(tmp_path: Path) -> None:
+    # The check runs inside the one stop command, on the server's host: a live proven
+    # postmaster (this test's own process) that the data directory does not name refuses
+    # before the stop program runs.
+    bindir, mark = _sentinel_bindir(tmp_path)
+    live = os.getpid()
+    service = PgCtlService(host=LocalHost(), bindir=bindir, data_dir=tmp_path / "x")
+    with pytest.raises(ServerMismatch, match=f"postmaster {live}, but .*x on") as caught:
+        service.stop("immediate", pid=live)  # x has no postmaster.pid at all
+    assert caught.value.reported == live and caught.value.declared is None
+    assert not mark.exists()  # nothing was run
     service.stop("fast")  # without a proven pid: nothing there, nothing to stop
+    assert not mark.exists()
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "postmaster.pid").write_text(f"{live}\n{tmp_path / 'x'}\n")
+    service.timeout = 1  # the "postmaster" (this process) never exits: the wait times out
+    with pytest.raises(WaitTimeout, match=f"postmaster {live} of .* to exit"):
+        service.stop("fast", pid=live)
+    assert mark.exists()  # the stop ran, and was not taken for proof
+
+
+def test_one_command_stops_and_proves_the_postmaster_gone(tmp_path: Path) -> None:
+    bindir, mark = _sentinel_bindir(tmp_path)
+    data_dir = tmp_path / "d"
+    data_dir.mkdir()
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        (data_dir / "postmaster.pid").write_text(f"{child.pid}\n{data_dir}\n")
+        (bindir / "pg_ctl").write_text(f"#!/bin/sh\ntouch {mark}\nkill {child.pid}\n")
+        host = RunLog()
+        ran = host.ran
+        service = PgCtlService(host=host, bindir=bindir, data_dir=data_dir)
+        reaper = threading.Thread(target=child.wait)
+        reaper.start()  # the zombie reaped, as init would
+        service.stop("fast", pid=child.pid)
+        reaper.join()
+        assert mark.exists() and child.poll() is not None
+        assert len(ran) == 1 and ran[0] == service.stop_argv("fast")
+        assert shlex.join(ran[0]) == service.describe("stop", "fast")  # the dry run's text
+    finally:
+        child.kill()
+        child.wait()
 
 
 def test_cross_check_names_both_values(tmp_path: Path) -> None:

@@ -5,13 +5,15 @@
   ``/etc/postgresql/VERSION/NAME/``, data in ``/var/lib/postgresql/VERSION/NAME``).
 - ``SystemdService``: a systemd unit (``systemctl start|stop|restart|reload UNIT``).
 
-All share the same watching: where the server reports its state in ``postmaster.pid`` (10+),
-a start returns as soon as the file says so, instead of fixed 100 ms polls; a server that dies
-while starting fails at once, with the tail of its log. A stop returns only once the
-postmaster process has exited, whichever command (``pg_ctl``, ``pg_ctlcluster``,
-``systemctl``) asked it to; given the pid the live server was proven to run as, a stop that
-would not reach that process (wrong data directory, unit or cluster) refuses instead of
-returning quietly.
+All share the same watching, done on the server's own host in one command each
+(:mod:`pgstream.render.scripts`, so over SSH a stop or a start is one round trip, not one per
+poll): where the server reports its state in ``postmaster.pid`` (10+), a start returns as
+soon as the file says so; a server that dies while starting, or logs a FATAL (only what this
+start appended to the log counts), fails at once, with the tail of its log. A stop returns
+only once the postmaster process has exited, whichever command (``pg_ctl``,
+``pg_ctlcluster``, ``systemctl``) asked it to; given the pid the live server was proven to
+run as, a stop that would not reach that process (wrong data directory, unit or cluster)
+refuses, with nothing run, instead of returning quietly.
 """
 
 from __future__ import annotations
@@ -23,11 +25,12 @@ from pathlib import Path
 
 import attrs
 
-from pgstream.errors import CommandFailed, PgStreamError, ServerMismatch
+from pgstream.errors import CommandFailed, PgStreamError, ServerMismatch, WaitTimeout
 from pgstream.facts.version import ServerVersion
-from pgstream.hosts.host import Host, OsUser
+from pgstream.hosts.host import Completed, Host, OsUser
+from pgstream.hosts.ssh import SshHost
 from pgstream.hosts.wait import wait_for
-from pgstream.render import commands
+from pgstream.render import commands, scripts
 
 
 @attrs.define
@@ -41,8 +44,6 @@ class PgCtlService:
     log_file: Path | None = None
     timeout: int = 60
     version: ServerVersion | None = None
-    _log_start: int = attrs.field(default=0, init=False, repr=False)
-    _stale_pid: str = attrs.field(default="", init=False, repr=False)
 
     # -- the commands: one argv per action, run by the lifecycle methods and printed by plans
     def waits(self, action: commands.PgCtlAction) -> bool:
@@ -69,9 +70,11 @@ class PgCtlService:
         """The OS user :meth:`argv` runs as (pg_ctl as the server's owner)."""
         return self.user
 
-    def _run(self, argv: tuple[str, ...], what: str, user: OsUser | None) -> None:
+    def _run(self, argv: tuple[str, ...], what: str, user: OsUser | None, *,
+             timeout: float | None = None, stdin: str | None = None) -> Completed:
         try:
-            self.host.run(argv, user=user, timeout=self.timeout + 10, what=what)
+            return self.host.run(argv, user=user, what=what, stdin=stdin,
+                                 timeout=timeout if timeout is not None else self.timeout + 10)
         except CommandFailed as exc:
             tail = self.log_tail()
             if tail:
@@ -80,12 +83,31 @@ class PgCtlService:
                                     output=exc.output) from None
             raise
 
+    def stop_argv(self, mode: commands.StopMode | None = None) -> tuple[str, ...]:
+        """The one command :meth:`stop` runs: :meth:`argv` ``stop`` inside
+        :func:`~pgstream.render.scripts.stop_watched` (the pid check before, the wait for the
+        postmaster to exit after, both on the server's host)."""
+        return scripts.stop_watched(self.argv("stop", mode), self.data_dir, self.timeout)
+
+    def start_argv(self) -> tuple[str, ...]:
+        """The one command :meth:`start` runs where pgstream watches the pid file (10+):
+        :meth:`argv` ``start`` inside :func:`~pgstream.render.scripts.start_watched`;
+        else :meth:`argv` ``start`` itself."""
+        if not self.watches:
+            return self.argv("start")
+        return scripts.start_watched(self.argv("start"), self.data_dir, self.log_file,
+                                      self.timeout)
+
     def describe(self, action: commands.PgCtlAction,
                  mode: commands.StopMode | None = None) -> str:
         """What a plan prints for ``action``: the command(s) the lifecycle method runs, from
         :meth:`argv` (a restart where pgstream watches the server is a stop, then a start)."""
         if action == "restart" and self.watches:
-            return "\n".join((shlex.join(self.argv("stop", mode)), shlex.join(self.argv("start"))))
+            return "\n".join((shlex.join(self.stop_argv(mode)), shlex.join(self.start_argv())))
+        if action == "stop":
+            return shlex.join(self.stop_argv(mode))
+        if action == "start":
+            return shlex.join(self.start_argv())
         return shlex.join(self.argv(action, mode))
 
     @property
@@ -96,21 +118,39 @@ class PgCtlService:
 
     # -- lifecycle
     def start(self) -> None:
-        """Start and wait until the server accepts connections."""
-        self.wait_gone()
+        """Start and wait until the server accepts connections: where pgstream watches the
+        pid file (10+), one command on the server's host (:meth:`start_argv`) that waits for
+        a leftover dead postmaster to be reaped, starts, and watches ``postmaster.pid`` and
+        what the log gained since."""
         if not self.watches:
+            self.wait_gone()
             self._control("start")
             return
-        self._log_start = len(self._log_bytes())
-        lines = self._pidfile_lines()
-        self._stale_pid = lines[0] if lines else ""
-        self._control("start")
-        wait_for(self._started, timeout=self.timeout,
-                 what=f"the server on {self.data_dir} ({self.host.name}) to accept connections",
-                 detail=lambda: "server log:\n" + self.log_tail(10))
+        what = f"the server on {self.data_dir} ({self.host.name}) to accept connections"
+        done = self._run(self.start_argv(), f"{Path(self.argv('start')[0]).name} start "
+                         f"({self.data_dir})", self.run_as("start"), timeout=self.timeout + 45)
+        state, pid = scripts.watch_outcome(done.output, "start") or ("", None)
+        if state == "ready":
+            return
+        if state == "died":
+            raise CommandFailed(f"the server on {self.data_dir} stopped while starting:\n"
+                                + self.log_tail())
+        if state == "fatal":
+            raise CommandFailed(f"the server on {self.data_dir} failed to start:\n"
+                                + self.log_tail())
+        if state == "timeout":
+            raise WaitTimeout(f"timed out after {self.timeout:g} s waiting for {what}; "
+                              "last seen: server log:\n" + self.log_tail(10))
+        if state == "unreaped":
+            raise WaitTimeout(f"timed out after 30 s waiting for the dead postmaster {pid} "
+                              f"of {self.data_dir} to be reaped")
+        raise CommandFailed(f"start of {self.data_dir} on {self.host.name}: unexpected "
+                            f"output:\n{done.output[-2000:]}", argv=done.argv,
+                            returncode=done.returncode, output=done.output)
 
     def stop(self, mode: commands.StopMode = "fast", *, pid: int | None = None) -> None:
-        """Stop and wait until the postmaster process is gone (not only its pid file).
+        """Stop and wait until the postmaster process is gone (not only its pid file): one
+        command on the server's host (:meth:`stop_argv`).
 
         ``pid``: the postmaster the caller proved serves the node (the one in the
         ``postmaster.pid`` of the data directory the server reports, see
@@ -120,20 +160,29 @@ class PgCtlService:
         another server or none while that one runs on. Without ``pid``, a data directory
         with no live postmaster counts as stopped.
         """
-        mine = self.pid()
-        if pid is not None and mine != pid and self.host.process_alive(pid):
+        argv = self.stop_argv(mode)
+        done = self._run(argv, f"{Path(self.argv('stop', mode)[0]).name} stop "
+                         f"({self.data_dir})", self.run_as("stop", mode),
+                         timeout=2 * self.timeout + 10,
+                         stdin=f"{int(pid)}\n" if pid is not None else "\n")
+        state, mine = scripts.watch_outcome(done.output, "stop") or ("", None)
+        if state == "mismatch" and pid is not None:
             found = f"postmaster {mine}" if mine else "no live postmaster"
             raise ServerMismatch(
                 f"the server to stop runs as postmaster {pid}, but {self.data_dir} on "
                 f"{self.host.name} has {found}: this service does not control that server "
                 "(wrong data_dir, unit or cluster?); nothing was stopped",
                 field="postmaster pid", declared=mine, reported=pid)
-        if mine is None:
+        if state in ("none", "gone"):
             return
-        self._control("stop", mode)
-        wait_for(lambda: not self.host.process_alive(mine), timeout=self.timeout,
-                 what=f"the postmaster {mine} of {self.data_dir} ({self.host.name}) to exit",
-                 detail=lambda: "server log:\n" + self.log_tail(10))
+        if state == "alive":
+            raise WaitTimeout(
+                f"timed out after {self.timeout:g} s waiting for the postmaster {mine} of "
+                f"{self.data_dir} ({self.host.name}) to exit; last seen: server log:\n"
+                + self.log_tail(10))
+        raise CommandFailed(f"stop of {self.data_dir} on {self.host.name}: unexpected "
+                            f"output:\n{done.output[-2000:]}", argv=done.argv,
+                            returncode=done.returncode, output=done.output)
 
     def restart(self, mode: commands.StopMode = "fast") -> None:
         """Restart with a ``mode`` stop: :meth:`stop` then :meth:`start` where the pid
@@ -160,23 +209,18 @@ class PgCtlService:
             return []
         return [x.strip() for x in text.split("\n")]
 
-    def _started(self) -> bool:
-        lines = self._pidfile_lines()
-        if lines and lines[0] == self._stale_pid:
-            lines = []  # a killed server's file, until the new postmaster replaces it
-        if len(lines) > 7 and lines[7] in ("ready", "standby"):
-            return True
-        if lines and lines[0].isdigit() and not self.host.process_alive(int(lines[0])):
-            raise CommandFailed(f"the server on {self.data_dir} stopped while starting:\n"
-                                + self.log_tail())
-        new_log = self._log_bytes()[self._log_start:].decode("utf-8", "replace")
-        if not lines and "FATAL" in new_log:  # only what this start logged
-            raise CommandFailed(f"the server on {self.data_dir} failed to start:\n"
-                                + self.log_tail())
-        return False
-
     def pid(self) -> int | None:
-        """The postmaster's pid if one is alive for this data directory (postmaster.pid)."""
+        """The postmaster's pid if one is alive for this data directory (postmaster.pid);
+        over SSH in one command (:func:`~pgstream.render.scripts.live_postmaster`)."""
+        if isinstance(self.host, SshHost):  # as before: an unreadable pid file names none
+            try:
+                done = self.host.run(scripts.live_postmaster(self.data_dir), check=False,
+                                     what=f"check the postmaster of {self.data_dir}",
+                                     timeout=60)
+            except (OSError, PgStreamError):
+                return None
+            found = scripts.watch_outcome(done.output, "pid")
+            return found[1] if found is not None else None
         lines = self._pidfile_lines()
         if not lines or not lines[0].isdigit():
             return None
@@ -212,18 +256,19 @@ class PgCtlService:
             with contextlib.suppress(PgStreamError):
                 self.host.run(("kill", f"-{int(signal.SIGQUIT)}", str(pid)), check=False)
 
-    def _log_bytes(self) -> bytes:
-        if self.log_file is None:
-            return b""
-        try:
-            return self.host.read_bytes(self.log_file)
-        except (OSError, PgStreamError):
-            return b""
-
     def log_tail(self, lines: int = 20) -> str:
-        """The last ``lines`` lines of the server log (empty when it cannot be read)."""
-        text = self._log_bytes().decode("utf-8", "replace")
-        return "\n".join(text.strip().splitlines()[-lines:])
+        """The last ``lines`` lines of the server log (empty when it cannot be read): only
+        its last 64 KiB travel (``tail -c``)."""
+        if self.log_file is None:
+            return ""
+        try:
+            done = self.host.run(commands.tail_bytes(self.log_file, 65536), check=False,
+                                 what=f"read {self.log_file}", timeout=60)
+        except (OSError, PgStreamError):
+            return ""
+        if done.returncode != 0:
+            return ""
+        return "\n".join(done.output.strip().splitlines()[-lines:])
 
 
 @attrs.define

@@ -16,7 +16,7 @@ import attrs
 
 from pgstream.facts.identifiers import MASK, Secret
 from pgstream.facts.version import ServerVersion
-from pgstream.hosts.files import merge_auto_conf
+from pgstream.hosts.files import merge_auto_conf, read_files, write_files
 from pgstream.hosts.host import Host, OsUser
 from pgstream.ops.plan import Report, Step, StepKind, StepResult
 from pgstream.render.config import ConfigRenderer, passfile_line, render_settings
@@ -41,11 +41,11 @@ def write_passfile(host: Host, path: Path, *, address: tuple[str, int], user: st
                    password: Secret, owner: OsUser | None) -> bool:
     """Add (or replace) the entry for ``address``/``user``; True if the file changed."""
     line = passfile_line(address[0], address[1], user, password.reveal())
-    existing = host.read_text(path) if host.exists(path) else ""
+    existing = read_files(host, [path])[path] or ""
     merged = merge_passfile(existing, line)
     if merged == existing:
         return False
-    host.write_text(path, merged, mode=0o600, owner=owner)
+    write_files(host, {path: merged}, owner=owner)
     return True
 
 
@@ -107,15 +107,19 @@ class RecoveryConfig:
         return shown
 
     def write(self, host: Host, data_dir: Path, owner: OsUser | None) -> list[str]:
-        """Write the files into ``data_dir``; returns their names."""
+        """Write the files into ``data_dir``; returns their names. Over SSH: one command
+        reads ``postgresql.auto.conf``, one writes it with the other files."""
         renderer = ConfigRenderer(self.version)
         merged: dict[str, str | None] = dict(self.own_settings)
         files = self.files
+        whole: dict[Path, str] = {}
         for name, content in files.items():
             if name == "postgresql.auto.conf":
                 merged.update(renderer.standby_settings(self.conninfo, self.slot))
             else:
-                host.write_text(data_dir / name, content, mode=0o600, owner=owner)
+                whole[data_dir / name] = content
         if merged:
-            merge_auto_conf(host, data_dir, merged, owner)
+            merge_auto_conf(host, data_dir, merged, owner, also=whole)
+        else:
+            write_files(host, whole, owner=owner)
         return list(files)
