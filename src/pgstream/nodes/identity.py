@@ -18,7 +18,7 @@ backend that answered (so the conninfo and the host name the same machine and se
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Literal
 
@@ -33,7 +33,9 @@ from pgstream.errors import (
     UnsafeDataDirectory,
 )
 from pgstream.facts.lsn import Lsn
+from pgstream.hosts import files
 from pgstream.hosts.host import LocalHost
+from pgstream.hosts.parallel import in_parallel
 from pgstream.nodes.node import Node
 from pgstream.render import queries
 
@@ -89,6 +91,21 @@ def _parent_pid(node: Node, pid: int) -> int | None:
     return int(fields[1]) if len(fields) > 1 and fields[1].isdigit() else None
 
 
+def _postmaster_and_parent(node: Node, data_directory: Path,
+                           backend: int) -> tuple[int | None, int | None]:
+    """The pid in ``postmaster.pid`` and the parent of ``backend``, read in one command on
+    the node's host (None where unreadable)."""
+    pidfile, stat = data_directory / "postmaster.pid", Path(f"/proc/{backend}/stat")
+    try:
+        found = files.read_files(node.host, (pidfile, stat))
+    except (OSError, PgStreamError, UnicodeDecodeError):
+        return _pidfile_pid(node, data_directory), _parent_pid(node, backend)
+    first = (found[pidfile] or "").split("\n", 1)[0].strip()
+    fields = (found[stat] or "").rsplit(")", 1)[-1].split()
+    return (int(first) if first.isdigit() else None,
+            int(fields[1]) if len(fields) > 1 and fields[1].isdigit() else None)
+
+
 def _resolve(node: Node, path: Path) -> Path:
     try:
         return node.host.resolve(path)
@@ -113,8 +130,7 @@ def probe(node: Node, *, streaming_to: tuple[str, str | None] | None = None,
     backend = int(row[4])
     postmaster: int | None = None
     if node.data_dir is not None or node.service is not None:
-        postmaster = _pidfile_pid(node, reported)
-        parent = _parent_pid(node, backend)
+        postmaster, parent = _postmaster_and_parent(node, reported, backend)
         if postmaster is None:
             raise ServerMismatch(
                 f"{node.name}: its conninfo reaches a server with data_directory {reported}, "
@@ -215,14 +231,25 @@ def verify_all(nodes: Iterable[tuple[Node, Role | None]],
     reports: dict[str, ServerReport] = {}
     system = system_identifier
     first = "the others"
-    for node, role in nodes:
-        try:
-            report = verify(node, role=role,
-                            port=declared_port(node, own_settings.get(node.name)),
-                            streaming_to=(streaming_to or {}).get(node.name))
-        except NodeUnreachable:
+    items = list(nodes)
+
+    def job(node: Node, role: Role | None) -> Callable[[], ServerReport | NodeUnreachable]:
+        def run() -> ServerReport | NodeUnreachable:
+            try:
+                return verify(node, role=role,
+                              port=declared_port(node, own_settings.get(node.name)),
+                              streaming_to=(streaming_to or {}).get(node.name))
+            except NodeUnreachable as exc:
+                return exc
+        return run
+
+    # Every node at once (each its own connection and host): the slowest sets the time.
+    found = in_parallel((str(i), job(node, role)) for i, (node, role) in enumerate(items))
+    for i, (node, _role) in enumerate(items):
+        report = found[str(i)]
+        if isinstance(report, NodeUnreachable):
             if node.name in must:
-                raise
+                raise report
             continue  # a server that is down is checked from its files where it is used
         if system is None:
             system, first = report.system_identifier, node.name
