@@ -19,7 +19,7 @@ from pgstream.hosts.wait import wait_for
 from tests.jsonschema_lite import errors
 
 from .conftest import Rig
-from .seed_pair import PASSWORD, seed_pair
+from .seed_pair import PASSWORD, SeedPair, seed_pair
 
 SCHEMA = json.loads((Path(__file__).parents[2] / "docs" / "status.schema.json").read_text())
 
@@ -35,14 +35,21 @@ def _start_time(conninfo: str) -> object:
         return conn.execute("SELECT pg_postmaster_start_time(), pg_is_in_recovery()").fetchone()
 
 
-def test_cli_on_the_seed_pair(rig: Rig, empty_dir: Path, capsys: pytest.CaptureFixture[str],
-                              monkeypatch: pytest.MonkeyPatch) -> None:
+def _discovered(rig: Rig, empty_dir: Path, capsys: pytest.CaptureFixture[str],
+                monkeypatch: pytest.MonkeyPatch) -> tuple[SeedPair, Path]:
+    """The seed pair, and the topology file ``pgstream discover --write`` made of it."""
     pair = seed_pair(rig)
     monkeypatch.setenv("PGSTREAM_TEST_PW", PASSWORD)
     config = empty_dir / "pgstream.toml"
     code, found = _run(capsys, "discover", pair.conninfo(pair.primary_port), "--write",
                        str(config), "--password-env", "PGSTREAM_TEST_PW", "--json")
     assert code == 0, found
+    return pair, config
+
+
+def test_cli_on_the_seed_pair(rig: Rig, empty_dir: Path, capsys: pytest.CaptureFixture[str],
+                              monkeypatch: pytest.MonkeyPatch) -> None:
+    pair, config = _discovered(rig, empty_dir, capsys, monkeypatch)
     written = tomllib.loads(config.read_text())
     primary = f"local_{pair.primary_port}"
     assert set(written["nodes"]) == {primary, "walreceiver"}
@@ -121,12 +128,7 @@ def test_cli_failover_of_a_dead_primary_then_rejoin(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """``failover`` refused while the primary lives, then (primary stopped) refused without
     ``--yes``, then done; ``rejoin`` brings the old primary back as a standby of the new one."""
-    pair = seed_pair(rig)
-    monkeypatch.setenv("PGSTREAM_TEST_PW", PASSWORD)
-    config = empty_dir / "pgstream.toml"
-    code, found = _run(capsys, "discover", pair.conninfo(pair.primary_port), "--write",
-                       str(config), "--password-env", "PGSTREAM_TEST_PW", "--json")
-    assert code == 0, found
+    pair, config = _discovered(rig, empty_dir, capsys, monkeypatch)
     old = f"local_{pair.primary_port}"
     with psycopg.connect(pair.conninfo(pair.primary_port), autocommit=True) as conn:
         conn.execute("CREATE TABLE before_failover AS SELECT 1 AS x")

@@ -237,6 +237,12 @@ def write_carried(host: Host, node: NodeFacts, owner: OsUser | None,
     node's new data directory."""
     merged: dict[str, str | None] = {**node.settings, **(extra or {})}
     merge_auto_conf(host, node.new_dir, merged, owner)
+    write_access_files(host, node, owner)
+
+
+def write_access_files(host: Host, node: NodeFacts, owner: OsUser | None) -> None:
+    """The node's old ``pg_hba.conf`` and ``pg_ident.conf``, into its new configuration
+    directory (Debian: ``/etc/postgresql/NEW/NAME``)."""
     host.write_text(node.new_config_dir / "pg_hba.conf", node.hba, mode=0o600, owner=owner)
     host.write_text(node.new_config_dir / "pg_ident.conf", node.ident, mode=0o600,
                     owner=owner)

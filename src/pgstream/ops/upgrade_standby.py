@@ -25,7 +25,7 @@ from pgstream.nodes.node import Node, Primary, Standby
 from pgstream.ops.clone import standby_clone_steps
 from pgstream.ops.plan import Report, Step, StepKind, StepResult
 from pgstream.ops.recovery import RecoveryConfig, passfile_for, write_passfile
-from pgstream.ops.upgrade_facts import UpgradeFacts, write_carried
+from pgstream.ops.upgrade_facts import UpgradeFacts, write_access_files, write_carried
 from pgstream.ops.view import ClusterView
 from pgstream.render import commands, debian, queries
 from pgstream.render.config import passfile_line
@@ -204,9 +204,7 @@ def _hba_step(standby: Standby, facts: UpgradeFacts) -> Step:
     host, user = standby.host, standby.os_user
 
     def action(report: Report) -> StepResult:
-        host.write_text(mine.new_config_dir / "pg_hba.conf", mine.hba, mode=0o600, owner=user)
-        host.write_text(mine.new_config_dir / "pg_ident.conf", mine.ident, mode=0o600,
-                        owner=user)
+        write_access_files(host, mine, user)
         return StepResult(True, "pg_hba.conf, pg_ident.conf")
 
     return Step(standby.name, StepKind.SETTING, f"{standby.name}'s own pg_hba.conf and "
