@@ -22,7 +22,7 @@ from psycopg.conninfo import make_conninfo
 
 from pgstream import Cluster
 from pgstream.hosts.host import LocalHost, server_user
-from pgstream.ops.sandbox import free_port
+from pgstream.ops.sandbox.servers import free_port
 from pgstream.render import commands
 
 

@@ -33,7 +33,7 @@ from common import Figures
 from pgstream import Cluster
 from pgstream.hosts import binaries
 from pgstream.hosts.host import LocalHost, server_user
-from pgstream.ops.sandbox import default_parent, free_port
+from pgstream.ops.sandbox.servers import default_parent, free_port
 from pgstream.render import commands
 
 

@@ -23,8 +23,8 @@ from typing import Any
 from pgstream import Cluster, ProgressEvent, StepKind
 from pgstream.hosts import binaries
 from pgstream.hosts.binaries import Installation
-from pgstream.ops.upgrade_checks import gather
-from pgstream.ops.upgrade_facts import initdb_argv, pg_upgrade_argv, remove_dir
+from pgstream.ops.upgrade.checks import gather
+from pgstream.ops.upgrade.facts import initdb_argv, pg_upgrade_argv, remove_dir
 
 
 class Clock:

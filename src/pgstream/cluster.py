@@ -26,24 +26,24 @@ from pgstream.hosts.wait import DEFAULT_TIMEOUT
 from pgstream.nodes.node import Node, Primary, Standby
 from pgstream.ops import assemble, members
 from pgstream.ops.check import CheckReport, Thresholds, check
-from pgstream.ops.discover import discover_cluster
-from pgstream.ops.discover_build import Found
-from pgstream.ops.discover_file import found_in_file
-from pgstream.ops.discover_probe import NodeSpec
-from pgstream.ops.discover_view import Discovery
+from pgstream.ops.discover.build import Found
+from pgstream.ops.discover.cluster import discover_cluster
+from pgstream.ops.discover.found import Discovery
+from pgstream.ops.discover.from_file import found_in_file
+from pgstream.ops.discover.probe import NodeSpec
 from pgstream.ops.failover import failover_plan
 from pgstream.ops.follow import promote_alone_plan
 from pgstream.ops.observe import wait_for_catchup
 from pgstream.ops.plan import Plan, PlanReport, ProgressCallback
 from pgstream.ops.rejoin import rejoin_plan
 from pgstream.ops.remove import remove_standby_plan
-from pgstream.ops.sandbox import Sandbox
-from pgstream.ops.sandbox_parts import sandbox_parts
+from pgstream.ops.sandbox.parts import sandbox_parts
+from pgstream.ops.sandbox.servers import Sandbox
 from pgstream.ops.setup import ReplicationAuth
 from pgstream.ops.status import ClusterStatus, HistoryEntry
 from pgstream.ops.switchover import DEFAULT_MAX_LAG_BYTES, switchover_plan
-from pgstream.ops.upgrade import remove_old_cluster_plan, upgrade_plan
-from pgstream.ops.upgrade_facts import UpgradeMethod
+from pgstream.ops.upgrade.facts import UpgradeMethod
+from pgstream.ops.upgrade.plan import remove_old_cluster_plan, upgrade_plan
 from pgstream.ops.view import RoleChange, rearrange
 from pgstream.render import commands
 from pgstream.render.sync_spec import SyncSpec
@@ -97,8 +97,8 @@ class Cluster:
                 timeout: float = DEFAULT_TIMEOUT) -> Cluster:
         """A local, temporary primary with ``standbys`` streaming standbys (loopback, sockets),
         set up (:meth:`setup_plan`, one base backup copied for every standby:
-        :mod:`pgstream.ops.sandbox_setup`) within ``timeout``; removed by :meth:`close` or the
-        end of a ``with`` block. The arguments: :func:`pgstream.ops.sandbox_parts.sandbox_parts`."""
+        :mod:`pgstream.ops.sandbox.setup`) within ``timeout``; removed by :meth:`close` or the
+        end of a ``with`` block. The arguments: :func:`pgstream.ops.sandbox.parts.sandbox_parts`."""
         timeout = arguments.timeout(timeout)
         parts = sandbox_parts(standbys, bindir=bindir, base_dir=base_dir, run_as=run_as,
                               template=template, password=password,
@@ -119,13 +119,14 @@ class Cluster:
                  standbys: Sequence[str | NodeSpec] = (), host: Host | None = None,
                  auth: ReplicationAuth | None = None, deep: bool = True) -> Cluster:
         """The running cluster around ``primary_conninfo``, learnt from the servers
-        (:mod:`pgstream.ops.discover`); :attr:`discovery` says what was found and how."""
+        (:mod:`pgstream.ops.discover.cluster`); :attr:`discovery` says what was found and how."""
         return cls._found(discover_cluster(primary_conninfo, standbys=standbys, host=host,
                                            deep=deep), auth)
 
     @classmethod
     def from_file(cls, path: str | Path, *, deep: bool = True) -> Cluster:
-        """The cluster a topology file lists (:func:`pgstream.ops.discover_file.found_in_file`)."""
+        """The cluster a topology file lists
+        (:func:`pgstream.ops.discover.from_file.found_in_file`)."""
         return cls._found(*found_in_file(path, deep=deep))
 
     @classmethod
@@ -320,7 +321,7 @@ class Cluster:
                      data_dirs: Mapping[str, Path] | None = None,
                      timeout: float = DEFAULT_TIMEOUT) -> Plan:
         """Major upgrade to the installation ``to``, standbys included (see
-        :mod:`pgstream.ops.upgrade`); pre-checked, ``print(plan)`` = dry run."""
+        :mod:`pgstream.ops.upgrade.plan`); pre-checked, ``print(plan)`` = dry run."""
         box = self._sandbox
         return upgrade_plan(self, to, method=method, mode=mode, analyze=analyze,
                             data_dirs=data_dirs, register=box.adopt if box else None,

@@ -41,7 +41,7 @@ from pgstream.facts.version import major_num
 from pgstream.hosts import binaries
 from pgstream.hosts.binaries import Installation
 from pgstream.nodes.node import Primary, Standby
-from pgstream.ops.sandbox_template import cache_dir
+from pgstream.ops.sandbox.template import cache_dir
 from pgstream.render import catalog
 
 _OPS: dict[str, Callable[[int, int], bool]] = {

@@ -17,7 +17,7 @@ from pgstream.hosts.binaries import Installation
 from pgstream.hosts.host import LocalHost, OsUser, server_user
 from pgstream.hosts.service import PgCtlService
 from pgstream.nodes.node import Primary, Standby
-from pgstream.ops.sandbox import free_port
+from pgstream.ops.sandbox.servers import free_port
 from pgstream.render import commands
 from pgstream.render.config import merge_settings
 

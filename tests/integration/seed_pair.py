@@ -15,7 +15,7 @@ from psycopg.conninfo import make_conninfo
 
 from pgstream.hosts.service import PgCtlService
 from pgstream.hosts.wait import wait_for
-from pgstream.ops.sandbox import free_port
+from pgstream.ops.sandbox.servers import free_port
 from pgstream.render import commands
 
 from .conftest import Rig

@@ -30,7 +30,7 @@ from pgstream.nodes.node import Node, Primary, Standby
 from pgstream.ops.check import CheckReport, Finding, Thresholds
 from pgstream.ops.check.fixes import has_rewind
 from pgstream.ops.recovery import RecoveryConfig, passfile_for
-from pgstream.ops.sandbox import free_port
+from pgstream.ops.sandbox.servers import free_port
 from pgstream.render.config import merge_settings
 
 from .conftest import Rig

@@ -13,8 +13,8 @@ from pgstream import Cluster, ReplicationAuth, Standby
 from pgstream.errors import NodeUnreachable, ServerMismatch, TopologyError
 from pgstream.hosts.service import PgCtlService
 from pgstream.hosts.wait import wait_for
-from pgstream.ops.discover_probe import NodeSpec
-from pgstream.ops.sandbox import free_port
+from pgstream.ops.discover.probe import NodeSpec
+from pgstream.ops.sandbox.servers import free_port
 from pgstream.render.sync_spec import SyncSpec
 
 from .conftest import Rig

@@ -20,7 +20,7 @@ from pgstream.cluster import Cluster
 from pgstream.errors import PlanFailed
 from pgstream.hosts.wait import wait_for
 from pgstream.ops import metrics
-from pgstream.ops.sandbox import free_port
+from pgstream.ops.sandbox.servers import free_port
 
 SECRET = "Obs3rv-s3cret'pw"
 

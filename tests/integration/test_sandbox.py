@@ -221,7 +221,7 @@ def test_secret_never_shows(pgstream_sandbox: MakeCluster) -> None:
 def test_sixteen_standbys_each_stream_through_their_own_slot(
         pgstream_sandbox: MakeCluster) -> None:
     """The documented maximum: one base backup, copied for 15 standbys (see
-    :mod:`pgstream.ops.sandbox_setup`); every one a standby of the primary's system on its
+    :mod:`pgstream.ops.sandbox.setup`); every one a standby of the primary's system on its
     own port, streaming through its own slot, and nothing left once closed."""
     cluster = pgstream_sandbox(16)
     primary, standbys = cluster.primary, cluster.standbys
@@ -257,7 +257,7 @@ def test_sixteen_standbys_each_stream_through_their_own_slot(
 
 def test_a_failed_copy_cleans_up_and_names_the_step(
         empty_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from pgstream.ops import sandbox_setup
+    from pgstream.ops.sandbox import setup as sandbox_setup
 
     real = sandbox_setup.copy_argv
 

@@ -32,8 +32,8 @@ from pgstream.hosts import binaries
 from pgstream.hosts.binaries import Installation
 from pgstream.hosts.host import LocalHost, OsUser
 from pgstream.hosts.wait import wait_for
-from pgstream.ops.sandbox import free_port
-from pgstream.ops.upgrade_facts import UpgradeMethod
+from pgstream.ops.sandbox.servers import free_port
+from pgstream.ops.upgrade.facts import UpgradeMethod
 
 OLD = "15"
 PREFIX = "pgsu"

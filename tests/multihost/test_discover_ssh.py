@@ -16,7 +16,7 @@ from pgstream import Cluster, Primary, ReplicationAuth, Standby
 from pgstream.hosts.service import DebianClusterService
 from pgstream.hosts.ssh import SshHost
 from pgstream.hosts.wait import wait_for
-from pgstream.ops.discover_probe import NodeSpec
+from pgstream.ops.discover.probe import NodeSpec
 
 from .admin_account import AdminAccount, admin_account
 from .admin_account import unavailable_reason as admin_unavailable

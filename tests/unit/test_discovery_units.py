@@ -25,8 +25,8 @@ from pgstream.facts.version import ServerVersion
 from pgstream.hosts import binaries
 from pgstream.hosts.host import Completed
 from pgstream.hosts.running import _file_target, _unit_of, postmaster_facts
-from pgstream.ops.discover_probe import host_slug, parse_conninfo
-from pgstream.ops.discover_view import Discovery, NodeFacts
+from pgstream.ops.discover.found import Discovery, NodeFacts
+from pgstream.ops.discover.probe import host_slug, parse_conninfo
 from pgstream.ops.remove import _without
 from pgstream.ops.status import ClusterStatus, PrimaryStatus, StandbyStatus
 from pgstream.render.sync_spec import SyncSpec

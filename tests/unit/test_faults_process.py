@@ -17,8 +17,8 @@ from pgstream import cli
 from pgstream.errors import CommandFailed, InvalidInput, OperationFailed, Terminated
 from pgstream.hosts import process, sigterm
 from pgstream.hosts.host import LocalHost
-from pgstream.ops import sandbox as sandbox_ops
-from pgstream.ops.sandbox import Destroyed, replication_limits
+from pgstream.ops.sandbox import servers as sandbox_ops
+from pgstream.ops.sandbox.servers import Destroyed, replication_limits
 from pgstream.ops.senders import SenderBudget, needed_senders
 
 

@@ -7,7 +7,7 @@ import shlex
 from pathlib import Path
 
 from pgstream.ops.plan import Plan, _blocks
-from pgstream.ops.sandbox_setup import copy_argv, shared_backup_plan
+from pgstream.ops.sandbox.setup import copy_argv, shared_backup_plan
 from tests.fake_host import FakeHost
 from tests.fakes import fake_cluster, kinds
 

@@ -10,7 +10,7 @@ import pytest
 from pgstream.errors import InvalidInput, PgStreamError
 from pgstream.facts.lsn import Lsn
 from pgstream.facts.version import ServerVersion
-from pgstream.ops.upgrade_facts import (
+from pgstream.ops.upgrade.facts import (
     carried_settings,
     controldata_checkpoint,
     default_new_dir,

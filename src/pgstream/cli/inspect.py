@@ -23,8 +23,8 @@ from pgstream.cli.common import (
 def discover(args: argparse.Namespace) -> int:
     """Discover the cluster around CONNINFO; ``--write FILE``: its topology file."""
     from pgstream.cluster import Cluster
-    from pgstream.ops.discover_file import make_host
-    from pgstream.ops.discover_probe import NodeSpec
+    from pgstream.ops.discover.from_file import make_host
+    from pgstream.ops.discover.probe import NodeSpec
     from pgstream.render.topology import ReplicationEntry, render_topology
 
     host = make_host(args.host, become=args.become, ssh_config=args.ssh_config)

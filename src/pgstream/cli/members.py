@@ -20,7 +20,7 @@ from pgstream.cli.common import (
 
 
 def _rewrite(path: Path, change: Any) -> None:
-    from pgstream.ops.discover_file import read_topology
+    from pgstream.ops.discover.from_file import read_topology
     from pgstream.render.topology import render_topology
 
     text = render_topology(change(read_topology(path)))
@@ -35,8 +35,8 @@ def add_standby(args: argparse.Namespace) -> int:
 
     from pgstream.hosts.service import PgCtlService
     from pgstream.nodes.node import Standby
-    from pgstream.ops.discover_file import make_host
-    from pgstream.ops.sandbox import free_port
+    from pgstream.ops.discover.from_file import make_host
+    from pgstream.ops.sandbox.servers import free_port
     from pgstream.render.topology import NodeEntry
 
     path = config_path(args)

@@ -60,8 +60,8 @@ def demo(args: argparse.Namespace) -> int:
 
     from pgstream.cluster import Cluster
     from pgstream.hosts import binaries
-    from pgstream.ops.sandbox import SUPERUSER
-    from pgstream.ops.sandbox_parts import check_standby_count
+    from pgstream.ops.sandbox.parts import check_standby_count
+    from pgstream.ops.sandbox.servers import SUPERUSER
 
     check_standby_count(args.standbys)  # refused before anything is printed or made
     server = binaries.find_server(args.bindir)
@@ -147,7 +147,7 @@ def upgrade(args: argparse.Namespace) -> int:
 def sandbox_stop(args: argparse.Namespace) -> int:
     """Stop a kept sandbox's servers and remove it; exit 1 if a server could not be stopped
     (its directory is removed all the same)."""
-    from pgstream.ops.sandbox import destroy_kept
+    from pgstream.ops.sandbox.servers import destroy_kept
 
     done = destroy_kept(args.dir)
     for note in done.notes:

@@ -22,7 +22,7 @@ from pgstream.nodes.node import Node, Standby
 from pgstream.ops.clone import standby_clone_steps
 from pgstream.ops.follow import follow_steps
 from pgstream.ops.plan import Plan, Report, Step, StepKind, StepResult
-from pgstream.ops.sandbox import Sandbox
+from pgstream.ops.sandbox.servers import Sandbox
 from pgstream.ops.senders import SenderBudget
 from pgstream.ops.setup import (
     ReplicationAuth,

@@ -1,7 +1,7 @@
 """SQL about what a cluster holds: databases, extensions, tablespaces, locale, size, slots.
 
 The pytest plugin creates and drops databases with these statements; a major upgrade's
-pre-checks (:mod:`pgstream.ops.upgrade_checks`) read the rest. Pure, like
+pre-checks (:mod:`pgstream.ops.upgrade.checks`) read the rest. Pure, like
 :mod:`pgstream.render.queries`: each builder returns a ``(statement, params)`` pair or a
 ``sql.Composed``.
 """

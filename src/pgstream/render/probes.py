@@ -1,4 +1,4 @@
-"""Read-only probes: what discovery (:mod:`pgstream.ops.discover`) and ``check()``
+"""Read-only probes: what discovery (:mod:`pgstream.ops.discover.cluster`) and ``check()``
 (:mod:`pgstream.ops.check`) ask each server about itself. Pure, like :mod:`.queries`: names
 from the version table, values as parameters.
 """

@@ -19,8 +19,8 @@ from pgstream.hosts.host import server_user
 from pgstream.nodes.node import Primary, Standby
 from pgstream.ops.assemble import conninfo_port
 from pgstream.ops.plan import Plan
-from pgstream.ops.sandbox import Sandbox, replication_limits
-from pgstream.ops.sandbox_setup import shared_backup_plan
+from pgstream.ops.sandbox.servers import Sandbox, replication_limits
+from pgstream.ops.sandbox.setup import shared_backup_plan
 from pgstream.ops.setup import ReplicationAuth
 from pgstream.render.config import ConfigRenderer
 
@@ -43,7 +43,7 @@ class SandboxParts:
 
     def setup_plan(self, plan: Plan, timeout: float) -> Plan:
         """The cluster's setup ``plan`` with one base backup, copied for the other standbys
-        (:func:`pgstream.ops.sandbox_setup.shared_backup_plan`)."""
+        (:func:`pgstream.ops.sandbox.setup.shared_backup_plan`)."""
         dirs = {s.name: Path(s.data_dir) for s in self.standbys if s.data_dir is not None}
         return shared_backup_plan(plan, primary=self.primary.name, data_dirs=dirs,
                                   host=self.box.host, user=self.box.user, timeout=timeout)
@@ -80,7 +80,7 @@ def sandbox_parts(standbys: int, *, bindir: str | Path | None, base_dir: str | P
     ``bindir``, ``$PGSTREAM_BINDIR`` or discovery (see :mod:`pgstream.hosts.binaries`);
     ``pg_basebackup`` from the same place or a newer one. As root, servers run as ``run_as``
     (default ``postgres``). ``template`` reuses a cached initdb result (see
-    :mod:`pgstream.ops.sandbox_template`) to start faster. ``password`` is the replication
+    :mod:`pgstream.ops.sandbox.template`) to start faster. ``password`` is the replication
     role's (random by default); it reaches the standbys through a 0600 passfile only.
     ``client_bindir`` picks the ``pg_basebackup`` (it must be of the server's major or
     newer). ``settings`` are added to the primary's before its first start (standbys inherit

@@ -23,9 +23,9 @@ from pgstream.hosts.host import Host, LocalHost
 from pgstream.hosts.parallel import in_parallel
 from pgstream.hosts.ssh import SshHost
 from pgstream.nodes.node import Standby
-from pgstream.ops.discover import discover_cluster
-from pgstream.ops.discover_build import Found
-from pgstream.ops.discover_probe import NodeSpec, parse_conninfo
+from pgstream.ops.discover.build import Found
+from pgstream.ops.discover.cluster import discover_cluster
+from pgstream.ops.discover.probe import NodeSpec, parse_conninfo
 from pgstream.ops.setup import ReplicationAuth
 from pgstream.render import probes
 from pgstream.render.topology import LOCAL, NodeEntry, ReplicationEntry, Topology, parse_topology

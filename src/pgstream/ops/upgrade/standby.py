@@ -25,7 +25,7 @@ from pgstream.nodes.node import Node, Primary, Standby
 from pgstream.ops.clone import standby_clone_steps
 from pgstream.ops.plan import Report, Step, StepKind, StepResult
 from pgstream.ops.recovery import RecoveryConfig, passfile_for, write_passfile
-from pgstream.ops.upgrade_facts import UpgradeFacts, write_access_files, write_carried
+from pgstream.ops.upgrade.facts import UpgradeFacts, write_access_files, write_carried
 from pgstream.ops.view import ClusterView
 from pgstream.render import commands, debian, queries
 from pgstream.render.config import passfile_line

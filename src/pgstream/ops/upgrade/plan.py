@@ -1,6 +1,6 @@
 """Major version upgrade of a replicated cluster, standbys included: the plan.
 
-Pre-checks first (:mod:`pgstream.ops.upgrade_checks`; a refusal changes nothing), then the
+Pre-checks first (:mod:`pgstream.ops.upgrade.checks`; a refusal changes nothing), then the
 steps of PostgreSQL's own procedure: the new cluster initialized and given the old one's
 settings, ``pg_hba.conf`` and ``pg_ident.conf``; the primary stopped, then each standby once
 it has replayed the primary's shutdown checkpoint; ``pg_upgrade`` (``--link`` by default
@@ -31,10 +31,9 @@ from pgstream.hosts.wait import DEFAULT_TIMEOUT
 from pgstream.nodes.node import Node, Primary, Standby
 from pgstream.ops.plan import Plan, Report, Step, StepKind, StepResult
 from pgstream.ops.setup import slot_step
-from pgstream.ops.upgrade_checks import gather
-from pgstream.ops.upgrade_facts import UpgradeMethod, remove_dir
-from pgstream.ops.upgrade_standby import reclone_steps, rsync_steps, start_standby_steps
-from pgstream.ops.upgrade_steps import (
+from pgstream.ops.upgrade.checks import gather
+from pgstream.ops.upgrade.facts import UpgradeMethod, remove_dir
+from pgstream.ops.upgrade.primary import (
     Register,
     UpgradeState,
     analyze_step,
@@ -52,6 +51,7 @@ from pgstream.ops.upgrade_steps import (
     stop_primary_step,
     stop_standby_step,
 )
+from pgstream.ops.upgrade.standby import reclone_steps, rsync_steps, start_standby_steps
 from pgstream.ops.view import ClusterView
 from pgstream.render import commands, debian
 

@@ -1,9 +1,9 @@
 """Discovery's last step: node handles, facts and problems from what the servers said.
 
-:func:`build` asks nothing: it turns the matched probes of :mod:`pgstream.ops.discover` into
+:func:`build` asks nothing: it turns the matched probes of :mod:`pgstream.ops.discover.cluster` into
 the ``Primary``/``Standby`` handles a ``Cluster`` is made of (data directory, OS user,
 service, slot and ``application_name``), the addresses other nodes stream from, and the
-frozen :class:`~pgstream.ops.discover_view.Discovery`.
+frozen :class:`~pgstream.ops.discover.found.Discovery`.
 """
 
 from __future__ import annotations
@@ -20,14 +20,14 @@ from pgstream.hosts.service import PgCtlService
 from pgstream.hosts.ssh import SshHost
 from pgstream.nodes.conninfo import masked_conninfo
 from pgstream.nodes.node import Node, Primary, Standby
-from pgstream.ops.discover_probe import (
+from pgstream.ops.discover.found import Discovery, NodeFacts, UnusedSlot
+from pgstream.ops.discover.probe import (
     NodeSpec,
     Probe,
     Service,
     build_service,
     is_application_name,
 )
-from pgstream.ops.discover_view import Discovery, NodeFacts, UnusedSlot
 
 
 @attrs.define

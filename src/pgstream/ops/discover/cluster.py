@@ -26,8 +26,8 @@ from pgstream.hosts.parallel import in_parallel
 from pgstream.hosts.running import local_walreceivers
 from pgstream.nodes.conninfo import masked_conninfo
 from pgstream.nodes.node import Node, Primary, Standby
-from pgstream.ops.discover_build import Found, Seen, build, seen_rows
-from pgstream.ops.discover_probe import (
+from pgstream.ops.discover.build import Found, Seen, build, seen_rows
+from pgstream.ops.discover.probe import (
     NodeSpec,
     Probe,
     host_slug,

@@ -27,9 +27,9 @@ from pgstream.hosts.binaries import Installation
 from pgstream.hosts.host import Host
 from pgstream.hosts.service import DebianClusterService, PgCtlService, SystemdService
 from pgstream.nodes.node import Node
-from pgstream.ops.sandbox import free_port
+from pgstream.ops.sandbox.servers import free_port
 from pgstream.ops.switchover import PreCheck
-from pgstream.ops.upgrade_facts import (
+from pgstream.ops.upgrade.facts import (
     METHODS,
     MODES,
     DebianCluster,

@@ -40,7 +40,7 @@ from pgstream.hosts.host import LocalHost, OsUser
 from pgstream.hosts.process import local_postmasters_of
 from pgstream.hosts.service import PgCtlService
 from pgstream.nodes.node import Primary, Standby
-from pgstream.ops import sandbox_template
+from pgstream.ops.sandbox import template as sandbox_template
 from pgstream.render import commands
 from pgstream.render.config import ConfigRenderer
 

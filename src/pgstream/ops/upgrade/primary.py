@@ -28,7 +28,7 @@ from pgstream.hosts.wait import wait_for
 from pgstream.nodes.node import Node, Primary, Standby
 from pgstream.ops.plan import Report, Step, StepKind, StepResult
 from pgstream.ops.setup import ReplicationAuth
-from pgstream.ops.upgrade_facts import (
+from pgstream.ops.upgrade.facts import (
     UpgradeFacts,
     controldata_checkpoint,
     initdb_argv,
