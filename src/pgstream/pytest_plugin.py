@@ -35,7 +35,7 @@ from psycopg import conninfo as pg_conninfo
 from psycopg import errors as pg_errors
 
 from pgstream.cluster import Cluster
-from pgstream.errors import QueryError
+from pgstream.errors import InvalidInput, QueryError
 from pgstream.facts.lsn import Lsn
 from pgstream.facts.version import major_num
 from pgstream.hosts import binaries
@@ -58,7 +58,7 @@ def version_matches(spec: str, server_num: int) -> bool:
     """
     match = _SPEC.match(spec)
     if match is None:
-        raise ValueError(f"bad pg marker spec {spec!r}: use e.g. '>= 13' or '< 12'")
+        raise InvalidInput(f"bad pg marker spec {spec!r}: use e.g. '>= 13' or '< 12'")
     op = _OPS[match[1] or "=="]
     server_major = server_num // 100 * 100 if server_num < 100000 else server_num // 10000 * 10000
     return op(server_major, major_num(match[2]))

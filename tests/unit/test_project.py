@@ -34,8 +34,9 @@ def test_package_ships_py_typed() -> None:
     assert (ROOT / "src" / "pgstream" / "py.typed").exists()
 
 
-# The layers, lowest first (docs/architecture.md). A module may import its own package and the
-# packages of lower layers, never a higher one; the facade (pgstream/__init__.py) only re-exports.
+# The layers, lowest first (docs/api.md, "Where things are"). A module may import its own
+# package and the packages of lower layers, never a higher one; the facade
+# (pgstream/__init__.py) only re-exports.
 LAYERS: dict[str, int] = {
     "pgstream.errors": 0,
     "pgstream.facts": 1,
