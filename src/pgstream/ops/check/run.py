@@ -68,17 +68,19 @@ def check(view: ClusterView, *, thresholds: Thresholds | None = None,
 
 
 def annotate_status(status: ClusterStatus, view: ClusterView,
-                    timeout: float = DEFAULT_TIMEOUT) -> ClusterStatus:
+                    timeout: float = DEFAULT_TIMEOUT,
+                    report: CheckReport | None = None) -> ClusterStatus:
     """``status`` with, for each standby that does not stream (or whose replay is paused), the
     code of its most severe finding.
 
     Standbys the status found unreachable are ``node_unreachable`` without being asked again;
-    the others are checked only when one of them does not stream, within ``timeout``."""
+    the others are checked only when one of them does not stream, within ``timeout`` (not
+    at all when ``report``, a check of the same moment, is given: its findings are used)."""
     if not status.standbys:
         return status
     silent = {s.name for s in status.standbys if not s.reachable}
-    report = None
-    if any(not s.streaming for s in status.standbys if s.name not in silent):
+    if report is None and any(not s.streaming for s in status.standbys
+                              if s.name not in silent):
         report = check(_Without(view, silent), timeout=timeout, plans=False)
     items = []
     for item in status.standbys:
