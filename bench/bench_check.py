@@ -7,9 +7,13 @@ that both see the same machine load:
 - ``status()``: the status table (its connections already open);
 - ``check()``: every node read at once (a thread each), rules, no finding on a healthy
   cluster;
+- a ``/metrics`` scrape as ``pgstream metrics --listen`` reads it
+  (:func:`pgstream.ops.metrics.read_cluster`: status and findings, no fix plans, rendered by
+  ``to_prometheus``), and the naive scrape it replaced (``status()``, then ``check()`` with its
+  plans, then ``to_prometheus``);
 - ``check()`` with one standby stopped: the unreachable node, its log read through its host.
 
-Medians in milliseconds and the ratio check/status are printed, and with ``--json`` written as
+Medians in milliseconds and the ratios over status() are printed, and with ``--json`` written as
 one JSON object on stdout instead. The issue's target: check() costs little more than status().
 """
 
@@ -24,6 +28,7 @@ from pathlib import Path
 
 from pgstream import Cluster
 from pgstream.hosts import binaries
+from pgstream.ops import metrics
 
 
 def _time(call: Callable[[], object]) -> float:
@@ -40,27 +45,46 @@ def measure(rounds: int, bindir: Path | None) -> dict[str, object]:
         for _ in range(3):  # warm up: connections, versions, threads
             cluster.status()
             cluster.check()
+
+        def scrape() -> str:
+            return metrics.read_cluster(cluster, cluster.history)
+
+        def naive() -> str:
+            return cluster.status().to_prometheus(cluster.check(timeout=4.0).findings)
+
         status_ms: list[float] = []
         check_ms: list[float] = []
+        scrape_ms: list[float] = []
+        naive_ms: list[float] = []
         for _ in range(rounds):
             status_ms.append(_time(cluster.status))
             check_ms.append(_time(cluster.check))
+            scrape_ms.append(_time(scrape))
+            naive_ms.append(_time(naive))
         healthy = cluster.check()
         stopped = cluster.standbys[1]
         assert stopped.service is not None
         stopped.close()
         stopped.service.stop()
         down_ms = [_time(cluster.check) for _ in range(max(3, rounds // 4))]
+        down_scrape_ms = [_time(scrape) for _ in range(max(3, rounds // 4))]
         down = cluster.check()
     status_median = statistics.median(status_ms)
     check_median = statistics.median(check_ms)
+    scrape_median = statistics.median(scrape_ms)
+    naive_median = statistics.median(naive_ms)
     return {
         "postgresql": str(server.version),
         "rounds": rounds,
         "status_ms": round(status_median, 2),
         "check_ms": round(check_median, 2),
         "check_over_status": round(check_median / status_median, 2),
+        "scrape_ms": round(scrape_median, 2),
+        "scrape_over_status": round(scrape_median / status_median, 2),
+        "naive_scrape_ms": round(naive_median, 2),
+        "naive_scrape_over_status": round(naive_median / status_median, 2),
         "check_one_standby_down_ms": round(statistics.median(down_ms), 2),
+        "scrape_one_standby_down_ms": round(statistics.median(down_scrape_ms), 2),
         "healthy_findings": len(healthy),
         "down_findings": sorted(down.codes),
     }
@@ -82,8 +106,13 @@ def main() -> None:
     print(f"  status()                      {figures['status_ms']:>8} ms")
     print(f"  check()                       {figures['check_ms']:>8} ms"
           f"   ({figures['check_over_status']}x status)")
+    print(f"  /metrics scrape               {figures['scrape_ms']:>8} ms"
+          f"   ({figures['scrape_over_status']}x status)")
+    print(f"  naive scrape (with plans)     {figures['naive_scrape_ms']:>8} ms"
+          f"   ({figures['naive_scrape_over_status']}x status)")
     print(f"  check(), one standby stopped  {figures['check_one_standby_down_ms']:>8} ms"
           f"   findings: {', '.join(map(str, figures['down_findings']))}")  # type: ignore[call-overload]
+    print(f"  scrape, one standby stopped   {figures['scrape_one_standby_down_ms']:>8} ms")
 
 
 if __name__ == "__main__":

@@ -203,6 +203,41 @@ def test_auth_failed_wrong_password_in_passfile(cluster: Cluster) -> None:
     _healthy(cluster)
 
 
+def test_causes_from_the_logging_collectors_file(pgstream_server: Installation) -> None:
+    """logging_collector=on: the service's own log only says "redirecting log output", the
+    causes are in the collector's file, which check() finds (pg_current_logfile(), 10+)."""
+    with Cluster.sandbox(standbys=1, bindir=pgstream_server.bindir,
+                         settings={"logging_collector": "on",
+                                   "wal_retrieve_retry_interval": "200ms"}) as made:
+        primary, standby = made.primary, made.standby("standby1")
+        assert standby.show("logging_collector") == "on"
+        hba = Path(primary.show("hba_file"))
+        original = hba.read_text()
+        hba.write_text("".join(f"{line}\n" for line in original.splitlines()
+                               if "replication" not in line or line.lstrip().startswith("#")))
+        primary.execute("SELECT pg_reload_conf()")
+        _kick(made, "standby1")
+        found = _finding(made, "hba_missing", "standby1")
+        assert "no pg_hba.conf entry for replication connection" in found.evidence
+        service = standby.service
+        assert service is not None and service.log_file is not None
+        assert "no pg_hba.conf entry" not in service.log_file.read_text()
+        hba.write_text(original)
+        primary.execute("SELECT pg_reload_conf()")
+        _healthy(made)
+
+        passfile = made.passfile_of(standby)
+        assert passfile is not None
+        kept = passfile.read_text()
+        passfile.write_text("".join(line.rsplit(":", 1)[0] + ":not-the-password\n"
+                                    for line in kept.splitlines() if line))
+        _kick(made, "standby1")
+        wrong = _finding(made, "auth_failed", "standby1")
+        assert "password authentication failed" in wrong.evidence
+        passfile.write_text(kept)
+        _healthy(made)
+
+
 def test_role_missing_replication(cluster: Cluster) -> None:
     primary = cluster.primary
     primary.execute("ALTER ROLE replicator NOREPLICATION")

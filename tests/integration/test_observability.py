@@ -116,7 +116,18 @@ def test_cli_metrics_prints_and_serves(pgstream_shared_cluster: Cluster,
     args = ["--primary", cluster.primary.conninfo, "--primary-name", "primary",
             "--standby", f"standby1={cluster.standbys[0].conninfo}"]
     assert main(["metrics", *args]) == 0
-    _check_streaming(capsys.readouterr().out, cluster)
+    printed = capsys.readouterr().out
+    _check_streaming(printed, cluster)
+    got = _families(printed)  # the check's findings, by severity and one series each
+    assert got[("pgstream_findings", (("severity", "error"),))] == 0
+    assert "# TYPE pgstream_finding gauge" in printed
+    ghost = ["--standby", "ghost=host=/nonexistent port=1 user=postgres dbname=postgres"]
+    assert main(["metrics", *args, *ghost]) == 0
+    got = _families(capsys.readouterr().out)
+    assert got[("pgstream_finding", (("code", "node_unreachable"), ("node", "ghost"),
+                                     ("severity", "error")))] == 1
+    assert got[("pgstream_findings", (("severity", "error"),))] >= 1
+    assert got[("pgstream_standby_up", (("node", "ghost"), ("upstream", "primary")))] == 0
     port = free_port(set())
     server = subprocess.Popen([sys.executable, "-m", "pgstream", "-v", "metrics", *args,
                                "--listen", f"127.0.0.1:{port}"], stdout=subprocess.PIPE,

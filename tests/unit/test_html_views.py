@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import struct
 import subprocess
@@ -18,6 +19,8 @@ from pgstream.ops.status import ClusterStatus
 from pgstream.render import html, units
 
 CHROMIUM = Path("/usr/bin/chromium")
+MEASURE = ("<p id='measured'></p><script>document.getElementById('measured').textContent = "
+           "document.documentElement.scrollWidth + ' ' + window.innerWidth;</script>")
 
 
 def page(status: ClusterStatus, plan: Plan, report: PlanReport, findings: list[Any]) -> str:
@@ -147,6 +150,21 @@ def test_chromium_renders_the_views(samples: Samples) -> None:
             capture_output=True, text=True, timeout=120, check=False,
             env={**os.environ, "HOME": str(work)})
         assert done.returncode == 0 and shot.exists(), done.stderr[-2000:]
+        measured = work / "measured.html"  # the page, measuring its own width once laid out
+        measured.write_text(page(*samples).replace("</body>", MEASURE + "</body>"),
+                            encoding="utf-8")
+        dom = subprocess.run(
+            [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={work / 'profile'}", "--hide-scrollbars",
+             "--window-size=1200,1400", "--dump-dom", measured.as_uri()],
+            capture_output=True, text=True, timeout=120, check=False,
+            env={**os.environ, "HOME": str(work)})
+        found = re.search(r'id="measured">(\d+) (\d+)<', dom.stdout)
+        assert found is not None, dom.stderr[-2000:]
+        scroll_width, window_width = int(found[1]), int(found[2])
+        assert window_width == 1200
+        assert scroll_width <= window_width  # nothing runs off the page to the right
         if os.environ.get("PGSTREAM_KEEP_SCREENSHOT"):
             shutil.copy(shot, os.environ["PGSTREAM_KEEP_SCREENSHOT"])
         width, height, rows = _pixels(shot.read_bytes())

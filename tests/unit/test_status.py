@@ -139,15 +139,17 @@ def test_repr_html_escapes_version() -> None:
 def test_problems_are_marked_units_human_and_raw_numbers_kept() -> None:
     item = attrs.evolve(streaming(), replay_lag_bytes=3 * 1024 * 1024,
                         replay_lag=dt.timedelta(milliseconds=250), problem="replay_paused",
-                        replay_paused=True)
+                        replay_paused=True, slot_retained_bytes=5 * 1024 ** 3 // 2)
     down = StandbyStatus(name="standby2", state="disconnected", problem="hba_missing")
     text = str(cluster(item, down))
     row1, row2 = text.splitlines()[3:5]
     assert row1.startswith("!standby1") and "3.0 MB" in row1 and "250 ms" in row1
     assert "streaming, replay paused" in row1 and row1.endswith("replay_paused")
+    assert "2.5 GB" in row1 and str(5 * 1024 ** 3 // 2) not in row1  # slot held
     assert row2.startswith("!standby2") and row2.endswith("hba_missing")
     data = cluster(item).to_dict()["standbys"][0]  # type: ignore[index]
     assert data["replay_lag_bytes"] == 3 * 1024 * 1024 and data["replay_lag"] == 0.25
+    assert data["slot_retained_bytes"] == 5 * 1024 ** 3 // 2
     assert data["problem"] == "replay_paused" and data["replay_paused"] is True
 
 

@@ -8,12 +8,59 @@ Both read the cluster of the topology file (``-c FILE``, ``$PGSTREAM_CONFIG``,
 from __future__ import annotations
 
 import argparse
+import math
+import re
 from typing import TYPE_CHECKING, Any
 
 from pgstream.cli.common import BAD_INPUT, OK, PROBLEMS, CliError, common_options, emit
 
 if TYPE_CHECKING:
     from pgstream.cluster import Cluster
+    from pgstream.ops.check import Thresholds
+
+_SIZE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*(B|kB|KB|MB|GB|TB)?\s*$", re.I)
+_UNITS = {"b": 1, "kb": 1024, "mb": 1024 ** 2, "gb": 1024 ** 3, "tb": 1024 ** 4}
+_OFF = ("off", "none")
+
+
+def byte_threshold(text: str) -> int | None:
+    """``--lag-bytes``/``--slot-retained-bytes``: bytes, with an optional unit (``16MB``,
+    ``1.5GB``; 1024-based, as pg_size_pretty), or ``off`` (never warn)."""
+    if text.strip().lower() in _OFF:
+        return None
+    match = _SIZE.match(text)
+    if match is None:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is no size: give bytes (0 or more) with an optional unit, e.g. "
+            "16777216, 16MB or 1GB, or 'off'")
+    return int(float(match[1]) * _UNITS[(match[2] or "B").lower()])
+
+
+def seconds_threshold(text: str) -> float | None:
+    """``--lag-seconds``: a finite number of seconds (0 or more), or ``off`` (never warn)."""
+    if text.strip().lower() in _OFF:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is no number of seconds: give a finite number, 0 or more, or 'off'")
+    return value
+
+
+def _thresholds(args: argparse.Namespace) -> Thresholds:
+    """The check's thresholds: the defaults, each overridden by its option when given."""
+    from pgstream.ops.check import Thresholds
+
+    given = {name: getattr(args, name) for name in ("lag_bytes", "lag_seconds",
+                                                     "slot_retained_bytes")
+             if getattr(args, name) is not _DEFAULT}
+    return Thresholds(**given)
+
+
+_DEFAULT: Any = object()
 
 
 def _named_cluster(args: argparse.Namespace) -> Cluster:
@@ -42,7 +89,7 @@ def check(args: argparse.Namespace) -> int:
     """``cluster.check()``'s findings; exit 1 when one of them is an error."""
     cluster = _named_cluster(args)
     try:
-        report = cluster.check(timeout=args.timeout)
+        report = cluster.check(thresholds=_thresholds(args), timeout=args.timeout)
     finally:
         cluster.close()
     emit(args, report.to_dict(), str(report))
@@ -54,13 +101,13 @@ def metrics(args: argparse.Namespace) -> int:
     ``/metrics`` with ``--listen``, read afresh at each scrape."""
     from pgstream.ops import metrics as metrics_ops
 
+    thresholds = _thresholds(args)
     cluster = _named_cluster(args)
     limit = args.scrape_timeout or metrics_ops.DEFAULT_TIMEOUT
 
     def scrape() -> str:
-        status = cluster.status()
-        findings = cluster.check(timeout=limit / 2).findings if args.findings else None
-        return status.to_prometheus(findings)
+        return metrics_ops.read_cluster(cluster, cluster.history, findings=args.findings,
+                                        thresholds=thresholds, timeout=limit / 2)
 
     try:
         return metrics_ops.run(scrape, listen=args.listen, timeout=limit)
@@ -82,17 +129,31 @@ def _cluster_options(parser: argparse.ArgumentParser) -> None:
                         help="with --primary: the replication role (default %(default)s)")
 
 
+def _threshold_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--lag-bytes", type=byte_threshold, default=_DEFAULT, metavar="SIZE",
+                        help="lag_high when a standby replays this far behind (default 16MB; "
+                             "'off': never)")
+    parser.add_argument("--lag-seconds", type=seconds_threshold, default=_DEFAULT,
+                        metavar="SECONDS", help="lag_high when a standby's replay is this "
+                                                "many seconds behind (default 30; 'off')")
+    parser.add_argument("--slot-retained-bytes", type=byte_threshold, default=_DEFAULT,
+                        metavar="SIZE", help="slot_inactive_retaining when an inactive slot "
+                                             "holds this much WAL (default 1GB; 'off')")
+
+
 def register(sub: Any) -> None:
     """Add ``check`` and ``metrics``."""
     c = sub.add_parser("check", parents=[common_options()],
                        help="why standbys do not stream: findings, evidence and fixes (exit 1 "
                             "when an error is found)")
     _cluster_options(c)
+    _threshold_options(c)
     c.set_defaults(func=check, timeout=10.0)
     m = sub.add_parser("metrics", parents=[common_options()],
                        help="Prometheus metrics of the cluster: printed, or served on /metrics "
                             "with --listen")
     _cluster_options(m)
+    _threshold_options(m)
     m.add_argument("--listen", metavar="HOST:PORT",
                    help="serve /metrics there, e.g. 127.0.0.1:9187")
     m.add_argument("--scrape-timeout", type=float,

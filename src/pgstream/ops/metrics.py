@@ -16,13 +16,17 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from types import TracebackType
 
 from pgstream.errors import InvalidAddress, InvalidInput, Unreachable
 from pgstream.facts import identifiers
+from pgstream.ops.check import Thresholds, annotate_status, check
+from pgstream.ops.observe import cluster_status
+from pgstream.ops.status import HistoryEntry
+from pgstream.ops.view import ClusterView
 from pgstream.render import prometheus
 
 _log = logging.getLogger(__name__)
@@ -39,6 +43,20 @@ def parse_listen(text: str) -> tuple[str, int]:
         raise InvalidAddress(f"invalid listen address {text!r}: give HOST:PORT, e.g. "
                              "127.0.0.1:9187 or [::1]:9187")
     return host, identifiers.port(int(port_text))
+
+
+def read_cluster(view: ClusterView, history: Sequence[HistoryEntry] = (), *,
+                 findings: bool = True, thresholds: Thresholds | None = None,
+                 timeout: float = DEFAULT_TIMEOUT / 2) -> str:
+    """One scrape's exposition, the way ``pgstream metrics`` reads it: the status (as
+    ``cluster.status()``) and, with ``findings``, ``check()``'s findings, judged by
+    ``thresholds`` within ``timeout`` seconds. No fix plans are built, and the status' problem
+    codes come from that same check instead of a second one."""
+    report = check(view, thresholds=thresholds, timeout=timeout, plans=False) \
+        if findings else None
+    status = annotate_status(cluster_status(view, history=history), view, timeout=timeout,
+                             report=report)
+    return status.to_prometheus(report.findings if report is not None else None)
 
 
 class Scraper:

@@ -33,9 +33,10 @@ def _fmt(value: object) -> str:
 
 
 def _cell(item: StandbyStatus, attr: str) -> str:
-    """A table cell: lag in kB/MB/GB, times in ms/s, problems marked with ``!``."""
+    """A table cell: lag and slot-held WAL in kB/MB/GB, times in ms/s, problems marked
+    with ``!``."""
     value = getattr(item, attr)
-    if attr == "replay_lag_bytes":
+    if attr in ("replay_lag_bytes", "slot_retained_bytes"):
         return human_bytes(value)
     if attr == "name" and item.problem is not None:
         return f"!{value}"

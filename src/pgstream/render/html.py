@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import html
+import textwrap
 from collections.abc import Iterable, Sequence
 
 from pgstream.render.shapes import (
@@ -29,16 +30,14 @@ GREEN, AMBER, RED, GREY, BLUE = (("#2e7d32", "#e8f5e9"), ("#b26a00", "#fff4e0"),
                                  ("#c62828", "#fdecea"), ("#757575", "#eeeeee"),
                                  ("#1565c0", "#e3f2fd"))
 SEVERITY_COLOURS = {"error": RED, "warning": AMBER, "info": BLUE}
-BOX_W, BOX_H, COL_W, ROW_H = 200, 58, 330, 76
+BOX_W, BOX_H, COL_W, ROW_H = 200, 58, 330, 76  # ROW_H - BOX_H: the gap between rows
 BOX_CHARS = 27  # what fits on a line of a box
+BOX_LINES = 5  # lines of text a box shows at most under its title (taller boxes for more)
+_WRAP = "white-space:pre-wrap;overflow-wrap:anywhere;word-break:break-word"
 
 
 def _e(value: object) -> str:
     return html.escape("" if value is None else str(value), quote=True)
-
-
-
-
 
 
 def standby_problems(s: StandbyLike) -> list[str]:
@@ -104,49 +103,76 @@ def _layout(status: StatusLike) -> dict[str, tuple[int, int]]:
     return where
 
 
-def _box(x: int, y: int, colours: tuple[str, str], title: str, lines: Sequence[str],
-         dashed: bool = False) -> str:
+def _box_lines(lines: Sequence[str]) -> list[str]:
+    """A box's lines wrapped at :data:`BOX_CHARS` (at commas and spaces where possible), at
+    most :data:`BOX_LINES` of them, the last one cut with ``…`` when more would follow."""
+    out: list[str] = []
+    for line in lines:
+        out += textwrap.wrap(line, BOX_CHARS, break_on_hyphens=False) or [""]
+    if len(out) > BOX_LINES:
+        out = [*out[:BOX_LINES - 1], out[BOX_LINES - 1][:BOX_CHARS - 1] + "…"]
+    return out
+
+
+def _box(x: int, y: int, height: int, colours: tuple[str, str], title: str,
+         lines: Sequence[str], dashed: bool = False) -> str:
     stroke, fill = colours
     dash = ' stroke-dasharray="6 4"' if dashed else ""
-    out = [f'<rect x="{x}" y="{y}" width="{BOX_W}" height="{BOX_H}" rx="8" fill="{fill}" '
+    whole = " · ".join([title, *lines])
+    out = [f"<g><title>{_e(whole)}</title>"
+           f'<rect x="{x}" y="{y}" width="{BOX_W}" height="{height}" rx="8" fill="{fill}" '
            f'stroke="{stroke}" stroke-width="2"{dash}/>',
            f'<text x="{x + 10}" y="{y + 19}" font-weight="bold" fill="{stroke}">{_e(title)}'
            "</text>"]
-    for n, line in enumerate(lines[:2]):
-        line = line if len(line) <= BOX_CHARS else line[:BOX_CHARS - 1] + "…"
+    for n, line in enumerate(lines):
         out.append(f'<text x="{x + 10}" y="{y + 36 + 15 * n}" fill="#333">{_e(line)}</text>')
+    out.append("</g>")
     return "".join(out)
 
 
 def topology_svg(status: StatusLike, findings: Iterable[Finding] | None = None) -> str:
     """The cluster as a picture: a box per node coloured by health, an arrow from each
-    upstream to its standby with the lag on it, failed nodes grey and dashed."""
+    upstream to its standby with the lag on it, failed nodes grey and dashed. Long lines in
+    a box wrap (all boxes grow to the tallest); each box's full text is its tooltip."""
     where = _layout(status)
     codes: dict[str, list[str]] = {}
     for code, _severity, node in finding_triples(findings):
         codes.setdefault(node or "", []).append(code)
+    primary = status.primary
+    tl = f"timeline {primary.timeline}" if primary.timeline is not None else "timeline ?"
+    head = [f"primary · {tl}", f"PostgreSQL {primary.version}"]
+    if primary.in_recovery:
+        head[1] = "in recovery: accepts no writes"
+    boxes = [(primary.name, RED if primary.in_recovery else BLUE, _box_lines(head), False)]
+    for s in status.standbys:
+        notes = codes.get(s.name) or [p for p in standby_problems(s) if p != s.state]
+        second = ", ".join(notes) if notes else f"replayed {s.replay_lsn or '-'}"
+        first = f"{s.state} · {s.sync_state}" if s.sync_state else s.state
+        boxes.append((s.name, _health(s), _box_lines([first, second]), False))
+    boxes += [(name, GREY, ["failed", "awaiting rejoin"], True) for name in status.failed]
+    box_h = max(BOX_H, *(28 + 15 * len(lines) for _, _, lines, _ in boxes))
+    row_h = box_h + ROW_H - BOX_H
     marker = "a" + hashlib.sha256(repr(sorted(where.items())).encode()
                                   + str(status.taken_at).encode()).hexdigest()[:10]
     cols = max(c for c, _ in where.values()) + 1
     rows = max(r for _, r in where.values()) + 1
-    width, height = 20 + cols * COL_W - (COL_W - BOX_W), 20 + rows * ROW_H
+    width, height = 20 + cols * COL_W - (COL_W - BOX_W), 20 + rows * row_h
 
     def origin(name: str) -> tuple[int, int]:
         col, row = where[name]
-        return 10 + col * COL_W, 10 + row * ROW_H
+        return 10 + col * COL_W, 10 + row * row_h
 
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-             f'viewBox="0 0 {width} {height}" style="{FONT}" role="img" '
-             f'aria-label="replication topology">',
+             f'viewBox="0 0 {width} {height}" style="{FONT};max-width:100%;height:auto" '
+             'role="img" aria-label="replication topology">',
              f'<defs><marker id="{marker}" viewBox="0 0 10 10" refX="9" refY="5" '
              'markerWidth="7" markerHeight="7" orient="auto-start-reverse">'
              '<path d="M0,0 L10,5 L0,10 z" fill="context-stroke"/></marker></defs>']
-    primary = status.primary
     for s in status.standbys:
         up = s.upstream if s.upstream in where else primary.name
         (x1, y1), (x2, y2) = origin(up or primary.name), origin(s.name)
         stroke = _health(s)[0]
-        start, end = (x1 + BOX_W, y1 + BOX_H // 2), (x2 - 4, y2 + BOX_H // 2)
+        start, end = (x1 + BOX_W, y1 + box_h // 2), (x2 - 4, y2 + box_h // 2)
         dash = ' stroke-dasharray="5 5"' if s.state != "streaming" else ""
         parts.append(f'<path d="M{start[0]},{start[1]} C{start[0] + 40},{start[1]} '
                      f'{end[0] - 40},{end[1]} {end[0]},{end[1]}" fill="none" '
@@ -157,20 +183,8 @@ def topology_svg(status: StatusLike, findings: Iterable[Finding] | None = None) 
         parts.append(f'<text x="{label_x}" y="{label_y}" text-anchor="middle" font-size="11" '
                      f'fill="{stroke}" paint-order="stroke" stroke="#fff" stroke-width="3">'
                      f"{_e(_lag_label(s))}</text>")
-    tl = f"timeline {primary.timeline}" if primary.timeline is not None else "timeline ?"
-    head = [f"primary · {tl}", f"PostgreSQL {primary.version}"]
-    colours = RED if primary.in_recovery else BLUE
-    if primary.in_recovery:
-        head[1] = "in recovery: accepts no writes"
-    parts.append(_box(*origin(primary.name), colours, primary.name, head))
-    for s in status.standbys:
-        notes = codes.get(s.name) or [p for p in standby_problems(s) if p != s.state]
-        second = ", ".join(notes) if notes else f"replayed {s.replay_lsn or '-'}"
-        first = f"{s.state} · {s.sync_state}" if s.sync_state else s.state
-        parts.append(_box(*origin(s.name), _health(s), s.name, [first, second]))
-    for name in status.failed:
-        parts.append(_box(*origin(name), GREY, name, ["failed", "awaiting rejoin"],
-                          dashed=True))
+    for name, colours, lines, dashed in boxes:
+        parts.append(_box(*origin(name), box_h, colours, name, lines, dashed))
     parts.append("</svg>")
     return "".join(parts)
 
@@ -180,7 +194,7 @@ def _table(headers: Sequence[str], rows: Iterable[tuple[Sequence[str], str]],
     """A table; each row comes with its background colour ('' for none); cells arrive escaped.
     Only the columns in ``wrap`` break lines."""
     cell = "border:1px solid #ddd;padding:3px 8px;text-align:left;vertical-align:top"
-    styles = [cell + (";min-width:10em" if n in wrap else ";white-space:nowrap")
+    styles = [cell + (f";min-width:8em;{_WRAP}" if n in wrap else ";white-space:nowrap")
               for n in range(len(headers))]
     head = "".join(f'<th style="{cell};background:#f5f5f5">{_e(h)}</th>' for h in headers)
     body = []
@@ -244,7 +258,7 @@ def status_html(status: StatusLike, findings: Iterable[Finding] | None = None) -
 
 
 def _pre(text: str) -> str:
-    return (f'<pre style="margin:0;white-space:pre-wrap;font-size:12px">{_e(text)}</pre>'
+    return (f'<pre style="margin:0;{_WRAP};font-size:12px">{_e(text)}</pre>'
             if text else "")
 
 
@@ -276,6 +290,19 @@ def plan_report_html(report: PlanReportLike) -> str:
             + "</div>")
 
 
+def _plan_list(plan: PlanLike) -> str:
+    """A plan inside a table cell: its steps as a numbered list, each command wrapped (a
+    nested table of six columns would push the page wider than the window)."""
+    items = "".join(
+        f'<li style="margin:2px 0"><b>{_e(step.node)}</b>@{_e(step.host)} · '
+        f"{_e(step.kind.value)} · {_e(step.title)}{_pre(step.detail)}</li>"
+        for step in plan.steps)
+    count = len(plan.steps)
+    return (f'<div style="margin-top:4px"><b>Plan:</b> {_e(plan.title)} ({count} '
+            f"step{'' if count == 1 else 's'})"
+            f'<ol style="margin:2px 0;padding-left:1.6em">{items}</ol></div>')
+
+
 def check_report_html(findings: Iterable[Finding], title: str = "Check") -> str:
     """A check report: one row per finding (severity, code, node, summary, evidence, fix),
     coloured by severity; a fix that is a plan is shown as one. Takes any findings: objects
@@ -290,7 +317,7 @@ def check_report_html(findings: Iterable[Finding], title: str = "Check") -> str:
         fix_cells = _e(fix) if isinstance(fix, str) else ""
         plan = getattr(extra, "plan", None) or (fix if isinstance(fix, PlanLike) else None)
         if isinstance(plan, PlanLike):
-            fix_cells += plan_html(plan)
+            fix_cells += _plan_list(plan)
         colour = SEVERITY_COLOURS.get(severity, GREY)
         rows.append(([f'<b style="color:{colour[0]}">{_e(severity)}</b>', f"<code>{_e(code)}"
                       "</code>", _e(node or "-"), _e(getattr(extra, "summary", "") or ""),

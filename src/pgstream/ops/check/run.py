@@ -13,6 +13,7 @@ from typing import Any
 import attrs
 
 from pgstream.errors import InvalidInput
+from pgstream.facts import arguments
 from pgstream.nodes.node import Node, Standby
 from pgstream.ops.check.fixes import with_plan
 from pgstream.ops.check.probe import NodeFacts, gather, probe
@@ -28,12 +29,6 @@ def _members(view: ClusterView) -> list[Member]:
     primary = view.primary.name
     return [Member(primary), *(Member(s.name, s.upstream or primary, view.slot_for(s))
                                for s in view.standbys)]
-
-
-def _check_timeout(timeout: float) -> float:
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
-        raise InvalidInput(f"timeout must be a positive number of seconds, not {timeout!r}")
-    return float(timeout)
 
 
 def read_facts(view: ClusterView, timeout: float = DEFAULT_TIMEOUT,
@@ -60,10 +55,11 @@ def check(view: ClusterView, *, thresholds: Thresholds | None = None,
     limits = thresholds if thresholds is not None else Thresholds()
     if not isinstance(limits, Thresholds):
         raise InvalidInput(f"thresholds must be a Thresholds, not {limits!r}")
+    seconds = arguments.timeout(timeout)
     started = time.monotonic()
     taken = dt.datetime.now(dt.UTC)
     members = _members(view)
-    facts = read_facts(view, _check_timeout(timeout))
+    facts = read_facts(view, seconds)
     found = evaluate(members, facts, limits)
     if plans:
         found = [with_plan(view, f) for f in found]
@@ -72,17 +68,19 @@ def check(view: ClusterView, *, thresholds: Thresholds | None = None,
 
 
 def annotate_status(status: ClusterStatus, view: ClusterView,
-                    timeout: float = DEFAULT_TIMEOUT) -> ClusterStatus:
+                    timeout: float = DEFAULT_TIMEOUT,
+                    report: CheckReport | None = None) -> ClusterStatus:
     """``status`` with, for each standby that does not stream (or whose replay is paused), the
     code of its most severe finding.
 
     Standbys the status found unreachable are ``node_unreachable`` without being asked again;
-    the others are checked only when one of them does not stream, within ``timeout``."""
+    the others are checked only when one of them does not stream, within ``timeout`` (not
+    at all when ``report``, a check of the same moment, is given: its findings are used)."""
     if not status.standbys:
         return status
     silent = {s.name for s in status.standbys if not s.reachable}
-    report = None
-    if any(not s.streaming for s in status.standbys if s.name not in silent):
+    if report is None and any(not s.streaming for s in status.standbys
+                              if s.name not in silent):
         report = check(_Without(view, silent), timeout=timeout, plans=False)
     items = []
     for item in status.standbys:
