@@ -7,7 +7,7 @@ programs and statements that change something) recorded while step N ran must ap
 they ran, in step N's printed detail. Service kinds: pg_ctl, and systemd through a stand-in
 ``systemctl`` that drives the same servers with pg_ctl (systemd cannot run here); the Debian
 ``pg_ctlcluster`` layout and SSH hosts run the same check on the multi-host rig
-(tests/multihost/test_dry_run_truth_hosts.py).
+(tests/multihost/test_deployment.py).
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ from pgstream.ops.plan import Report, Step, StepKind, StepResult
 from pgstream.ops.recovery import RecoveryConfig, passfile_for, passfile_step
 from pgstream.ops.senders import SenderBudget
 from pgstream.ops.setup import ReplicationAuth
-from pgstream.render import commands, queries
+from pgstream.render import commands, probes, queries
 
 _PERCENT = re.compile(r"\((\d+)%\)")
 
@@ -238,7 +238,7 @@ def _check_step(primary: Node, standby: Standby, timeout: float, title: str = ""
 
     return Step(name, StepKind.CHECK,
                 title or f"{name} is in recovery and {primary.name} streams to it",
-                "SELECT pg_is_in_recovery();  -- on the standby: t\n"
+                queries.shown(probes.in_recovery()) + "  -- on the standby: t\n"
                 + queries.shown(queries.walsender_state(app, slot))
                 + f"  -- on {primary.name}: streaming",
                 action=check, host=standby.host.name, concurrent=True)

@@ -191,6 +191,7 @@ def follow_steps(cluster: ClusterView, node: Node, upstream: Node, *, previous: 
          recovery.describe(), configure)
 
     reload = version.adapter.supports("reload_primary_conninfo")
+    reload_query = queries.reload_conf()
 
     def apply_config(report: Report) -> StepResult:
         node.close()
@@ -201,7 +202,7 @@ def follow_steps(cluster: ClusterView, node: Node, upstream: Node, *, previous: 
             node.wait_ready(timeout)
             return StepResult(True, "started")
         if reload:
-            node.execute(queries.reload_conf()[0])
+            node.execute(*reload_query)
             return StepResult(True, "reloaded: primary_conninfo applies without a restart")
         service.restart()
         node.wait_ready(timeout)
@@ -209,7 +210,7 @@ def follow_steps(cluster: ClusterView, node: Node, upstream: Node, *, previous: 
                                 "primary_conninfo only at start)")
 
     step(StepKind.RELOAD if reload else StepKind.RESTART,
-         "apply it: reload (13+) or restart", "SELECT pg_reload_conf();  -- or, if stopped: "
+         "apply it: reload (13+) or restart", queries.shown(reload_query) + "  -- or, if stopped: "
          + service.describe("start") if reload else service.describe("restart", "fast"),
          apply_config)
 

@@ -187,6 +187,7 @@ def _rewind_step(cluster: ClusterView, target: Node, primary: Node, version: Ser
     # The password, if any, travels in a 0600 file on that host for this run only.
     secret = data_dir.parent / f".pgstream-rewind-{target.name}.pgpass"
     cleanup = commands.remove_file(secret)
+    checkpoint = queries.checkpoint()
     own = cluster.node_settings.get(target.name, {})
 
     def action(report: Report) -> StepResult:
@@ -201,7 +202,7 @@ def _rewind_step(cluster: ClusterView, target: Node, primary: Node, version: Ser
         target.service.wait_gone()
         # A freshly promoted source may still name its old timeline in pg_control until its
         # first checkpoint; pg_rewind before 16 reads it there ("no rewind required").
-        primary.execute(*queries.checkpoint())
+        primary.execute(*checkpoint)
         # pg_rewind copies the source's configuration files over the node's own (its
         # listen_addresses, port, pg_hba.conf): keep the node's, written back afterwards.
         kept = {name: target.host.read_text(data_dir / name) for name in KEPT_FILES
@@ -221,7 +222,8 @@ def _rewind_step(cluster: ClusterView, target: Node, primary: Node, version: Ser
         return StepResult(True, f"rewound in {done.seconds:.2f} s")
 
     return Step(target.name, StepKind.REWIND, f"pg_rewind {target.name} to {primary.name}",
-                f"CHECKPOINT;  -- on {primary.name}, so its pg_control names its new timeline\n"
+                f"{queries.shown(checkpoint)}  -- on {primary.name}, so its pg_control names "
+                "its new timeline\n"
                 + shlex.join(argv)
                 + (f"  -- password from the 0600 file {secret}, then: {shlex.join(cleanup)}"
                    if password is not None else "")

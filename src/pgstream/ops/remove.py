@@ -41,10 +41,11 @@ def _sync_step(primary: Node, standby: Standby) -> Step | None:
         return None
     wanted = _without(current, standby.application_name).render(primary.version)
     setting = primary.version.adapter.setting("synchronous_standby_names")
+    reload = queries.reload_conf()
 
     def set_to(text: str) -> None:
         primary.execute(queries.alter_system(setting, text))
-        primary.execute(queries.reload_conf()[0])
+        primary.execute(*reload)
 
     def action(report: Report) -> StepResult:
         set_to(wanted)
@@ -53,12 +54,13 @@ def _sync_step(primary: Node, standby: Standby) -> Step | None:
     return Step(primary.name, StepKind.SETTING,
                 f"stop waiting for {standby.name} ({setting})",
                 queries.alter_system(setting, wanted).as_string(None) + ";\n"
-                "SELECT pg_reload_conf();", action=action, undo=lambda: set_to(str(value)),
+                + queries.shown(reload), action=action, undo=lambda: set_to(str(value)),
                 host=primary.host.name)
 
 
 def _hba_step(node: Node, name: str) -> Step:
     marker = hba_marker(name)
+    reload = queries.reload_conf()
 
     def action(report: Report) -> StepResult:
         path = Path(node.show("hba_file"))
@@ -70,13 +72,13 @@ def _hba_step(node: Node, name: str) -> Step:
                                        what="stat").output.split()[-3:]
         owner = OsUser(uid, int(uid), int(gid))  # kept as it was
         node.host.write_text(path, "".join(kept), mode=int(mode, 8), owner=owner)
-        node.execute(queries.reload_conf()[0])
+        node.execute(*reload)
         return StepResult(True, f"removed {len(lines) - len(kept)} line(s) from {path}; "
                                 "reloaded")
 
     return Step(node.name, StepKind.HBA, f"remove the pg_hba.conf line pgstream added for {name}",
                 f"lines ending with '{marker}' (no other line is touched); then "
-                "SELECT pg_reload_conf();", action=action, host=node.host.name)
+                + queries.shown(reload), action=action, host=node.host.name)
 
 
 def remove_standby_plan(cluster: ClusterView, standby: Standby | str, *, wipe: bool = False,

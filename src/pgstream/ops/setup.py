@@ -251,22 +251,26 @@ def slot_step(primary: Node, slot: str) -> Step:
 
 
 def reload_until(node: Node, in_effect: Callable[[], bool], *, timeout: float, what: str,
-                 detail: Callable[[], str] | None = None) -> None:
+                 detail: Callable[[], str] | None = None,
+                 reload: queries.Query | None = None) -> None:
     """``SELECT pg_reload_conf()`` on ``node``, then wait until ``in_effect()`` (a session
     applies a reloaded configuration at a command boundary, once the postmaster has passed it
     on): the one "ALTER SYSTEM, reload, wait" ending, for every step that changes a setting
-    that a reload applies."""
-    node.execute(queries.reload_conf()[0])
+    that a reload applies. ``reload`` is the statement the step printed (default
+    :func:`~pgstream.render.queries.reload_conf`)."""
+    node.execute(*(reload or queries.reload_conf()))
     wait_for(in_effect, timeout=timeout, what=what, detail=detail)
 
 
 def reload_step(primary: Node, changed_files: set[str]) -> Step:
     """A step that reloads ``primary``'s configuration when ``changed_files`` is not empty,
     then (10+) refuses a ``pg_hba.conf`` with errors (:class:`~pgstream.errors.PgStreamError`)."""
+    reload = queries.reload_conf()
+
     def action(report: Report) -> StepResult:
         if not changed_files:
             return StepResult(False, "no configuration file changed")
-        primary.execute(queries.reload_conf()[0])
+        primary.execute(*reload)
         if primary.version.adapter.supports("hba_file_rules"):
             errors = primary.query(*probes.hba_errors())
             if errors:
@@ -277,7 +281,7 @@ def reload_step(primary: Node, changed_files: set[str]) -> Step:
         return StepResult(True, f"reloaded ({reloaded} changed)")
 
     return Step(primary.name, StepKind.RELOAD, "reload the configuration, if a file changed",
-                "SELECT pg_reload_conf();", action=action, host=primary.host.name)
+                queries.shown(reload), action=action, host=primary.host.name)
 
 
 def restart_step(primary: Primary, restart_needed: set[str]) -> Step:

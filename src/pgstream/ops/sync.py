@@ -180,6 +180,7 @@ def _settings_step(settings: _Settings) -> Step:
 
 def _reload_step(settings: _Settings) -> Step:
     primary = settings.primary
+    reload = queries.reload_conf()
 
     def action(report: Report) -> StepResult:
         pending = settings.not_in_effect()
@@ -189,12 +190,13 @@ def _reload_step(settings: _Settings) -> Step:
         reload_until(primary, lambda: not settings.not_in_effect(), timeout=_RELOAD_TIMEOUT,
                      what=f"{primary.name} to apply the reloaded configuration",
                      detail=lambda: ", ".join(f"{n} = {v[0]!r}"
-                                              for n, v in settings.read().items()))
+                                              for n, v in settings.read().items()),
+                     reload=reload)
         return StepResult(True, "reloaded: " + ", ".join(
             f"{name} = {value!r}" for name, value in settings.wanted.items()))
 
     return Step(primary.name, StepKind.RELOAD, "reload the configuration, if a setting changed",
-                "SELECT pg_reload_conf();", action=action, host=primary.host.name)
+                queries.shown(reload), action=action, host=primary.host.name)
 
 
 def _describe(states: Mapping[str, object]) -> str:

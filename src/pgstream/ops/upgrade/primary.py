@@ -248,14 +248,15 @@ def pg_upgrade_step(primary: Primary, facts: UpgradeFacts, state: UpgradeState) 
     argv = pg_upgrade_argv(facts, node)
     control = node.old_dir / "global" / "pg_control"
     host, user = primary.host, primary.os_user
+    script = node.new_dir / "delete_old_cluster.sh"  # remove_old_cluster_plan() instead
+    remove = commands.remove_tree(script)
 
     def action(report: Report) -> StepResult:
         done = host.run(argv, user=user, cwd=node.new_dir, timeout=24 * 3600.0,
                         on_output=lambda line: report(line.strip(), None),
                         what="pg_upgrade")
-        script = node.new_dir / "delete_old_cluster.sh"  # remove_old_cluster_plan() instead
         if host.exists(script):
-            host.run(commands.remove_tree(script), user=user, what="remove the script")
+            host.run(remove, user=user, what="remove the script")
         return StepResult(True, f"upgraded ({facts.mode}) in {done.seconds:.1f} s")
 
     def undo() -> None:
@@ -268,7 +269,8 @@ def pg_upgrade_step(primary: Primary, facts: UpgradeFacts, state: UpgradeState) 
     return Step(primary.name, StepKind.UPGRADE,
                 f"pg_upgrade --{facts.mode} to PostgreSQL {facts.new.version.major}",
                 shlex.join(argv) + f"\n(run as {user.name if user else 'the current user'} in "
-                f"{node.new_dir})", action=action, undo=undo, host=host.name)
+                f"{node.new_dir}; then, if pg_upgrade wrote it:)\n" + shlex.join(remove),
+                action=action, undo=undo, host=host.name)
 
 
 def no_return_step(primary: Primary, state: UpgradeState, why: str) -> Step:

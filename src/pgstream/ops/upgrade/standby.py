@@ -27,7 +27,7 @@ from pgstream.ops.plan import Report, Step, StepKind, StepResult
 from pgstream.ops.recovery import RecoveryConfig, passfile_for, write_passfile
 from pgstream.ops.upgrade.facts import UpgradeFacts, write_access_files, write_carried
 from pgstream.ops.view import ClusterView
-from pgstream.render import commands, debian, queries
+from pgstream.render import commands, debian, probes, queries
 from pgstream.render.config import passfile_line
 
 
@@ -173,7 +173,8 @@ def start_standby_steps(future_primary: Primary, future: Node, timeout: float) -
              f"{service.version.major if service.version else ''}", service.describe("start"),
              action=start, host=future.host.name, concurrent=True),
         Step(name, StepKind.CHECK, f"{name} is in recovery and streams from "
-             f"{future_primary.name}", "SELECT pg_is_in_recovery();  -- on the standby: t\n"
+             f"{future_primary.name}",
+             queries.shown(probes.in_recovery()) + "  -- on the standby: t\n"
              + queries.shown(queries.walsender_state(name))
              + f"  -- on {future_primary.name}: streaming", action=check,
              host=future.host.name, concurrent=True)]
