@@ -11,6 +11,11 @@ interruption goes on and the sandbox is closed. Scenarios:
   then Cluster.sandbox(standbys=1) and holds it.
 - ``switchover``: a sandbox of 1 standby, then switchover("standby1").
 - ``add_standby``: a sandbox of 1 standby and 150 MB of rows, then add_standby("standby9").
+- ``existing_switchover`` and ``existing_add_standby``: the same on the sandbox's servers
+  declared as existing ones (``Cluster(primary, standbys)``), the sandbox's own SIGTERM hold
+  dropped first (``keep``), so only the plan's hold turns SIGTERM into a rollback. Their
+  ``interrupted`` line also gives the primary's slots and whether standby9's directory has
+  files.
 """
 
 from __future__ import annotations
@@ -50,15 +55,42 @@ def hold(cluster: Cluster) -> None:
         time.sleep(0.05)
 
 
+def _slots(cluster: Cluster) -> list[str]:
+    try:
+        rows = cluster.primary.query("SELECT slot_name FROM pg_replication_slots ORDER BY 1")
+    except Exception as exc:  # noqa: BLE001 - reported to the test
+        return [f"error: {exc}"]
+    return [str(row[0]) for row in rows]
+
+
 def operation(base: Path, cluster: Cluster, name: str) -> None:
+    declared = None
+    if name.startswith("existing_"):
+        from .test_split_brain import rewrap
+        from .test_validation import future_standby
+
+        assert cluster._sandbox is not None
+        cluster._sandbox.keep()  # no sandbox hold on SIGTERM: servers "not ours"
+        standby = future_standby(cluster, "standby9")
+        declared = rewrap(cluster)
     emit(ev="ready", base=str(cluster.base_dir))
     try:
         if name == "switchover":
             cluster.switchover("standby1", progress=progress, timeout=30)
-        else:
+        elif name == "add_standby":
             cluster.add_standby("standby9", progress=progress, timeout=30)
+        elif name == "existing_switchover" and declared is not None:
+            declared.switchover("standby1", progress=progress, timeout=30)
+        elif declared is not None:
+            declared.add_standby_plan(standby, timeout=30).apply(progress)
     except BaseException as exc:
-        emit(ev="interrupted", error=repr(exc)[:300], writable=max_writable(base, 3))
+        writable = max_writable(base, 3)
+        extra: dict[str, object] = {}
+        if declared is not None:
+            clone = base / "standby9"
+            extra = {"slots": _slots(declared), "clone_files": clone.is_dir() and any(
+                clone.iterdir())}
+        emit(ev="interrupted", error=repr(exc)[:300], writable=writable, **extra)
         raise
     emit(ev="finished")
 
@@ -69,12 +101,12 @@ def main(scenario: str, base_dir: str) -> int:
         Cluster.sandbox(0, base_dir=base).close()
         pad_templates(Path(os.environ["PGSTREAM_CACHE_DIR"]))
         emit(ev="padded")
-    standbys = {"sandbox": 1, "padded": 1, "switchover": 1, "add_standby": 1}[scenario]
+    standbys = 1
     with Cluster.sandbox(standbys, base_dir=base, progress=progress) as cluster:
         if scenario in ("sandbox", "padded"):
             hold(cluster)
         else:
-            if scenario == "add_standby":
+            if scenario.endswith("add_standby"):
                 cluster.primary.execute(
                     "CREATE TABLE big AS SELECT g AS id, repeat(md5(g::text), 30) AS pad "
                     "FROM generate_series(1, 150000) g")

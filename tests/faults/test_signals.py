@@ -17,6 +17,10 @@ from typing import Any
 
 import pytest
 
+from pgstream.errors import Terminated
+from pgstream.hosts import sigterm
+from pgstream.ops.plan import Plan, Step, StepKind
+
 from .helpers import Child, Timeout, owned_by, wait_until
 
 SIGNALS = {"SIGINT": signal.SIGINT, "SIGTERM": signal.SIGTERM}
@@ -122,3 +126,76 @@ def test_signal_during_add_standby_clone(box_dir: Path, sig: str) -> None:
         assert not problems, "\n".join(problems)
     finally:
         child.close()
+
+
+EXISTING_POINTS = {
+    # after the old primary stopped: no primary until the rollback starts it again
+    "existing_switchover": ("stop", "done", "primary"),
+    # mid-clone: a half-made clone and its slot exist
+    "existing_add_standby": ("base backup", "start", "standby9"),
+}
+
+
+@pytest.mark.parametrize("scenario", list(EXISTING_POINTS))
+def test_sigterm_during_an_operation_on_existing_servers(box_dir: Path, scenario: str) -> None:
+    """Issue 8: SIGTERM rolled back only while a sandbox lived; against declared servers the
+    process died on the spot (no primary after the stop, a half-made clone and its slot)."""
+    base = box_dir / "base"
+    base.mkdir(mode=0o755)
+    child = Child(scenario, str(base))
+    try:
+        kind, event, node = EXISTING_POINTS[scenario]
+        child.wait_for(lambda item: item.get("ev") == "ready", 90, "the sandbox")
+        child.wait_for(lambda item: _progress(kind, event)(item) and item["node"] == node, 90,
+                       f"{kind} {event} of {node}")
+        if kind == "base backup":
+            _process(base, "pg_basebackup", child)
+            time.sleep(0.2)
+        child.signal(signal.SIGTERM)
+        try:
+            line = child.wait_for(lambda item: item.get("ev") == "interrupted", 30,
+                                  "the rollback")
+        except Timeout as exc:
+            line = {}
+            problems = [f"no rollback after SIGTERM: {exc}"]
+        else:
+            problems = []
+        if line:
+            if len(line["writable"]) != 1:
+                problems.append(f"{len(line['writable'])} primaries: {line['writable']}")
+            if "standby9" in line["slots"] or any("error" in s for s in line["slots"]):
+                problems.append(f"slots after the rollback: {line['slots']}")
+            if line["clone_files"]:
+                problems.append("a half-made clone of standby9 left")
+        problems += _end_state(base, child, "SIGTERM")
+        assert not problems, "\n".join(problems)
+    finally:
+        child.close()
+
+
+def test_sigterm_inside_a_plan_rolls_back_and_the_default_comes_back() -> None:
+    """Plan.apply holds SIGTERM itself (no sandbox): the step's SIGTERM rolls back the done
+    steps, nested plans included, and the default action is back afterwards."""
+    before = signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    undone: list[str] = []
+
+    def inner(report: Any) -> None:
+        assert sigterm.installed()
+        signal.raise_signal(signal.SIGTERM)
+
+    nested = Plan("inner", [Step("b", StepKind.SQL, "kill", action=inner)])
+
+    def run_nested(report: Any) -> None:
+        nested.apply()
+
+    outer = Plan("outer", [
+        Step("a", StepKind.SQL, "made", action=lambda report: None,
+             undo=lambda: undone.append("a")),
+        Step("b", StepKind.SQL, "nested", action=run_nested)])
+    try:
+        with pytest.raises(Terminated):
+            outer.apply()
+        assert undone == ["a"]
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    finally:
+        signal.signal(signal.SIGTERM, before)

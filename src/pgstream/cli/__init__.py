@@ -6,6 +6,9 @@
 - :mod:`pgstream.cli.members`: ``add-standby``, ``remove-standby``;
 - :mod:`pgstream.cli.observe`: ``check``, ``metrics``.
 
+SIGTERM (``timeout``, a CI runner, systemd) ends a verb like Ctrl-C for the whole run
+(:mod:`pgstream.hosts.sigterm`): a plan rolls back, a sandbox is stopped, exit code 130.
+
 ``-v`` logs each plan step on stderr, ``-vv`` also every command and statement (secrets
 masked), ``-q`` errors only: for that run only.
 
@@ -57,6 +60,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     log = logging.getLogger("pgstream")  # -v/-vv/-q: pgstream's log on stderr, this run only
     handler, level = logging.StreamHandler(), log.level
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    from pgstream.hosts import sigterm
+
+    sigterm.hold()  # SIGTERM from now on: the cleanup of Ctrl-C, not death on the spot
     try:
         args = parser().parse_args(words)
         log.addHandler(handler)
@@ -68,8 +74,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             args = argparse.Namespace(json=True, command=next(
                 (w for w in words if not w.startswith("-")), None))
         return common.emit_error(args, exc)
-    except KeyboardInterrupt:
-        print("pgstream: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        from pgstream.errors import Terminated
+
+        word = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
+        print(f"pgstream: {word}", file=sys.stderr)
         return INTERRUPTED
     except Exception as exc:
         from pgstream.errors import PgStreamError
@@ -78,6 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         return common.emit_error(args, exc)
     finally:
+        sigterm.release()
         log.removeHandler(handler)
         log.setLevel(level)
 

@@ -1,8 +1,11 @@
-"""SIGTERM while sandboxes live: end like Ctrl-C, so their servers are stopped.
+"""SIGTERM while sandboxes live or plans run: end like Ctrl-C, so servers are stopped and
+plans roll back.
 
 CI runners, ``timeout`` and process managers end a process with SIGTERM, whose default action
-kills it on the spot: every sandbox server it started would keep running. While at least one
-sandbox lives (:func:`hold` ... :func:`release`), SIGTERM raises
+kills it on the spot: every sandbox server it started would keep running, and a plan applied
+to existing servers would stop half-way (an old primary stopped and no standby promoted yet,
+a half-made clone and its slot). While at least one sandbox lives or one plan runs
+(:func:`hold` ... :func:`release`; holds nest), SIGTERM raises
 :class:`~pgstream.errors.Terminated` (a ``KeyboardInterrupt``) in the main thread instead, and
 the usual cleanup runs: plans roll back, ``with`` blocks and fixtures close their clusters,
 finalizers remove what is left at exit.
@@ -41,7 +44,8 @@ def _handler(signum: int, frame: FrameType | None) -> None:
         if _terminating:
             return  # the cleanup after the first SIGTERM is running: let it finish
         _terminating = True
-        raise Terminated("SIGTERM: stopping the sandbox servers before exiting")
+        raise Terminated("SIGTERM: rolling back and stopping the sandbox servers before "
+                         "exiting")
     # No sandbox left (and ours could not be taken back from another thread): the default.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     os.kill(os.getpid(), signal.SIGTERM)
@@ -53,8 +57,9 @@ def installed() -> bool:
 
 
 def hold() -> None:
-    """A sandbox now lives: from the main thread, install the handler (if SIGTERM has the
-    default action or an application handler; never over an ignored SIGTERM)."""
+    """A sandbox now lives or a plan runs: from the main thread, install the handler (if
+    SIGTERM has the default action or an application handler; never over an ignored
+    SIGTERM)."""
     global _holders, _previous, _installed, _terminating
     with _lock:
         _holders += 1
@@ -73,8 +78,8 @@ def hold() -> None:
 
 
 def release() -> None:
-    """A sandbox is gone: after the last one, put the previous handler back (from the main
-    thread, if ours is still the one installed)."""
+    """A sandbox is gone or a plan ended: after the last hold, put the previous handler back
+    (from the main thread, if ours is still the one installed)."""
     global _holders, _previous, _installed, _terminating
     with _lock:
         _holders = max(0, _holders - 1)

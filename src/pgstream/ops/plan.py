@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor, wait
 import attrs
 
 from pgstream.errors import PlanFailed, Refused
+from pgstream.hosts import sigterm
 from pgstream.hosts.process import stop_commands
 from pgstream.render import html as render_html
 
@@ -173,7 +174,22 @@ class Plan:
         :class:`PlanFailed` is raised; its ``undo_failed`` (and its message) name every undo
         that failed. A ``KeyboardInterrupt`` (or any other ``BaseException``) rolls back the
         same way and then propagates, with the failed undos added as notes.
+
+        From the main thread, SIGTERM (``timeout``, a CI runner) is held while it runs
+        (:mod:`pgstream.hosts.sigterm`): it rolls back like Ctrl-C instead of killing the
+        process between a stop and a promotion or in the middle of a clone.
         """
+        held = threading.current_thread() is threading.main_thread()
+        if held:
+            sigterm.hold()
+        try:
+            return self._apply(progress, rollback, parallel)
+        finally:
+            if held:
+                sigterm.release()
+
+    def _apply(self, progress: ProgressCallback | None, rollback: bool,
+               parallel: bool) -> PlanReport:
         runner = _Runner(self, progress)
         try:
             for block in _blocks(self.steps, parallel):
