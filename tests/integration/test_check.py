@@ -253,6 +253,26 @@ def test_role_missing_replication(cluster: Cluster) -> None:
     _healthy(cluster)
 
 
+def test_role_missing_when_the_role_is_dropped(cluster: Cluster) -> None:
+    """A dropped role logs only "password authentication failed" (SCRAM); pg_roles tells."""
+    primary = cluster.primary
+    primary.execute("DROP ROLE replicator")
+    try:
+        _kick(cluster, "standby1")
+        found = _finding(cluster, "role_missing", "standby1")
+        assert "no such role" in found.evidence
+        assert found.plan is not None
+        found.plan.apply()
+        _healthy(cluster)
+    finally:
+        password = cluster.auth.password
+        if password is not None and not primary.query(
+                "SELECT 1 FROM pg_roles WHERE rolname = 'replicator'"):
+            primary.execute("CREATE ROLE replicator REPLICATION LOGIN PASSWORD %s",
+                            (password.reveal(),))
+    _healthy(cluster)
+
+
 def test_upstream_unreachable_names_host_and_port(cluster: Cluster) -> None:
     standby = cluster.standby("standby1")
     closed = free_port(set())

@@ -227,6 +227,19 @@ def test_a_cause_from_the_views_when_the_log_says_nothing() -> None:
     assert ("s", "log_unreadable") in blind
 
 
+def test_a_failed_password_for_a_role_that_is_gone_is_role_missing() -> None:
+    """With SCRAM, a dropped or NOLOGIN role logs only "password authentication failed"."""
+    log = LogRead("/x.log", "service", text=LINES["auth_failed"][0])
+    down = _standby(receiver=None, log=log)
+    walsenders: tuple[dict[str, object], ...] = ()
+    gone = _codes(_primary(role=None, walsenders=walsenders), down)
+    assert ("s", "role_missing") in gone and ("s", "auth_failed") not in gone
+    assert "no such role" in gone[("s", "role_missing")].evidence
+    nologin = _codes(_primary(role=(True, False), walsenders=walsenders), down)
+    assert ("s", "role_missing") in nologin
+    assert ("s", "auth_failed") in _codes(_primary(walsenders=walsenders), down)
+
+
 def test_the_log_cause_names_the_upstream_address() -> None:
     down = _standby(receiver=None, primary_conninfo="host=db1 port=6000", log=LogRead(
         "/x.log", "service", text=LINES["upstream_unreachable"][0]))

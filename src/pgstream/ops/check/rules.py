@@ -97,6 +97,18 @@ def _cause(member: Member, me: NodeFacts, up: NodeFacts | None) -> list[Finding]
                               evidence=f"{log.path or '(no path)'}: {log.error}",
                               source=log.found_by or "log"))
     hit = findings.latest_cause(log.text) if log is not None and log.text else None
+    if (hit is not None and hit.code == "auth_failed" and up is not None and up.reachable
+            and up.role_asked and (up.role is None or not all(up.role))):
+        # With SCRAM a dropped (or NOLOGIN) role reads as a failed password in the log;
+        # pg_roles says what is really wrong.
+        role_seen = ("pg_roles: no such role" if up.role is None else
+                     f"pg_roles: rolreplication={_shown(up.role[0])}, "
+                     f"rolcanlogin={_shown(up.role[1])}")
+        out.append(Finding.of("role_missing", member.name,
+                              _CAUSE_SUMMARY["role_missing"].format(**words),
+                              evidence=f"{role_seen}; log: {hit.line}", source="pg_roles",
+                              slot=slot, upstream=member.upstream))
+        return out
     if hit is not None and hit.code in _CAUSE_SUMMARY:
         summary = _CAUSE_SUMMARY[hit.code].format(**words) if hit.code != "not_streaming" else (
             f"{member.name} does not stream from {upstream}: its log says why (in words "
