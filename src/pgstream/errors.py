@@ -204,7 +204,7 @@ class PlanFailed(OperationFailed):
 
 
 class Terminated(KeyboardInterrupt):
-    """Raised in the main thread when SIGTERM arrives while a sandbox lives or a plan
-    is applied (see
-    :mod:`pgstream.hosts.sigterm`): a ``KeyboardInterrupt``, so that whatever cleans up after
-    Ctrl-C (``with`` blocks, plans rolling back, fixtures) stops the servers too."""
+    """Raised in the main thread when SIGTERM arrives while a sandbox lives or a plan is
+    applied (see :mod:`pgstream.hosts.sigterm`): a ``KeyboardInterrupt``, so that whatever
+    cleans up after Ctrl-C (``with`` blocks, plans rolling back, fixtures) stops the servers
+    too."""
