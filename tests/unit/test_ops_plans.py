@@ -232,6 +232,16 @@ def test_remove_standby_refusals() -> None:
     unchanged(rig)
 
 
+@pytest.mark.parametrize("bad", [-1, 0, float("nan"), float("inf"), "5", True])
+def test_remove_standby_timeout_is_validated_first(bad: object) -> None:
+    rig = fake_cluster()
+    with pytest.raises(InvalidInput, match="timeout"):
+        rig.cluster.remove_standby_plan("s2", timeout=bad)  # type: ignore[arg-type]
+    with pytest.raises(InvalidInput, match="timeout"):
+        rig.cluster.upgrade_plan("/usr/lib/postgresql/18/bin", timeout=bad)  # type: ignore[arg-type]
+    unchanged(rig)
+
+
 # -- synchronous replication ------------------------------------------------------------------
 
 def test_synchronous_plan_sets_reloads_and_waits() -> None:

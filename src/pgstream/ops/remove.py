@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pgstream.errors import InvalidInput, Refused, ServerStateError
+from pgstream.facts import arguments
 from pgstream.hosts import datadir
 from pgstream.hosts.host import OsUser
 from pgstream.hosts.wait import DEFAULT_TIMEOUT, wait_for
@@ -84,6 +85,7 @@ def _hba_step(node: Node, name: str) -> Step:
 def remove_standby_plan(cluster: ClusterView, standby: Standby | str, *, wipe: bool = False,
                         timeout: float = DEFAULT_TIMEOUT) -> Plan:
     """Remove ``standby`` from the cluster (see the module docstring); print = dry run."""
+    timeout = arguments.timeout(timeout)
     target = cluster.standby(standby) if isinstance(standby, str) else standby
     if target not in cluster.standbys:
         raise InvalidInput(f"{target.name} is not a standby of this cluster")

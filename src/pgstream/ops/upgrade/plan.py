@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from pgstream.errors import InvalidInput, ServerStateError, UnsafeDataDirectory
+from pgstream.facts import arguments
 from pgstream.hosts import datadir
 from pgstream.hosts.binaries import Installation
 from pgstream.hosts.service import DebianClusterService
@@ -71,6 +72,7 @@ def upgrade_plan(cluster: ClusterView, to: str | Path | Installation, *,
     ``register(key, service)`` is told of each new server before it starts (a sandbox stops
     them too). ``sync=False``: no fsync (throw-away clusters).
     """
+    timeout = arguments.timeout(timeout)
     facts = gather(cluster, to, method=method, mode=mode, data_dirs=data_dirs, sync=sync)
     primary = cluster.primary
     state = UpgradeState()
