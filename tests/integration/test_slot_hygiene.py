@@ -337,6 +337,10 @@ def test_wal_status_goes_reserved_extended_unreserved_lost(
     assert retained is not None and retained > LIMIT_MB * MB
     restart = slot_report(primary).finding("standby1").status.restart_lsn
     assert restart is not None and _segment_exists(primary, restart)
+    # check() names it (issue 11's slot_wal_unreserved), with the slot's row as evidence.
+    unreserved = [f for f in cluster.check().findings if f.code == "slot_wal_unreserved"]
+    assert unreserved and "standby1" in unreserved[0].evidence, cluster.check().findings
+    assert state()[0] == "unreserved"  # check() read, and changed nothing
 
     # A checkpoint removes them: lost, no restart_lsn, no safe_wal_size.
     primary.execute("CHECKPOINT")
