@@ -41,6 +41,8 @@ class Seen:
     row: dict[str, Any] | None = None
     name: str = ""
     named_by: str = ""
+    remote: bool = False
+    """Found only by the address its upstream sees, on another machine: no host control."""
 
 
 @attrs.frozen
@@ -101,7 +103,11 @@ def build(head: Seen, everyone: list[Seen], problems: list[str], started: float)
         node, p = seen.node, seen.probe
         node.name = seen.name
         service = _service(seen, head)
-        if p.reachable:
+        if seen.remote:
+            service = Service(None, "unknown", "found by address on another machine: "
+                              "pgstream does not control its host", None, "", None, "")
+            node.data_dir, node.os_user = None, None
+        elif p.reachable:
             node.data_dir = p.data_directory
             node.os_user = p.postmaster.owner if p.postmaster is not None else None
         else:

@@ -109,43 +109,92 @@ def _same_server(all_seen: Sequence[Seen]) -> None:
         where[key] = seen
 
 
+_LOCAL = ("", "127.0.0.1", "::1", "localhost")
+FOREIGN = "foreign"
+
+
+def _sender(seen: Seen) -> tuple[str, int] | None:
+    """Where ``seen`` streams from: its walreceiver's sender, else its primary_conninfo."""
+    receiver = seen.probe.receiver or {}
+    host, port = receiver.get("sender_host"), receiver.get("sender_port")
+    if not host:
+        conn = seen.probe.upstream_conninfo
+        host, port = conn.get("host", "").split(",")[0], str(conn.get("port", "5432"))
+    if host is None or not str(port).split(",")[0].isdigit():
+        return None
+    return str(host), int(str(port).split(",")[0])
+
+
+def _points_at(seen: Seen, nodes: Sequence[Seen]) -> Seen | str | None:
+    """The known node ``seen``'s sender is, :data:`FOREIGN` when it is surely none of them
+    (a socket or loopback address on its own host, at a port none of them has there), None
+    when that cannot be told (an address on another machine)."""
+    sender = _sender(seen)
+    if sender is None:
+        return None
+    host, port = sender
+    others = [n for n in nodes if n is not seen and n.probe.reachable and n.probe.port == port]
+    if host.startswith("/") or host in _LOCAL:
+        here = [n for n in others if n.node.host.name == seen.node.host.name]
+        if host.startswith("/") and len(here) > 1:
+            here = [n for n in here if host in [d.strip() for d in n.probe.settings.get(
+                "unix_socket_directories", "").split(",")]] or here
+        return here[0] if len(here) == 1 else (FOREIGN if not here else None)
+    named = [n for n in others if host in str(_params(n.spec.conninfo).get("host") or "")
+             .split(",") or host in n.probe.settings.get("listen_addresses", "").split(",")]
+    return named[0] if len(named) == 1 else None
+
+
 def _match(seen: Seen, candidates: Sequence[Seen]) -> None:
-    """Find ``seen``'s upstream among ``candidates``: its slot, then its application_name,
-    then the sender address its walreceiver reports."""
+    """Find ``seen``'s upstream among ``candidates``: the node its sender points at, then a
+    walsender row no other standby holds, by its slot, then its application_name."""
     slot = seen.probe.slot_used or seen.spec.slot
     own = seen.spec.application_name or seen.probe.own_application_name
-    receiver = seen.probe.receiver or {}
-    for test in ("slot", "name", "sender"):
-        hits = []
-        for up in candidates:
-            if up is seen or not up.probe.reachable:
-                continue
-            for row in up.probe.walsenders:
-                if (test == "slot" and slot and row.get("slot_name") == slot) \
-                        or (test == "name" and row["application_name"] == own) \
-                        or (test == "sender" and receiver.get("sender_port") == up.probe.port \
-                        and row["application_name"] == own):
-                    hits.append((up, row))
+    target = _points_at(seen, candidates)
+    if target == FOREIGN:
+        return
+    taken = seen_rows(candidates)
+    ups = [target] if isinstance(target, Seen) else [
+        up for up in candidates if up is not seen and up.probe.reachable]
+    for test in ("slot", "name"):
+        hits = [(up, row) for up in ups for row in up.probe.walsenders
+                if (id(up), id(row)) not in taken
+                and ((test == "slot" and slot and row.get("slot_name") == slot)
+                     or (test == "name" and row["application_name"] == own))]
         if len(hits) == 1:
             seen.upstream, seen.row = hits[0]
             return
+    if isinstance(target, Seen):
+        seen.upstream = target
 
 
-def _find_more(head: Seen, all_seen: list[Seen], deep: bool,
-               scan_local: bool) -> list[Seen]:
+def _why_not(seen: Seen, nodes: Sequence[Seen]) -> str:
+    sender = _sender(seen)
+    where = f"{sender[0]}:{sender[1]}" if sender else "an unknown sender"
+    if _points_at(seen, nodes) == FOREIGN:
+        return (f"it streams from {where}, which is no node of this cluster (another "
+                "cluster of the same system, e.g. a copy restored from a backup)")
+    return (f"it streams from {where} and matches no walsender row of this cluster that "
+            "no other standby holds (by slot, then application_name)")
+
+
+def _find_more(head: Seen, all_seen: list[Seen], deep: bool, scan_local: bool,
+               problems: list[str], left_out: set[tuple[str, str]]) -> list[Seen]:
     """Standbys the known servers stream to that no conninfo named: local walreceivers,
-    then the addresses the upstreams see them at."""
+    then the addresses the upstreams see them at. Kept only when they stream from this
+    cluster (see :func:`_match`); the others are reported in ``problems``."""
     unmatched = [(up, row) for up in all_seen if up.probe.reachable
                  for row in up.probe.walsenders
                  if (id(up), id(row)) not in seen_rows(all_seen)]
     idle = [slot for up in all_seen for slot in up.probe.slots if not slot.active]
     if not unmatched and not idle:
         return []
-    known_dirs = {str(s.probe.data_directory) for s in all_seen if s.probe.data_directory}
+    known_dirs = {(s.node.host.name, str(s.probe.data_directory)) for s in all_seen
+                  if s.probe.data_directory} | left_out
     new: list[Seen] = []
     if scan_local and isinstance(head.node.host, LocalHost):
         for server in local_walreceivers():
-            if str(server.data_dir) in known_dirs:
+            if (head.node.host.name, str(server.data_dir)) in known_dirs:
                 continue
             where = server.socket_dir.split(",")[0].strip() if server.socket_dir else (
                 "127.0.0.1")
@@ -153,19 +202,39 @@ def _find_more(head: Seen, all_seen: list[Seen], deep: bool,
                             head.node.host, Standby, False))
     if not new:
         port = head.probe.port or 5432
-        for _up, row in unmatched:
+        for up, row in unmatched:
             if row.get("client_addr"):
                 address = str(row["client_addr"]).split("/")[0]
-                new.append(_new(NodeSpec(_peer_conninfo(head.spec.conninfo, address, port)),
-                                head.node.host, Standby, False))
+                seen = _new(NodeSpec(_peer_conninfo(head.spec.conninfo, address, port)),
+                            up.node.host, Standby, False)
+                seen.remote = address not in _LOCAL and not address.startswith("127.")
+                new.append(seen)
     _probe_all(new, deep)
-    kept = []
+    fresh = []
     for seen in new:
+        key = (seen.node.host.name, str(seen.probe.data_directory))
         if seen.probe.reachable and seen.probe.in_recovery \
                 and seen.probe.system_identifier == head.probe.system_identifier \
-                and str(seen.probe.data_directory) not in known_dirs:
-            known_dirs.add(str(seen.probe.data_directory))
-            kept.append(seen)
+                and key not in known_dirs:
+            known_dirs.add(key)
+            fresh.append(seen)
+    kept: list[Seen] = []
+    while True:  # a cascade: kept once its upstream is
+        more = []
+        for seen in fresh:
+            if seen not in kept:
+                _match(seen, [*all_seen, *kept])
+                if seen.upstream is not None:
+                    more.append(seen)
+        if not more:
+            break
+        kept += more
+    for seen in fresh:
+        if seen not in kept:
+            left_out.add((seen.node.host.name, str(seen.probe.data_directory)))
+            problems.append(
+                f"left out the standby at {masked_conninfo(seen.spec.conninfo)} (data "
+                f"directory {seen.probe.data_directory}): {_why_not(seen, all_seen)}")
     return kept
 
 
@@ -225,11 +294,12 @@ def discover_cluster(primary: str | NodeSpec, *, standbys: Sequence[str | NodeSp
     problems: list[str] = []
     everyone = [head, *members]
     _same_server(everyone)
+    left_out: set[tuple[str, str]] = set()
     for _ in range(MAX_DEPTH):
         for seen in everyone[1:]:
             if seen.upstream is None:
                 _match(seen, everyone)
-        more = _find_more(head, everyone, deep, scan_local) \
+        more = _find_more(head, everyone, deep, scan_local, problems, left_out) \
             if head.probe.reachable else []
         if not more:
             break
@@ -237,6 +307,9 @@ def discover_cluster(primary: str | NodeSpec, *, standbys: Sequence[str | NodeSp
     for seen in everyone[1:]:
         if seen.upstream is None and seen.probe.reachable:
             _match(seen, everyone)
+            if seen.upstream is None and (seen.probe.receiver or {}).get("status"):
+                problems.append(f"{_where(seen)} was given as a standby, but "
+                                f"{_why_not(seen, everyone)}")
     _names(everyone)
     return build(head, everyone, problems, started)
 
