@@ -24,3 +24,15 @@ def check_shape(shown: str, real: str) -> None:
         if fixed and fixed != "..." and not _RULE.match(fixed) and not re.search(r"[\d/]",
                                                                                   fixed):
             assert fixed in real_lines, f"{fixed!r} not in the real output:\n{real}"
+
+
+def skip_reason(mark: str, where: str) -> str | None:
+    """The reason of an ``<!-- example: not run, REASON -->`` mark, None for no mark; an
+    unknown mark, or one without a reason, fails the test that reads it."""
+    if mark.startswith("not run"):
+        reason = mark.removeprefix("not run").strip(" ,:")
+        assert reason, f"{where}: say why the example is not run"
+        return reason
+    if mark:
+        raise AssertionError(f"{where}: unknown example mark {mark!r}")
+    return None

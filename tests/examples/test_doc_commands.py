@@ -34,7 +34,7 @@ import attrs
 import pytest
 
 from pgstream import Cluster
-from tests.examples.shape import check_shape
+from tests.examples.shape import check_shape, skip_reason
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -64,12 +64,7 @@ def _blocks() -> list[Block]:
         for match in _BLOCK.finditer(text):
             name, line = str(page.relative_to(ROOT)), text[:match.start("code")].count("\n")
             mark = (match["mark"] or "").strip()
-            skip = None
-            if mark.startswith("not run"):
-                skip = mark.removeprefix("not run").strip(" ,:")
-                assert skip, f"{name}:{line}: say why the example is not run"
-            elif mark:
-                raise AssertionError(f"{name}:{line}: unknown example mark {mark!r}")
+            skip = skip_reason(mark, f"{name}:{line}")
             indent = len(match["indent"])
             code = "".join(ln[indent:] for ln in match["code"].splitlines(keepends=True))
             found.append(Block(name, line, match["lang"], code, skip))

@@ -26,7 +26,7 @@ from pathlib import Path
 import attrs
 import pytest
 
-from tests.examples.shape import check_shape
+from tests.examples.shape import check_shape, skip_reason
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -57,12 +57,7 @@ def _examples() -> list[Example]:
                 found.append(attrs.evolve(last, code=last.code + "\n" + match["code"],
                                           output=last.output + (match["output"] or "")))
                 continue
-            skip = None
-            if mark.startswith("not run"):
-                skip = mark.removeprefix("not run").strip(" ,:")
-                assert skip, f"{name}:{line}: say why the example is not run"
-            elif mark:
-                raise AssertionError(f"{name}:{line}: unknown example mark {mark!r}")
+            skip = skip_reason(mark, f"{name}:{line}")
             found.append(Example(name, line, match["code"], skip, match["output"] or ""))
     return found
 
