@@ -142,6 +142,7 @@ def add_standby_plan(cluster: ClusterView, standby: Standby, *, upstream: Node |
                            "standby's: give this one its own slot_name")
     if standby.service is None:
         raise InvalidInput(f"{standby.name} needs a service to be cloned")
+    refuse_missing_password(cluster, standby, source)
     identity.refuse_shared_places([*cluster.nodes, *cluster.failed, standby], {
         **{n.name: cluster.address_of(n) for n in cluster.nodes if _has_address(cluster, n)},
         **({standby.name: address} if address else {})})
@@ -179,6 +180,46 @@ def add_standby_plan(cluster: ClusterView, standby: Standby, *, upstream: Node |
     steps.append(Step(standby.name, StepKind.RECORD, "record the new standby", "",
                       action=record, host=standby.host.name))
     return Plan(f"add {standby.name} streaming from {source.name}", steps)
+
+
+def password_evidence(cluster: ClusterView) -> str | None:
+    """Why a new standby would need the replication password, when the cluster's standbys
+    show that the role authenticates with one: a standby whose ``primary_conninfo`` held a
+    password (as discovery found it) or that reads it from a passfile. None: no sign of one.
+    Names the standby and the passfile, never a password."""
+    discovery = getattr(cluster, "discovery", None)
+    for node in cluster.standbys:
+        facts = None
+        if discovery is not None:
+            try:
+                facts = discovery.node(node.name)
+            except KeyError:
+                facts = None
+        if facts is not None and facts.primary_conninfo_had_password:
+            return f"{node.name}'s primary_conninfo holds one"
+        passfile = cluster.passfile_of(node)
+        if passfile is not None:
+            return f"{node.name} reads it from the passfile {passfile}"
+    return None
+
+
+def refuse_missing_password(cluster: ClusterView, standby: Node, source: Node) -> None:
+    """Refuse (:class:`~pgstream.errors.InvalidInput`, while the plan is built) a clone that
+    could not authenticate: the cluster was given no replication password while its standbys
+    connect with one (:func:`password_evidence`). Without this, ``pg_basebackup`` would fail
+    after the new slot was made. A topology file whose ``password_env`` is unset, or whose
+    passfile lacks the role, is refused earlier, when it is read."""
+    if cluster.auth.password is not None:
+        return
+    evidence = password_evidence(cluster)
+    if evidence is None:
+        return
+    raise InvalidInput(
+        f"{standby.name} would connect to {source.name} as {cluster.auth.user} with a "
+        f"password ({evidence}), but this cluster has no replication password: name where it "
+        "comes from in the topology file's [replication] table (password_env = \"VAR\" or "
+        "passfile = \"FILE\"; pgstream discover --password-env VAR), or give "
+        "ReplicationAuth(password=...); nothing was changed")
 
 
 def sandbox_standby_plan(cluster: ClusterView, box: Sandbox | None, name: str, *,
