@@ -68,14 +68,17 @@ def matrix(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """bench/: sandbox start-up, switchover/failover on loopback, start-up costs (import, a
-    status process, sandbox scale), a big clone, and (as root, on the multi-host rig with
-    delayed links) status, switchover and failover over SSH. Each script writes
-    bench/results/NAME.json. ``nox -s bench -- --rounds 3`` (options go to every script);
-    PGSTREAM_BENCH_CLONE_MB sets the clone's size (default 256; 1024 in docs/benchmarks.md)."""
+    status process, sandbox scale), discovery and a status process against psql, check()
+    against status(), a big clone, and (as root, on the multi-host rig with delayed links)
+    status, switchover and failover over SSH. Each script writes bench/results/NAME.json.
+    ``nox -s bench -- --rounds 3`` (options go to every script); PGSTREAM_BENCH_CLONE_MB sets
+    the clone's size (default 256; 1024 in docs/benchmarks.md)."""
     session.install("-e", ".[server]")
     session.run("python", "bench/bench_sandbox.py", *session.posargs)
     session.run("python", "bench/bench_failover.py", *session.posargs)
     session.run("python", "bench/bench_startup.py", *session.posargs)
+    session.run("python", "bench/bench_discover.py", *session.posargs)
+    session.run("python", "bench/bench_check.py", *session.posargs)
     session.run("python", "bench/bench_clone.py", "--size-mb",
                 os.environ.get("PGSTREAM_BENCH_CLONE_MB", "256"), *session.posargs)
     if os.geteuid() == 0:

@@ -1,6 +1,8 @@
 """Benchmark: ``cluster.check()`` next to ``cluster.status()`` on the same healthy cluster.
 
-Run with ``python bench/bench_check.py [--rounds N] [--bindir DIR] [--json]``. One sandbox
+Run with ``nox -s bench`` or ``python bench/bench_check.py [--rounds N] [--bindir DIR]
+[--json [PATH]]``; writes ``bench/results/check.json`` (every sample, as the other scripts
+do). One sandbox
 (a primary and 2 streaming standbys) is built, then, in the same process and alternating so
 that both see the same machine load:
 
@@ -14,7 +16,8 @@ that both see the same machine load:
 - ``check()`` with one standby stopped: the unreachable node, its log read through its host.
 
 Medians in milliseconds and the ratios over status() are printed, and with ``--json`` written as
-one JSON object on stdout instead. The issue's target: check() costs little more than status().
+one JSON object on stdout instead (``--json PATH``: the results file written there too). The
+issue's target: check() costs little more than status().
 """
 
 from __future__ import annotations
@@ -22,9 +25,12 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+from common import Figures
 
 from pgstream import Cluster
 from pgstream.hosts import binaries
@@ -37,8 +43,10 @@ def _time(call: Callable[[], object]) -> float:
     return (time.perf_counter() - started) * 1000
 
 
-def measure(rounds: int, bindir: Path | None) -> dict[str, object]:
-    """The figures of one run (milliseconds, medians over ``rounds``)."""
+def measure(rounds: int, bindir: Path | None,
+            fig: Figures | None = None) -> dict[str, object]:
+    """The figures of one run (milliseconds, medians over ``rounds``); ``fig``: every sample
+    added to it too (seconds, ratios to ``status()``)."""
     server = binaries.find_server(bindir)
     with Cluster.sandbox(standbys=2, bindir=server.bindir) as cluster:
         cluster.wait_for_catchup()
@@ -69,6 +77,17 @@ def measure(rounds: int, bindir: Path | None) -> dict[str, object]:
         down_ms = [_time(cluster.check) for _ in range(max(3, rounds // 4))]
         down_scrape_ms = [_time(scrape) for _ in range(max(3, rounds // 4))]
         down = cluster.check()
+    if fig is not None:
+        fig.meta["postgresql"] = str(server.version)
+        for label, series in (("status()", status_ms), ("check()", check_ms),
+                              ("/metrics scrape", scrape_ms),
+                              ("naive scrape (status, check with plans)", naive_ms),
+                              ("check(), one standby stopped", down_ms),
+                              ("/metrics scrape, one standby stopped", down_scrape_ms)):
+            fig.add(label, [ms / 1000 for ms in series],
+                    baseline=None if label == "status()" else "status()")
+        fig.note(f"findings: healthy {len(healthy)}, one standby stopped "
+                 f"{', '.join(sorted(down.codes))}")
     status_median = statistics.median(status_ms)
     check_median = statistics.median(check_ms)
     scrape_median = statistics.median(scrape_ms)
@@ -95,12 +114,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=40)
     parser.add_argument("--bindir", type=Path, default=None)
-    parser.add_argument("--json", action="store_true", help="write the figures as JSON")
+    parser.add_argument("--json", nargs="?", const=True, default=None, metavar="PATH",
+                        help="print the figures as JSON (PATH: also write the results there)")
     args = parser.parse_args()
-    figures = measure(args.rounds, args.bindir)
+    fig = Figures("check", "check() and a /metrics scrape against status(), primary + 2 "
+                           "standbys")
+    figures = measure(args.rounds, args.bindir, fig)
+    extra = Path(args.json) if isinstance(args.json, str) else None
     if args.json:
+        fig.write(extra, quiet=True)
         print(json.dumps(figures, indent=1))
         return
+    fig.write(extra, quiet=True)
     print(f"PostgreSQL {figures['postgresql']}, primary + 2 standbys, "
           f"{figures['rounds']} rounds (medians)")
     print(f"  status()                      {figures['status_ms']:>8} ms")
@@ -116,4 +141,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
     main()

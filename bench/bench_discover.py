@@ -2,21 +2,24 @@
 process, each next to ``psql -c 'select 1'`` in the same run (so the ratios hold on any
 machine, loaded or not).
 
-Run with ``python bench/bench_discover.py [--rounds N] [--bindir DIR]``. Measured (medians):
+Run with ``nox -s bench`` or ``python bench/bench_discover.py [--rounds N] [--bindir DIR]
+[--json PATH]``; writes ``bench/results/discover.json``. Measured (medians, every figure also
+as a ratio to ``psql`` of the same run):
 
 - ``Cluster.discover(conninfo)`` in process: deep (host facts: owner, programs, service, log)
   and ``deep=False`` (what ``status`` needs); nodes are asked in parallel;
 - ``Cluster.from_file(...).status()`` in process;
 - ``python -m pgstream status --json -c FILE``: a whole process (interpreter start, imports,
   discovery of the roles, status of every node);
-- ``psql -c 'select 1'`` on the primary: one process, one connection, one query.
+- ``psql -c 'select 1'`` on the primary: one process, one connection, one query (the
+  baseline);
+- ``python -c pass``: the interpreter's own start, for scale.
 
 For scale (issue 10): ``repmgr cluster show`` took 38 ms for 3 local nodes.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import statistics
@@ -27,19 +30,23 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from common import Figures, arguments
+
 from pgstream import Cluster
 from pgstream.render.topology import render_topology
 
+PSQL = "psql -c 'select 1' (process)"
 
-def timed(call: Callable[[], object], rounds: int) -> float:
-    """Median seconds of ``rounds`` calls (after one warm-up call)."""
+
+def samples(call: Callable[[], object], rounds: int) -> list[float]:
+    """Seconds of ``rounds`` calls (after one warm-up call)."""
     call()
-    samples = []
+    out = []
     for _ in range(rounds):
         started = time.perf_counter()
         call()
-        samples.append(time.perf_counter() - started)
-    return statistics.median(samples)
+        out.append(time.perf_counter() - started)
+    return out
 
 
 def run(argv: list[str], env: dict[str, str] | None = None) -> None:
@@ -50,14 +57,14 @@ def run(argv: list[str], env: dict[str, str] | None = None) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=15)
-    parser.add_argument("--bindir")
-    args = parser.parse_args()
+    args = arguments(__doc__.split("\n\n")[0], rounds=15).parse_args()
+    fig = Figures("discover", "discovery of a primary + 2 standbys, and a whole status "
+                              "process, against psql -c 'select 1'")
     work = Path(tempfile.mkdtemp(prefix="pgstream-bench-"))
     try:
         with Cluster.sandbox(standbys=2, bindir=args.bindir) as cluster:
             cluster.wait_for_catchup()
+            fig.meta["postgresql"] = str(cluster.primary.version)
             conninfo = cluster.primary.conninfo
             found = Cluster.discover(conninfo)
             assert found.discovery is not None and len(found.standbys) == 2, found.discovery
@@ -76,28 +83,28 @@ def main() -> int:
                 with Cluster.from_file(config, deep=False) as c:
                     c.status()
 
-            figures = {
-                "psql -c 'select 1' (process)": timed(
-                    lambda: run([psql, "-X", "-q", "-d", conninfo, "-c", "select 1"], env),
-                    args.rounds),
-                "Cluster.discover() deep": timed(discover(True), args.rounds),
-                "Cluster.discover(deep=False)": timed(discover(False), args.rounds),
-                "Cluster.from_file().status()": timed(status_in_process, args.rounds),
-                "pgstream status --json (process)": timed(
-                    lambda: run([sys.executable, "-m", "pgstream", "status", "--json", "-c",
-                                 str(config)]), args.rounds),
-                "python -c pass (process)": timed(
-                    lambda: run([sys.executable, "-c", "pass"]), args.rounds),
-            }
+            fig.add(PSQL, samples(
+                lambda: run([psql, "-X", "-q", "-d", conninfo, "-c", "select 1"], env),
+                args.rounds))
+            fig.add("Cluster.discover() deep", samples(discover(True), args.rounds),
+                    baseline=PSQL)
+            fig.add("Cluster.discover(deep=False)", samples(discover(False), args.rounds),
+                    baseline=PSQL)
+            fig.add("Cluster.from_file().status()", samples(status_in_process, args.rounds),
+                    baseline=PSQL)
+            fig.add("pgstream status --json (process)", samples(
+                lambda: run([sys.executable, "-m", "pgstream", "status", "--json", "-c",
+                             str(config)]), args.rounds), baseline=PSQL)
+            fig.add("python -c pass (process)", samples(
+                lambda: run([sys.executable, "-c", "pass"]), args.rounds), baseline=PSQL)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    base = figures["psql -c 'select 1' (process)"]
-    print(f"primary + 2 standbys, local, {args.rounds} rounds, medians "
-          f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs):")
-    for name, seconds in figures.items():
-        print(f"  {name:<36} {seconds * 1000:8.1f} ms   {seconds / base:6.1f}x psql")
+    fig.note(f"{args.rounds} rounds of each (after one warm-up call), one series after the "
+             f"other; median of psql {statistics.median(fig.get(PSQL)['samples']) * 1000:.1f} ms")
+    fig.write(args.json)
     return 0
 
 
 if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
     sys.exit(main())

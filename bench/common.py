@@ -111,9 +111,11 @@ class Figures:
         out += [f"  note: {n}" for n in self.notes]
         return "\n".join(out)
 
-    def write(self, extra_path: Path | None = None) -> Path:
-        """Print the table; write the JSON to bench/results/NAME.json (and ``extra_path``)."""
-        print(self.table(), flush=True)
+    def write(self, extra_path: Path | None = None, *, quiet: bool = False) -> Path:
+        """Print the table (not when ``quiet``); write the JSON to bench/results/NAME.json
+        (and ``extra_path``)."""
+        if not quiet:
+            print(self.table(), flush=True)
         self.meta["load_at_end"] = load()
         data = {"name": self.name, "title": self.title, "meta": self.meta,
                 "figures": self.rows, "notes": self.notes}

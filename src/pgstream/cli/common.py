@@ -167,11 +167,13 @@ _KB = re.compile(r"(\d+)/(\d+) kB")
 
 
 class Progress:
-    """Steps as they run, on stderr; a bar with rate while pg_basebackup copies."""
+    """Steps as they run, on stderr; a bar with rate while pg_basebackup copies. Clones run
+    at once (setup with several standbys): each step's rate is measured from its own first
+    sample (``copies``, by step number)."""
 
     def __init__(self) -> None:
         self.started = time.monotonic()
-        self.copy: tuple[float, int] | None = None
+        self.copies: dict[int, tuple[float, int]] = {}
 
     def __call__(self, event: ProgressEvent) -> None:
         clock = f"{time.monotonic() - self.started:6.1f}s"
@@ -182,19 +184,19 @@ class Progress:
             if match:
                 done = int(match[1])
                 now = time.monotonic()
-                if self.copy is None:
-                    self.copy = (now, done)
-                spent = now - self.copy[0]
+                first = self.copies.setdefault(event.index, (now, done))
+                spent = now - first[0]
                 if spent > 0:
-                    rate = f" {(done - self.copy[1]) / 1024 / spent:7.1f} MB/s"
+                    rate = f" {(done - first[1]) / 1024 / spent:7.1f} MB/s"
             filled = int(event.percent / 5)
             sys.stderr.write(f"\r{clock} {where} [{'#' * filled}{'.' * (20 - filled)}] "
                              f"{event.percent:3.0f}%{rate}")
             sys.stderr.flush()
         elif event.event == "done":
-            self.copy = None
+            self.copies.pop(event.index, None)
             sys.stderr.write(f"\r\x1b[K{clock} {where} {event.step.title}: {event.message}\n")
         elif event.event == "failed":
+            self.copies.pop(event.index, None)
             sys.stderr.write(f"\r\x1b[K{clock} {where} FAILED: {event.step.title}\n")
         elif event.event == "undone":
             sys.stderr.write(f"{clock} rolled back: [{event.step.node}] {event.step.title}\n")
