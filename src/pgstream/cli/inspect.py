@@ -35,8 +35,10 @@ def discover(args: argparse.Namespace) -> int:
         assert found is not None
         replication = ReplicationEntry(args.replication_user or cluster.auth.user,
                                        args.password_env, args.passfile)
+        notes = found.topology_notes()
         text = render_topology(found.topology(replication),
-                               comment=f"written by pgstream discover {time.ctime()}")
+                               comment=f"written by pgstream discover {time.ctime()}"
+                               + (f"\n\n{notes}" if notes else ""))
         document: dict[str, Any] = found.to_dict()
         shown = str(found)
         if args.write and args.dry_run:

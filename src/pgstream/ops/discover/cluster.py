@@ -27,6 +27,7 @@ from pgstream.hosts.running import local_walreceivers
 from pgstream.nodes.conninfo import masked_conninfo
 from pgstream.nodes.node import Node, Primary, Standby
 from pgstream.ops.discover.build import Found, Seen, build, seen_rows
+from pgstream.ops.discover.elsewhere import UnknownHost
 from pgstream.ops.discover.probe import (
     NodeSpec,
     Probe,
@@ -111,6 +112,15 @@ def _same_server(all_seen: Sequence[Seen]) -> None:
 
 _LOCAL = ("", "127.0.0.1", "::1", "localhost")
 FOREIGN = "foreign"
+
+
+def is_remote_address(address: str) -> bool:
+    """Is ``address`` (a walsender row's ``client_addr``) surely not the upstream's own
+    machine? Anything but loopback counts as another machine: discovery cannot tell an
+    address of the upstream's host from one of another host, and a standby it cannot place
+    gets an :class:`~pgstream.ops.discover.elsewhere.UnknownHost`, never the upstream's."""
+    bare = address.removeprefix("::ffff:")
+    return bare not in _LOCAL and not bare.startswith(("127.", "/"))
 
 
 def _sender(seen: Seen) -> tuple[str, int] | None:
@@ -205,9 +215,10 @@ def _find_more(head: Seen, all_seen: list[Seen], deep: bool, scan_local: bool,
         for up, row in unmatched:
             if row.get("client_addr"):
                 address = str(row["client_addr"]).split("/")[0]
+                remote = is_remote_address(address)
                 seen = _new(NodeSpec(_peer_conninfo(head.spec.conninfo, address, port)),
-                            up.node.host, Standby, False)
-                seen.remote = address not in _LOCAL and not address.startswith("127.")
+                            UnknownHost(address) if remote else up.node.host, Standby, False)
+                seen.remote = remote
                 new.append(seen)
     _probe_all(new, deep)
     fresh = []
