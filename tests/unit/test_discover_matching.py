@@ -294,6 +294,7 @@ def test_discover_write_records_no_host_for_a_remote_standby(
     assert primary.host == "local" and primary.data_dir == DATA
     standby = next(n for n in document["nodes"] if n["role"] == "standby")
     assert standby["host"] == "unknown" and standby["host_known"] is False
+    assert document["not_written"] == [standby["name"]]
     # Only as a comment: what to add once its host is known.
     assert f"# [nodes.{standby['name']}]" in text
     assert f"\n[nodes.{standby['name']}]" not in text

@@ -132,13 +132,13 @@ class Discovery:
                       if k != "password" and v is not None}
             where = params.get("host") or "?"
             notes += [
-                f"Not written: {n.name}, a standby found only at {where}, the address its "
-                "upstream sees, on",
-                "another machine: pgstream does not know that machine's host, so it does not "
-                "control",
-                "that server (the primary still finds it at each run, by that address). To "
-                "let pgstream",
-                "control it, add it with its host (an SSH destination, or \"local\"):",
+                f"Not written: {n.name}, a standby found only at {where} (the address its "
+                "upstream",
+                "sees), on another machine: pgstream does not know that machine's host, so it "
+                "does not",
+                "control that server (the primary still finds it by that address at each run). "
+                "To let",
+                "pgstream control it, add it with its host (an SSH destination, or \"local\"):",
                 f"[nodes.{n.name}]",
                 f"conninfo = \"{pg_conninfo.make_conninfo('', **params)}\"",
                 "host = \"admin@that-machine\"", ""]
@@ -155,7 +155,8 @@ class Discovery:
             if not n.reachable:
                 out.append(f"    unreachable: {n.error}")
                 continue
-            out += [f"    PostgreSQL {n.version} on {n.host}, port {n.port}, system "
+            on = n.host if n.host_known else "a host pgstream does not know"
+            out += [f"    PostgreSQL {n.version} on {on}, port {n.port}, system "
                     f"{n.system_identifier}",
                     f"    data_directory {n.data_directory} (owner {n.os_user or '?'})",
                     f"    config_file {n.config_file}", f"    hba_file {n.hba_file}",
