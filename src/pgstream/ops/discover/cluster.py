@@ -5,9 +5,15 @@ they are: version, paths, port, owner, programs, service, log, walsenders, slots
 standby's walreceiver and ``primary_conninfo`` (parsed, its password never kept). Standbys
 are found in the primary's ``pg_stat_replication`` (then in each standby's, for cascades):
 at the conninfos given, else, on this machine, from their walreceiver processes, else at the
-address the primary sees them at. Each standby is matched to its upstream by the slot it
-streams through (then its ``application_name``). The result is a frozen :class:`Discovery`
-(what was found and how each name was chosen) and the node handles a ``Cluster`` is made of.
+address the primary sees them at (one found so on another machine gets an
+:class:`~pgstream.ops.discover.elsewhere.UnknownHost`, never its upstream's host). Each
+standby is matched to its upstream (:func:`_match`): its sender (:func:`_sender`) must be a
+known node, or one that cannot be told (:func:`_points_at`), and it must hold a walsender row
+of it that no other standby holds, by the slot it streams through, then its
+``application_name``; those found that do not (another cluster of the same system, e.g. a
+copy restored from a backup) are left out and reported. The result is a frozen
+:class:`Discovery` (what was found and how each name was chosen) and the node handles a
+``Cluster`` is made of.
 """
 
 from __future__ import annotations
