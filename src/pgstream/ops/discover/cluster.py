@@ -121,8 +121,8 @@ FOREIGN = "foreign"
 
 
 def is_remote_address(address: str) -> bool:
-    """Is ``address`` (a walsender row's ``client_addr``) surely not the upstream's own
-    machine? Anything but loopback counts as another machine: discovery cannot tell an
+    """Is ``address`` (a walsender row's ``client_addr``) to be taken as another machine
+    than the upstream's? Anything but loopback is: discovery cannot tell an
     address of the upstream's host from one of another host, and a standby it cannot place
     gets an :class:`~pgstream.ops.discover.elsewhere.UnknownHost`, never the upstream's."""
     bare = address.removeprefix("::ffff:")
