@@ -35,8 +35,10 @@ def discover(args: argparse.Namespace) -> int:
         assert found is not None
         replication = ReplicationEntry(args.replication_user or cluster.auth.user,
                                        args.password_env, args.passfile)
+        notes = found.topology_notes()
         text = render_topology(found.topology(replication),
-                               comment=f"written by pgstream discover {time.ctime()}")
+                               comment=f"written by pgstream discover {time.ctime()}"
+                               + (f"\n\n{notes}\n\n" if notes else ""))
         document: dict[str, Any] = found.to_dict()
         shown = str(found)
         if args.write and args.dry_run:
@@ -50,6 +52,11 @@ def discover(args: argparse.Namespace) -> int:
             target.write_text(text, encoding="utf-8")
             document["written"] = str(target)
             shown += f"\n\nwrote {target}"
+        if args.write and found.hosts_unknown:
+            document["not_written"] = [n.name for n in found.hosts_unknown]
+            shown += ("\nnot written (host not known, found only by address; the file's "
+                      "comment says what to add): "
+                      + ", ".join(n.name for n in found.hosts_unknown))
         emit(args, document, shown)
         return PROBLEMS if found.problems else OK
     finally:

@@ -20,6 +20,7 @@ from pgstream.hosts.service import PgCtlService
 from pgstream.hosts.ssh import SshHost
 from pgstream.nodes.conninfo import masked_conninfo
 from pgstream.nodes.node import Node, Primary, Standby
+from pgstream.ops.discover.elsewhere import UnknownHost
 from pgstream.ops.discover.found import Discovery, NodeFacts, UnusedSlot
 from pgstream.ops.discover.probe import (
     NodeSpec,
@@ -195,10 +196,12 @@ def _facts(seen: Seen, head: Seen, service: Service) -> NodeFacts:
     upstream = None if seen is head else (seen.upstream.name if seen.upstream else None)
     node = seen.node
     ssh = node.host if isinstance(node.host, SshHost) else None
+    known = not isinstance(node.host, UnknownHost)
     return NodeFacts(
         name=seen.name, named_by=seen.named_by, role=role, reachable=p.reachable,
         conninfo=masked_conninfo(seen.spec.conninfo),
-        host=ssh.destination if ssh is not None else "local",
+        host=ssh.destination if ssh is not None else ("local" if known else "unknown"),
+        host_known=known,
         become=ssh.become if ssh is not None else None,
         version=str(p.version) if p.version else None,
         system_identifier=p.system_identifier or None,

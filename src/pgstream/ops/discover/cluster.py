@@ -5,9 +5,15 @@ they are: version, paths, port, owner, programs, service, log, walsenders, slots
 standby's walreceiver and ``primary_conninfo`` (parsed, its password never kept). Standbys
 are found in the primary's ``pg_stat_replication`` (then in each standby's, for cascades):
 at the conninfos given, else, on this machine, from their walreceiver processes, else at the
-address the primary sees them at. Each standby is matched to its upstream by the slot it
-streams through (then its ``application_name``). The result is a frozen :class:`Discovery`
-(what was found and how each name was chosen) and the node handles a ``Cluster`` is made of.
+address the primary sees them at (one found so on another machine gets an
+:class:`~pgstream.ops.discover.elsewhere.UnknownHost`, never its upstream's host). Each
+standby is matched to its upstream (:func:`_match`): its sender (:func:`_sender`) must be a
+known node, or one that cannot be told (:func:`_points_at`), and it must hold a walsender row
+of it that no other standby holds, by the slot it streams through, then its
+``application_name``; those found that do not (another cluster of the same system, e.g. a
+copy restored from a backup) are left out and reported. The result is a frozen
+:class:`Discovery` (what was found and how each name was chosen) and the node handles a
+``Cluster`` is made of.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from pgstream.hosts.running import local_walreceivers
 from pgstream.nodes.conninfo import masked_conninfo
 from pgstream.nodes.node import Node, Primary, Standby
 from pgstream.ops.discover.build import Found, Seen, build, seen_rows
+from pgstream.ops.discover.elsewhere import UnknownHost
 from pgstream.ops.discover.probe import (
     NodeSpec,
     Probe,
@@ -111,6 +118,15 @@ def _same_server(all_seen: Sequence[Seen]) -> None:
 
 _LOCAL = ("", "127.0.0.1", "::1", "localhost")
 FOREIGN = "foreign"
+
+
+def is_remote_address(address: str) -> bool:
+    """Is ``address`` (a walsender row's ``client_addr``) to be taken as another machine
+    than the upstream's? Anything but loopback is: discovery cannot tell an
+    address of the upstream's host from one of another host, and a standby it cannot place
+    gets an :class:`~pgstream.ops.discover.elsewhere.UnknownHost`, never the upstream's."""
+    bare = address.removeprefix("::ffff:")
+    return bare not in _LOCAL and not bare.startswith(("127.", "/"))
 
 
 def _sender(seen: Seen) -> tuple[str, int] | None:
@@ -205,9 +221,10 @@ def _find_more(head: Seen, all_seen: list[Seen], deep: bool, scan_local: bool,
         for up, row in unmatched:
             if row.get("client_addr"):
                 address = str(row["client_addr"]).split("/")[0]
+                remote = is_remote_address(address)
                 seen = _new(NodeSpec(_peer_conninfo(head.spec.conninfo, address, port)),
-                            up.node.host, Standby, False)
-                seen.remote = address not in _LOCAL and not address.startswith("127.")
+                            UnknownHost(address) if remote else up.node.host, Standby, False)
+                seen.remote = remote
                 new.append(seen)
     _probe_all(new, deep)
     fresh = []

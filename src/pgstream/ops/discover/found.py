@@ -24,7 +24,7 @@ class NodeFacts:
     conninfo: str
     """As given or built, any password masked."""
     host: str
-    """``local`` or the SSH destination."""
+    """``local``, the SSH destination, or ``unknown`` (see :attr:`host_known`)."""
     become: str | None = None
     version: str | None = None
     system_identifier: str | None = None
@@ -48,6 +48,10 @@ class NodeFacts:
     """A standby's ``primary_conninfo``, without its password."""
     primary_conninfo_had_password: bool = False
     error: str | None = None
+    host_known: bool = True
+    """False for a standby found only by the address its upstream sees (its ``conninfo``'s
+    host), on another machine: pgstream does not know how to reach that machine, so it runs
+    nothing there (no service, no data directory) and the topology file leaves it out."""
 
     def to_dict(self) -> dict[str, object]:
         """A JSON-ready dict of every field (its conninfo with any password masked)."""
@@ -91,12 +95,22 @@ class Discovery:
                 "unused_slots": [attrs.asdict(s) for s in self.unused_slots],
                 "problems": list(self.problems), "seconds": self.seconds}
 
+    @property
+    def hosts_unknown(self) -> tuple[NodeFacts, ...]:
+        """The nodes whose host is not known (:attr:`NodeFacts.host_known`), which
+        :meth:`topology` leaves out."""
+        return tuple(n for n in self.nodes if not n.host_known)
+
     def topology(self, replication: ReplicationEntry | None = None) -> Topology:
         """The topology file for these nodes (conninfos without password). A standby's slot
         and ``application_name`` are written where they are not its name, so that they are
-        kept once it is a primary and, later, a standby again."""
+        kept once it is a primary and, later, a standby again. A node whose host is not known
+        (:attr:`hosts_unknown`) is left out, never written with another node's host: read
+        back, the file finds it again by address (see :meth:`topology_notes`)."""
         entries = []
         for facts in self.nodes:
+            if not facts.host_known:
+                continue
             params = {k: v for k, v in pg_conninfo.conninfo_to_dict(facts.conninfo).items()
                       if k != "password" and v is not None}
             slot = facts.slot_name if facts.slot_name not in (None, facts.name) else None
@@ -109,6 +123,27 @@ class Discovery:
                 else None, slot=slot, application_name=app))
         return Topology(tuple(entries), replication or ReplicationEntry())
 
+    def topology_notes(self) -> str:
+        """Comment text for the topology file: each node :meth:`topology` left out, why, and
+        the table to add once its host is known (empty when none was)."""
+        notes = []
+        for n in self.hosts_unknown:
+            params = {k: v for k, v in pg_conninfo.conninfo_to_dict(n.conninfo).items()
+                      if k != "password" and v is not None}
+            where = params.get("host") or "?"
+            notes += [
+                f"Not written: {n.name}, a standby found only at {where} (the address its "
+                "upstream",
+                "sees), on another machine: pgstream does not know that machine's host, so it "
+                "does not",
+                "control that server (the primary still finds it by that address at each run). "
+                "To let",
+                "pgstream control it, add it with its host (an SSH destination, or \"local\"):",
+                f"[nodes.{n.name}]",
+                f"conninfo = \"{pg_conninfo.make_conninfo('', **params)}\"",
+                "host = \"admin@that-machine\"", ""]
+        return "\n".join(notes).rstrip("\n")
+
     def __str__(self) -> str:
         out = []
         for n in self.nodes:
@@ -120,7 +155,8 @@ class Discovery:
             if not n.reachable:
                 out.append(f"    unreachable: {n.error}")
                 continue
-            out += [f"    PostgreSQL {n.version} on {n.host}, port {n.port}, system "
+            on = n.host if n.host_known else "a host pgstream does not know"
+            out += [f"    PostgreSQL {n.version} on {on}, port {n.port}, system "
                     f"{n.system_identifier}",
                     f"    data_directory {n.data_directory} (owner {n.os_user or '?'})",
                     f"    config_file {n.config_file}", f"    hba_file {n.hba_file}",

@@ -26,6 +26,7 @@ from pgstream.hosts.running import PostmasterFacts, postmaster_facts, unit_main_
 from pgstream.hosts.service import DebianClusterService, PgCtlService, SystemdService
 from pgstream.nodes.node import Node
 from pgstream.nodes.slot import SlotStatus
+from pgstream.ops.discover.elsewhere import UnknownHost
 from pgstream.render import probes, queries
 
 _DEBIAN_CONF = re.compile(r"/etc/postgresql/([^/]+)/([^/]+)/postgresql\.conf")
@@ -139,7 +140,7 @@ def probe(node: Node, *, deep: bool) -> Probe:
     except (NodeUnreachable, QueryError) as exc:
         return Probe(False, str(exc))
     facts = None
-    if deep and settings["data_directory"]:
+    if deep and settings["data_directory"] and not isinstance(node.host, UnknownHost):
         try:
             facts = postmaster_facts(node.host, Path(settings["data_directory"]))
         except PgStreamError:
