@@ -214,3 +214,19 @@ def test_status_schema_accepts_a_status_and_refuses_a_broken_one() -> None:
     document["standbys"][0]["state"] = 3
     del document["problems"]
     assert len(errors(document, schema)) == 2
+
+
+def test_an_unset_password_variable_is_bad_input_before_any_server_is_asked(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A topology naming an unset variable is refused as bad input (exit 2) even when no
+    node can be reached: the file is wrong whatever the servers' state."""
+    from pgstream.errors import InvalidInput
+    from pgstream.ops.discover.from_file import found_in_file
+
+    path = tmp_path / "pgstream.toml"
+    # Ports 1 and 2 on loopback: nothing listens there; asking it would be NodeUnreachable.
+    path.write_text(GOOD.replace("port=5432", "port=1").replace(
+        "host=db2 port=5433", "host=127.0.0.1 port=2"), encoding="utf-8")
+    monkeypatch.delenv("PW", raising=False)
+    with pytest.raises(InvalidInput, match=r"\$PW"):
+        found_in_file(path)

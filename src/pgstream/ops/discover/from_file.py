@@ -172,6 +172,13 @@ def found_in_file(path: str | Path, *, deep: bool = True) -> tuple[Found, Replic
     node the servers say), and the replication role to use: the file's user, else the one
     found, else ``replicator``, with the file's password."""
     topology = read_topology(path)
+    entry = topology.replication
+    # A password source that cannot be read is bad input (exit 2), whatever the servers'
+    # state: read it before any server is asked when the user it is for is known already.
+    early: Secret | None = None
+    if entry.password_env is not None or entry.user is not None:
+        early = replication_password(entry, entry.user)
     found = found_from_topology(topology, deep=deep)
-    user = topology.replication.user or found.replication_user or "replicator"
-    return found, ReplicationAuth(user, replication_password(topology.replication, user))
+    user = entry.user or found.replication_user or "replicator"
+    password = early if early is not None else replication_password(entry, user)
+    return found, ReplicationAuth(user, password)
