@@ -7,12 +7,21 @@ as another OS user through ``sudo -n -u USER`` (``runuser`` when logged in as ro
 when that user is the login). With ``become="root"``, the work that has no user of its own
 (file reads and writes, checks, ``pg_ctlcluster``, ``systemctl``) goes through ``sudo`` too,
 Ansible's *become*: for a login such as ``admin`` or ``ubuntu`` that has passwordless sudo.
+
+A command runs there in a process group of its own (``setsid``, as the user it runs as), and
+first prints that group's id on a marker line, which :meth:`SshHost.run` takes out of the output
+callers see. When the command times out here, or the wait for it is interrupted (Ctrl-C,
+SIGTERM, a failing output callback, the ssh client killed), killing the local ssh client would
+leave it running there: a second, short ssh command sends that group SIGTERM, then, after at
+most 2 s, SIGKILL, and then the original error goes on. A host without ``setsid`` (util-linux)
+runs the command as before, with no group of its own: it is not stopped there.
 """
 
 from __future__ import annotations
 
 import base64
 import logging
+import re
 import shlex
 import time
 from collections.abc import Mapping, Sequence
@@ -45,6 +54,45 @@ _PROC_VIEW = ('p=/proc/$1; if kill -0 "$1" 2>/dev/null && ! grep -q "^[^)]*) [ZX
               '"$(readlink $p/exe 2>/dev/null)" "$(readlink $p/cwd 2>/dev/null)" '
               '"$(realpath -m -- "$2")"; tr "\\000" "\\n" < $p/cmdline 2>/dev/null; '
               'printf ":proc>>"')
+
+
+# Runs "$@" in a session (so a process group) of its own, which first prints its id on a marker
+# line (on stdout: before anything the command prints there); without setsid, as before. This
+# shell's child is no group leader, so setsid makes the session without forking again.
+_MARK = "<<pgstream-pgid:"
+_IN_GROUP = f'printf "{_MARK}%s>>\\n" "$$"; exec "$@"'
+_GROUP = ("if command -v setsid >/dev/null 2>&1; then setsid sh -c "
+          f'{shlex.quote(_IN_GROUP)} sh "$@"; exit; fi; exec "$@"')
+_MARK_LINE = re.compile(re.escape(_MARK) + r"(\d+)>>")
+_MARK_OUTPUT = re.compile(re.escape(_MARK) + r"\d+>>\n")
+# $1 a process group: SIGTERM, at most 2 s (20 x 0.1 s) for it to go, then SIGKILL. Exits 0:
+# a group already gone is no failure.
+_STOP_GROUP = ('g=$1; kill -s TERM -- "-$g" 2>/dev/null || exit 0; n=0; '
+               'while [ "$n" -lt 20 ] && kill -s 0 -- "-$g" 2>/dev/null; do sleep 0.1; '
+               'n=$((n + 1)); done; kill -s KILL -- "-$g" 2>/dev/null; exit 0')
+
+
+class _GroupWatch:
+    """The output callback of the local ssh: takes the group marker line out (noting the
+    group's id) and passes the other lines on."""
+
+    def __init__(self, on_output: OutputCallback | None) -> None:
+        self.pgid: int | None = None
+        self._on_output = on_output
+
+    def __call__(self, line: str) -> None:
+        if self.pgid is None and (found := _MARK_LINE.search(line)) is not None:
+            self.pgid = int(found[1])
+            line = line[:found.start()] + line[found.end():]
+            if not line.strip():
+                return
+        if self._on_output is not None:
+            self._on_output(line)
+
+
+def without_marker(output: str) -> str:
+    """``output`` without the process-group marker line the remote wrapper printed first."""
+    return _MARK_OUTPUT.sub("", output, count=1)
 
 
 @attrs.define
@@ -98,10 +146,15 @@ class SshHost:
         return target
 
     def _remote(self, argv: Sequence[str], target: str | None,
-                env: Mapping[str, str] | None, cwd: Path | None) -> str:
+                env: Mapping[str, str] | None, cwd: Path | None, *,
+                group: bool = True) -> str:
+        """The command line for the remote shell; with ``group``, in a process group of its
+        own that prints its id first (see :data:`_GROUP`)."""
         words = [str(a) for a in argv]
         if env:
             words = ["env", *(f"{k}={v}" for k, v in env.items()), *words]
+        if group:  # inside the user switch: the group is that user's, who may signal it
+            words = ["sh", "-c", _GROUP, "sh", *words]
         if target is not None:
             if cwd is not None:  # change directory as that user, who may be the only one allowed
                 words = ["sh", "-c", 'cd "$1" && shift && exec "$@"', "sh", str(cwd), *words]
@@ -112,6 +165,31 @@ class SshHost:
         if cwd is not None:
             command = f"cd {shlex.quote(str(cwd))} && {command}"
         return command
+
+    def stop_group_command(self, pgid: int, target: str | None) -> list[str]:
+        """The ssh argv that stops process group ``pgid`` there (SIGTERM, at most 2 s, then
+        SIGKILL), as ``target`` (the user the group's command ran as; None: the login)."""
+        if isinstance(pgid, bool) or not isinstance(pgid, int) or pgid <= 1:
+            raise InvalidInput(f"not a process group to stop: {pgid!r}")
+        if target is not None and self.login == "root":
+            target = None  # root signals anyone's group
+        return self._ssh(self._remote(("sh", "-c", _STOP_GROUP, "sh", str(pgid)), target,
+                                      None, None, group=False))
+
+    def _stop_group(self, pgid: int, target: str | None, shown: str) -> None:
+        """Stop the group an interrupted command left running there; never raises an
+        ``Exception`` (the interruption is what the caller must see), only a new interrupt."""
+        _log.warning("stopping %s on %s (process group %d there)", shown, self.name, pgid)
+        try:
+            done = self._local.run(self.stop_group_command(pgid, target),
+                                   timeout=self.connect_timeout + 10.0, check=False,
+                                   what=f"stop {shown} on {self.name}")
+        except Exception as exc:  # noqa: BLE001 - reported; the original error goes on
+            _log.warning("could not stop %s on %s: %s", shown, self.name, exc)
+            return
+        if done.returncode != 0:
+            _log.warning("could not stop %s on %s (exit %d): %s", shown, self.name,
+                         done.returncode, (done.output.strip().splitlines() or [""])[-1])
 
     def run(self, argv: Sequence[str], *, user: OsUser | None = None,
             env: Mapping[str, str] | None = None, timeout: float = 120.0,
@@ -127,11 +205,20 @@ class SshHost:
             _log.debug("run on %s%s: %s%s", self.name, f" as {target}" if target else "",
                        redact.command(argv, env), f" (stdin: {len(stdin)} chars)" if stdin else "")
         local = self._ssh(self._remote(argv, target, env, cwd))
+        watch = _GroupWatch(on_output)
         try:
-            done = self._local.run(local, timeout=timeout, on_output=on_output, check=False,
+            done = self._local.run(local, timeout=timeout, on_output=watch, check=False,
                                    what=f"{shown} on {self.name}", stdin=stdin)
-        except CommandFailed as exc:
-            raise CommandFailed(f"{exc} (on {self.name})", argv=tuple(map(str, argv))) from None
+        except BaseException as exc:  # timed out, Ctrl-C, SIGTERM: the ssh client is killed
+            if watch.pgid is not None:  # and what it started there is stopped too
+                self._stop_group(watch.pgid, target, shown)
+            if isinstance(exc, CommandFailed):
+                raise CommandFailed(f"{exc} (on {self.name})",
+                                    argv=tuple(map(str, argv))) from None
+            raise
+        if done.returncode < 0 and watch.pgid is not None:
+            self._stop_group(watch.pgid, target, shown)  # the ssh client was killed here
+        done = attrs.evolve(done, output=without_marker(done.output))
         if done.returncode == 255 and _ssh_failed(done.output):
             raise HostUnreachable(f"cannot reach {self.name} over ssh ({self.destination}): "
                                   + (done.output.strip().splitlines() or ["no output"])[-1])
