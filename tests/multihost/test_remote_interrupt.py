@@ -7,6 +7,7 @@ The rig's hosts are network namespaces of this machine, so what runs "there" is 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -83,10 +84,8 @@ def _gone(seconds: str, within: float = 5.0) -> bool:
 def _cleanup(seconds: str) -> None:
     """Whatever the test left (it failed): killed, so that nothing outlives it."""
     for pid in _running(seconds):
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 def _signal_once_started(seconds: str, signum: int) -> threading.Thread:

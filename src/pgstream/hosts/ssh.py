@@ -56,12 +56,22 @@ _PROC_VIEW = ('p=/proc/$1; if kill -0 "$1" 2>/dev/null && ! grep -q "^[^)]*) [ZX
               'printf ":proc>>"')
 
 
-# Runs "$@" in a session (so a process group) of its own, which first prints its id on a marker
-# line (on stdout: before anything the command prints there); without setsid, as before. This
-# shell's child is no group leader, so setsid makes the session without forking again.
+# The remote command leads a process group of its own, and first prints its id on a marker
+# line (on stdout: before anything the command prints there). Run as the login user, it is the
+# login shell's process, which sshd made the leader of a session (so of a group) of its own: the
+# shell prints its pid and execs the command, at no cost. Run as another user, ``_GROUP`` (sh,
+# inside the user switch) does it: exec'd in the group it leads when ``sudo`` (with ``use_pty``)
+# made one for it; otherwise (``runuser``, ``sudo`` without a pty) in a new session, ``setsid``
+# (a child of this shell is no group leader: setsid forks no more); without setsid as before,
+# in no group of its own. The group's id is field 5 of /proc/$$/stat (after the name in
+# parentheses, which may hold spaces).
 _MARK = "<<pgstream-pgid:"
-_IN_GROUP = f'printf "{_MARK}%s>>\\n" "$$"; exec "$@"'
-_GROUP = ("if command -v setsid >/dev/null 2>&1; then setsid sh -c "
+_PRINT_GROUP = f'printf "{_MARK}%s>>\\n" "$$"'
+_IN_GROUP = f'{_PRINT_GROUP}; exec "$@"'
+_GROUP = ('g=; if read -r s < "/proc/$$/stat"; then s=${s##*") "}; s=${s#* }; s=${s#* }; '
+          'g=${s%% *}; fi 2>/dev/null; '
+          f'if [ "$g" = "$$" ]; then {_IN_GROUP}; fi; '
+          "if command -v setsid >/dev/null 2>&1; then setsid sh -c "
           f'{shlex.quote(_IN_GROUP)} sh "$@"; exit; fi; exec "$@"')
 _MARK_LINE = re.compile(re.escape(_MARK) + r"(\d+)>>")
 _MARK_OUTPUT = re.compile(re.escape(_MARK) + r"\d+>>\n")
@@ -148,22 +158,24 @@ class SshHost:
     def _remote(self, argv: Sequence[str], target: str | None,
                 env: Mapping[str, str] | None, cwd: Path | None, *,
                 group: bool = True) -> str:
-        """The command line for the remote shell; with ``group``, in a process group of its
-        own that prints its id first (see :data:`_GROUP`)."""
+        """The command line for the remote (login) shell; with ``group``, the command leads
+        a process group of its own and prints its id first (see ``_GROUP``)."""
         words = [str(a) for a in argv]
         if env:
             words = ["env", *(f"{k}={v}" for k, v in env.items()), *words]
-        if group:  # inside the user switch: the group is that user's, who may signal it
-            words = ["sh", "-c", _GROUP, "sh", *words]
         if target is not None:
+            if group:  # inside the switch: the group is that user's, who may signal it
+                words = ["sh", "-c", _GROUP, "sh", *words]
             if cwd is not None:  # change directory as that user, who may be the only one allowed
                 words = ["sh", "-c", 'cd "$1" && shift && exec "$@"', "sh", str(cwd), *words]
                 cwd = None
             switch = ["runuser", "-u"] if self.login == "root" else ["sudo", "-n", "-u"]
             words = [*switch, target, "--", *words]
         command = shlex.join(words)
+        if group and target is None:  # the login shell, sshd's group leader, becomes it
+            command = f"{_PRINT_GROUP}; exec {command}"
         if cwd is not None:
-            command = f"cd {shlex.quote(str(cwd))} && {command}"
+            command = f"cd {shlex.quote(str(cwd))} || exit; {command}"
         return command
 
     def stop_group_command(self, pgid: int, target: str | None) -> list[str]:
