@@ -18,15 +18,16 @@ import pytest
 
 from pgstream.errors import CommandFailed, HostUnreachable, InvalidInput, InvalidName, Terminated
 from pgstream.hosts.host import Completed, LocalHost, OsUser
-from pgstream.hosts.ssh import (
-    _GROUP,
-    _PRINT_GROUP,
-    _STOP_GROUP,
-    SshHost,
-    _GroupWatch,
+from pgstream.hosts.ssh import SshHost
+from pgstream.render import commands
+from pgstream.render.process_group import (
+    GROUP,
+    PRINT_GROUP,
+    STOP_GROUP,
+    GroupWatch,
+    stop_group,
     without_marker,
 )
-from pgstream.render import commands
 
 POSTGRES = OsUser("postgres", 101, 104, "/var/lib/postgresql")
 
@@ -44,11 +45,11 @@ def remote(argv: list[str]) -> list[str]:
     """The remote command's words, without what puts it in a process group of its own (the
     login shell printing its pid, then ``exec``; ``sh -c GROUP sh`` inside a user switch)."""
     line = argv[-1]
-    if line.startswith(_PRINT_GROUP + "; exec "):
-        return shlex.split(line.removeprefix(_PRINT_GROUP + "; exec "))
+    if line.startswith(PRINT_GROUP + "; exec "):
+        return shlex.split(line.removeprefix(PRINT_GROUP + "; exec "))
     words = shlex.split(line)
     for at in range(len(words) - 3):
-        if words[at:at + 4] == ["sh", "-c", _GROUP, "sh"]:
+        if words[at:at + 4] == ["sh", "-c", GROUP, "sh"]:
             return words[:at] + words[at + 4:]
     raise AssertionError(f"no process-group wrapper in {line}")
 
@@ -236,7 +237,7 @@ def test_the_group_goes_inside_the_user_switch_and_the_directory_change() -> Non
     ssh.run(["true"], cwd=Path("/tmp/a b"))
     assert shlex.split(rec.calls[0][0][-1]) == [
         "sudo", "-n", "-u", "postgres", "--", "sh", "-c", 'cd "$1" && shift && exec "$@"', "sh",
-        "/srv/pg data", "sh", "-c", _GROUP, "sh", "env", "PGAPPNAME=x", "pg_basebackup", "-D",
+        "/srv/pg data", "sh", "-c", GROUP, "sh", "env", "PGAPPNAME=x", "pg_basebackup", "-D",
         "."]
     assert rec.calls[1][0][-1] == (
         """cd '/tmp/a b' || exit; printf "<<pgstream-pgid:%s>>\\n" "$$"; exec true""")
@@ -283,7 +284,7 @@ def test_as_another_user_the_command_gets_a_session_of_its_own() -> None:
     ("no-setsid", False),  # and no setsid there: as before
 ])
 def test_the_group_script(shape: str, own_group: bool, tmp_path: Path) -> None:
-    """``_GROUP`` run by this machine's ``sh``: the command leads a group of its own and
+    """``GROUP`` run by this machine's ``sh``: the command leads a group of its own and
     prints its id first; without setsid it just runs (no marker)."""
     env = None
     if shape == "no-setsid":
@@ -292,7 +293,7 @@ def test_the_group_script(shape: str, own_group: bool, tmp_path: Path) -> None:
         for tool in ("cat", "cut", "sh"):
             (bindir / tool).symlink_to(shutil.which(tool) or f"/bin/{tool}")
         env = {"PATH": str(bindir)}
-    script = ("sh", "-c", _GROUP, "sh", *_IDS[:2], _IDS[2] + "; cat")
+    script = ("sh", "-c", GROUP, "sh", *_IDS[:2], _IDS[2] + "; cat")
     if shape != "leader":  # a child of another shell (the "; exit" keeps it from exec'ing)
         script = ("sh", "-c", '"$@"; exit', "sh", *script)
     done = LocalHost().run(script, env=env, stdin="stdin\n")
@@ -327,11 +328,11 @@ def test_the_marker_is_taken_out_once_wherever_it_lands() -> None:
         "<<pgstream-pgid:2>>\n")
     assert without_marker("no marker\n") == "no marker\n"
     seen: list[str] = []
-    watch = _GroupWatch(seen.append)
+    watch = GroupWatch(seen.append)
     for line in ("ssh: warning", "<<pgstream-pgid:4242>>", "x<<pgstream-pgid:7>>"):
         watch(line)
     assert watch.pgid == 4242 and seen == ["ssh: warning", "x<<pgstream-pgid:7>>"]
-    partial = _GroupWatch(None)
+    partial = GroupWatch(None)
     partial("Warn<<pgstream-pgid:99>>")
     assert partial.pgid == 99
 
@@ -347,7 +348,7 @@ def test_the_stop_command_runs_as_the_group_s_user(login: str, target: str | Non
     ssh, _rec = host(login=login)
     argv = ssh.stop_group_command(4242, target)
     assert argv[:3] == ["ssh", "-F", "/cfg"] and argv[-3:-1] == ["db1.example", "--"]
-    assert shlex.split(argv[-1]) == [*switch, "sh", "-c", _STOP_GROUP, "sh", "4242"]
+    assert shlex.split(argv[-1]) == [*switch, "sh", "-c", STOP_GROUP, "sh", "4242"]
 
 
 @pytest.mark.parametrize("bad", [0, 1, -5, True])
@@ -356,6 +357,9 @@ def test_no_stop_command_for_what_is_no_process_group(bad: int) -> None:
     ssh, _rec = host(login="admin")
     with pytest.raises(InvalidInput, match="not a process group"):
         ssh.stop_group_command(bad, None)
+    with pytest.raises(InvalidInput, match="not a process group"):
+        stop_group(bad)
+    assert stop_group(4242) == ("sh", "-c", STOP_GROUP, "sh", "4242")
 
 
 class Interrupted:
@@ -370,7 +374,7 @@ class Interrupted:
 
     def run(self, argv: list[str], *, on_output: Any = None, **_: object) -> Completed:
         self.calls.append(list(argv))
-        if shlex.quote(_STOP_GROUP) in argv[-1]:
+        if shlex.quote(STOP_GROUP) in argv[-1]:
             if isinstance(self.stop_answer, BaseException):
                 raise self.stop_answer
             return self.stop_answer or Completed(tuple(argv), 0, "", 0.01)
@@ -405,7 +409,7 @@ def test_an_interrupted_command_s_group_is_stopped_then_the_error_goes_on(
         assert raised.value is failure
     assert len(fake.calls) == 2
     assert shlex.split(fake.calls[1][-1]) == ["sudo", "-n", "-u", "postgres", "--", "sh", "-c",
-                                              _STOP_GROUP, "sh", "4242"]
+                                              STOP_GROUP, "sh", "4242"]
 
 
 def test_the_ssh_client_killed_here_stops_the_group_there() -> None:

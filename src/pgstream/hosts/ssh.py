@@ -8,20 +8,23 @@ when that user is the login). With ``become="root"``, the work that has no user 
 (file reads and writes, checks, ``pg_ctlcluster``, ``systemctl``) goes through ``sudo`` too,
 Ansible's *become*: for a login such as ``admin`` or ``ubuntu`` that has passwordless sudo.
 
-A command runs there in a process group of its own (``setsid``, as the user it runs as), and
-first prints that group's id on a marker line, which :meth:`SshHost.run` takes out of the output
-callers see. When the command times out here, or the wait for it is interrupted (Ctrl-C,
-SIGTERM, a failing output callback, the ssh client killed), killing the local ssh client would
-leave it running there: a second, short ssh command sends that group SIGTERM, then, after at
-most 2 s, SIGKILL, and then the original error goes on. A host without ``setsid`` (util-linux)
-runs the command as before, with no group of its own: it is not stopped there.
+A command runs there as the leader of a process group of its own, and first prints that
+group's id on a marker line, which :meth:`SshHost.run` takes out of the output callers see. Run
+as the login user, it is the process sshd started (the leader of a session of its own: the login
+shell prints its pid and execs the command); run as another user, the group is made inside the
+user switch, as that user (``sudo`` with ``use_pty`` makes one; otherwise ``setsid``). When the
+command times out here, or the wait for it is interrupted (Ctrl-C, SIGTERM, a failing output
+callback, the local ssh client killed), killing the local ssh client alone would leave it
+running there: a second, short ssh command, as the same user, sends that group SIGTERM, then,
+after at most 2 s, SIGKILL; then the original error goes on. A command interrupted before its
+marker arrived, or run as another user on a host without ``setsid`` (util-linux), is not
+stopped there (as before). Commands that finish cost one ssh command each, as before.
 """
 
 from __future__ import annotations
 
 import base64
 import logging
-import re
 import shlex
 import time
 from collections.abc import Mapping, Sequence
@@ -39,6 +42,7 @@ from pgstream.facts import redact
 from pgstream.facts.identifiers import os_user_name
 from pgstream.hosts.host import Completed, LocalHost, OsUser
 from pgstream.hosts.process import OutputCallback, postmaster_proven
+from pgstream.render import process_group
 
 _log = logging.getLogger(__name__)
 
@@ -54,55 +58,6 @@ _PROC_VIEW = ('p=/proc/$1; if kill -0 "$1" 2>/dev/null && ! grep -q "^[^)]*) [ZX
               '"$(readlink $p/exe 2>/dev/null)" "$(readlink $p/cwd 2>/dev/null)" '
               '"$(realpath -m -- "$2")"; tr "\\000" "\\n" < $p/cmdline 2>/dev/null; '
               'printf ":proc>>"')
-
-
-# The remote command leads a process group of its own, and first prints its id on a marker
-# line (on stdout: before anything the command prints there). Run as the login user, it is the
-# login shell's process, which sshd made the leader of a session (so of a group) of its own: the
-# shell prints its pid and execs the command, at no cost. Run as another user, ``_GROUP`` (sh,
-# inside the user switch) does it: exec'd in the group it leads when ``sudo`` (with ``use_pty``)
-# made one for it; otherwise (``runuser``, ``sudo`` without a pty) in a new session, ``setsid``
-# (a child of this shell is no group leader: setsid forks no more); without setsid as before,
-# in no group of its own. The group's id is field 5 of /proc/$$/stat (after the name in
-# parentheses, which may hold spaces).
-_MARK = "<<pgstream-pgid:"
-_PRINT_GROUP = f'printf "{_MARK}%s>>\\n" "$$"'
-_IN_GROUP = f'{_PRINT_GROUP}; exec "$@"'
-_GROUP = ('g=; if read -r s < "/proc/$$/stat"; then s=${s##*") "}; s=${s#* }; s=${s#* }; '
-          'g=${s%% *}; fi 2>/dev/null; '
-          f'if [ "$g" = "$$" ]; then {_IN_GROUP}; fi; '
-          "if command -v setsid >/dev/null 2>&1; then setsid sh -c "
-          f'{shlex.quote(_IN_GROUP)} sh "$@"; exit; fi; exec "$@"')
-_MARK_LINE = re.compile(re.escape(_MARK) + r"(\d+)>>")
-_MARK_OUTPUT = re.compile(re.escape(_MARK) + r"\d+>>\n")
-# $1 a process group: SIGTERM, at most 2 s (20 x 0.1 s) for it to go, then SIGKILL. Exits 0:
-# a group already gone is no failure.
-_STOP_GROUP = ('g=$1; kill -s TERM -- "-$g" 2>/dev/null || exit 0; n=0; '
-               'while [ "$n" -lt 20 ] && kill -s 0 -- "-$g" 2>/dev/null; do sleep 0.1; '
-               'n=$((n + 1)); done; kill -s KILL -- "-$g" 2>/dev/null; exit 0')
-
-
-class _GroupWatch:
-    """The output callback of the local ssh: takes the group marker line out (noting the
-    group's id) and passes the other lines on."""
-
-    def __init__(self, on_output: OutputCallback | None) -> None:
-        self.pgid: int | None = None
-        self._on_output = on_output
-
-    def __call__(self, line: str) -> None:
-        if self.pgid is None and (found := _MARK_LINE.search(line)) is not None:
-            self.pgid = int(found[1])
-            line = line[:found.start()] + line[found.end():]
-            if not line.strip():
-                return
-        if self._on_output is not None:
-            self._on_output(line)
-
-
-def without_marker(output: str) -> str:
-    """``output`` without the process-group marker line the remote wrapper printed first."""
-    return _MARK_OUTPUT.sub("", output, count=1)
 
 
 @attrs.define
@@ -159,13 +114,14 @@ class SshHost:
                 env: Mapping[str, str] | None, cwd: Path | None, *,
                 group: bool = True) -> str:
         """The command line for the remote (login) shell; with ``group``, the command leads
-        a process group of its own and prints its id first (see ``_GROUP``)."""
+        a process group of its own and prints its id first (see
+        :mod:`pgstream.render.process_group`)."""
         words = [str(a) for a in argv]
         if env:
             words = ["env", *(f"{k}={v}" for k, v in env.items()), *words]
         if target is not None:
             if group:  # inside the switch: the group is that user's, who may signal it
-                words = ["sh", "-c", _GROUP, "sh", *words]
+                words = process_group.in_group(words)
             if cwd is not None:  # change directory as that user, who may be the only one allowed
                 words = ["sh", "-c", 'cd "$1" && shift && exec "$@"', "sh", str(cwd), *words]
                 cwd = None
@@ -173,7 +129,7 @@ class SshHost:
             words = [*switch, target, "--", *words]
         command = shlex.join(words)
         if group and target is None:  # the login shell, sshd's group leader, becomes it
-            command = f"{_PRINT_GROUP}; exec {command}"
+            command = process_group.for_login_shell(command)
         if cwd is not None:
             command = f"cd {shlex.quote(str(cwd))} || exit; {command}"
         return command
@@ -181,17 +137,15 @@ class SshHost:
     def stop_group_command(self, pgid: int, target: str | None) -> list[str]:
         """The ssh argv that stops process group ``pgid`` there (SIGTERM, at most 2 s, then
         SIGKILL), as ``target`` (the user the group's command ran as; None: the login)."""
-        if isinstance(pgid, bool) or not isinstance(pgid, int) or pgid <= 1:
-            raise InvalidInput(f"not a process group to stop: {pgid!r}")
+        stop = process_group.stop_group(pgid)
         if target is not None and self.login == "root":
             target = None  # root signals anyone's group
-        return self._ssh(self._remote(("sh", "-c", _STOP_GROUP, "sh", str(pgid)), target,
-                                      None, None, group=False))
+        return self._ssh(self._remote(stop, target, None, None, group=False))
 
     def _stop_group(self, pgid: int, target: str | None, shown: str) -> None:
         """Stop the group an interrupted command left running there; never raises an
         ``Exception`` (the interruption is what the caller must see), only a new interrupt."""
-        _log.warning("stopping %s on %s (process group %d there)", shown, self.name, pgid)
+        _log.info("stopping %s on %s (process group %d there)", shown, self.name, pgid)
         try:
             done = self._local.run(self.stop_group_command(pgid, target),
                                    timeout=self.connect_timeout + 10.0, check=False,
@@ -210,14 +164,16 @@ class SshHost:
             stdin: str | None = None) -> Completed:
         """Run ``argv`` there. A failed user switch (no sudo, sudo wanting a password) raises
         even with ``check=False``: the command itself never ran, so its exit code means
-        nothing (a ``test -e`` must not read as "absent")."""
+        nothing (a ``test -e`` must not read as "absent"). Timed out or interrupted here, the
+        command's process group there is stopped too before the error goes on (see the
+        module's description)."""
         shown = what or Path(str(argv[0])).name
         target = self._switch_to(user)
         if _log.isEnabledFor(logging.DEBUG):
             _log.debug("run on %s%s: %s%s", self.name, f" as {target}" if target else "",
                        redact.command(argv, env), f" (stdin: {len(stdin)} chars)" if stdin else "")
         local = self._ssh(self._remote(argv, target, env, cwd))
-        watch = _GroupWatch(on_output)
+        watch = process_group.GroupWatch(on_output)
         try:
             done = self._local.run(local, timeout=timeout, on_output=watch, check=False,
                                    what=f"{shown} on {self.name}", stdin=stdin)
@@ -230,7 +186,7 @@ class SshHost:
             raise
         if done.returncode < 0 and watch.pgid is not None:
             self._stop_group(watch.pgid, target, shown)  # the ssh client was killed here
-        done = attrs.evolve(done, output=without_marker(done.output))
+        done = attrs.evolve(done, output=process_group.without_marker(done.output))
         if done.returncode == 255 and _ssh_failed(done.output):
             raise HostUnreachable(f"cannot reach {self.name} over ssh ({self.destination}): "
                                   + (done.output.strip().splitlines() or ["no output"])[-1])
