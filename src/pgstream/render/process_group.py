@@ -40,11 +40,13 @@ GROUP = ('g=; if read -r s < "/proc/$$/stat"; then s=${s##*") "}; s=${s#* }; s=$
          "if command -v setsid >/dev/null 2>&1; then setsid sh -c "
          f'{shlex.quote(_IN_GROUP)} sh "$@"; exit; fi; exec "$@"')
 """The ``sh -c`` script that runs ``"$@"`` leading a process group of its own (see above)."""
-# $1 a process group: SIGTERM, at most 2 s (20 x 0.1 s) for it to go, then SIGKILL. Exits 0:
-# a group already gone is no failure.
-STOP_GROUP = ('g=$1; kill -s TERM -- "-$g" 2>/dev/null || exit 0; n=0; '
-              'while [ "$n" -lt 20 ] && kill -s 0 -- "-$g" 2>/dev/null; do sleep 0.1; '
-              'n=$((n + 1)); done; kill -s KILL -- "-$g" 2>/dev/null; exit 0')
+# $1 a process group: SIGTERM, at most 2 s (20 x 0.1 s) for it to go, then SIGKILL and at most
+# 1 s more (so that nothing of it still writes when this returns). Exits 0: a group already
+# gone is no failure.
+STOP_GROUP = ('g=$1; wait_gone() { n=0; while [ "$n" -lt "$1" ] && kill -s 0 -- "-$g" '
+              '2>/dev/null; do sleep 0.1; n=$((n + 1)); done; }; '
+              'kill -s TERM -- "-$g" 2>/dev/null || exit 0; wait_gone 20; '
+              'kill -s KILL -- "-$g" 2>/dev/null || exit 0; wait_gone 10; exit 0')
 """The ``sh -c`` script of :func:`stop_group`."""
 
 _MARK_LINE = re.compile(re.escape(MARK) + r"(\d+)>>")
