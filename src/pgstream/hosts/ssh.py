@@ -7,6 +7,18 @@ as another OS user through ``sudo -n -u USER`` (``runuser`` when logged in as ro
 when that user is the login). With ``become="root"``, the work that has no user of its own
 (file reads and writes, checks, ``pg_ctlcluster``, ``systemctl``) goes through ``sudo`` too,
 Ansible's *become*: for a login such as ``admin`` or ``ubuntu`` that has passwordless sudo.
+
+A command runs there as the leader of a process group of its own, and first prints that
+group's id on a marker line, which :meth:`SshHost.run` takes out of the output callers see. Run
+as the login user, it is the process sshd started (the leader of a session of its own: the login
+shell prints its pid and execs the command); run as another user, the group is made inside the
+user switch, as that user (``sudo`` with ``use_pty`` makes one; otherwise ``setsid``). When the
+command times out here, or the wait for it is interrupted (Ctrl-C, SIGTERM, a failing output
+callback, the local ssh client killed), killing the local ssh client alone would leave it
+running there: a second, short ssh command, as the same user, sends that group SIGTERM, then,
+after at most 2 s, SIGKILL; then the original error goes on. A command interrupted before its
+marker arrived, or run as another user on a host without ``setsid`` (util-linux), is not
+stopped there (as before). Commands that finish cost one ssh command each, as before.
 """
 
 from __future__ import annotations
@@ -30,6 +42,7 @@ from pgstream.facts import redact
 from pgstream.facts.identifiers import os_user_name
 from pgstream.hosts.host import Completed, LocalHost, OsUser
 from pgstream.hosts.process import OutputCallback, postmaster_proven
+from pgstream.render import process_group
 
 _log = logging.getLogger(__name__)
 
@@ -98,20 +111,51 @@ class SshHost:
         return target
 
     def _remote(self, argv: Sequence[str], target: str | None,
-                env: Mapping[str, str] | None, cwd: Path | None) -> str:
+                env: Mapping[str, str] | None, cwd: Path | None, *,
+                group: bool = True) -> str:
+        """The command line for the remote (login) shell; with ``group``, the command leads
+        a process group of its own and prints its id first (see
+        :mod:`pgstream.render.process_group`)."""
         words = [str(a) for a in argv]
         if env:
             words = ["env", *(f"{k}={v}" for k, v in env.items()), *words]
         if target is not None:
+            if group:  # inside the switch: the group is that user's, who may signal it
+                words = process_group.in_group(words)
             if cwd is not None:  # change directory as that user, who may be the only one allowed
                 words = ["sh", "-c", 'cd "$1" && shift && exec "$@"', "sh", str(cwd), *words]
                 cwd = None
             switch = ["runuser", "-u"] if self.login == "root" else ["sudo", "-n", "-u"]
             words = [*switch, target, "--", *words]
         command = shlex.join(words)
+        if group and target is None:  # the login shell, sshd's group leader, becomes it
+            command = process_group.for_login_shell(command)
         if cwd is not None:
-            command = f"cd {shlex.quote(str(cwd))} && {command}"
+            command = f"cd {shlex.quote(str(cwd))} || exit; {command}"
         return command
+
+    def stop_group_command(self, pgid: int, target: str | None) -> list[str]:
+        """The ssh argv that stops process group ``pgid`` there (SIGTERM, at most 2 s, then
+        SIGKILL), as ``target`` (the user the group's command ran as; None: the login)."""
+        stop = process_group.stop_group(pgid)
+        if target is not None and self.login == "root":
+            target = None  # root signals anyone's group
+        return self._ssh(self._remote(stop, target, None, None, group=False))
+
+    def _stop_group(self, pgid: int, target: str | None, shown: str) -> None:
+        """Stop the group an interrupted command left running there; never raises an
+        ``Exception`` (the interruption is what the caller must see), only a new interrupt."""
+        _log.info("stopping %s on %s (process group %d there)", shown, self.name, pgid)
+        try:
+            done = self._local.run(self.stop_group_command(pgid, target),
+                                   timeout=self.connect_timeout + 10.0, check=False,
+                                   what=f"stop {shown} on {self.name}")
+        except Exception as exc:  # noqa: BLE001 - reported; the original error goes on
+            _log.warning("could not stop %s on %s: %s", shown, self.name, exc)
+            return
+        if done.returncode != 0:
+            _log.warning("could not stop %s on %s (exit %d): %s", shown, self.name,
+                         done.returncode, (done.output.strip().splitlines() or [""])[-1])
 
     def run(self, argv: Sequence[str], *, user: OsUser | None = None,
             env: Mapping[str, str] | None = None, timeout: float = 120.0,
@@ -120,18 +164,29 @@ class SshHost:
             stdin: str | None = None) -> Completed:
         """Run ``argv`` there. A failed user switch (no sudo, sudo wanting a password) raises
         even with ``check=False``: the command itself never ran, so its exit code means
-        nothing (a ``test -e`` must not read as "absent")."""
+        nothing (a ``test -e`` must not read as "absent"). Timed out or interrupted here, the
+        command's process group there is stopped too before the error goes on (see the
+        module's description)."""
         shown = what or Path(str(argv[0])).name
         target = self._switch_to(user)
         if _log.isEnabledFor(logging.DEBUG):
             _log.debug("run on %s%s: %s%s", self.name, f" as {target}" if target else "",
                        redact.command(argv, env), f" (stdin: {len(stdin)} chars)" if stdin else "")
         local = self._ssh(self._remote(argv, target, env, cwd))
+        watch = process_group.GroupWatch(on_output)
         try:
-            done = self._local.run(local, timeout=timeout, on_output=on_output, check=False,
+            done = self._local.run(local, timeout=timeout, on_output=watch, check=False,
                                    what=f"{shown} on {self.name}", stdin=stdin)
-        except CommandFailed as exc:
-            raise CommandFailed(f"{exc} (on {self.name})", argv=tuple(map(str, argv))) from None
+        except BaseException as exc:  # timed out, Ctrl-C, SIGTERM: the ssh client is killed
+            if watch.pgid is not None:  # and what it started there is stopped too
+                self._stop_group(watch.pgid, target, shown)
+            if isinstance(exc, CommandFailed):
+                raise CommandFailed(f"{exc} (on {self.name})",
+                                    argv=tuple(map(str, argv))) from None
+            raise
+        if done.returncode < 0 and watch.pgid is not None:
+            self._stop_group(watch.pgid, target, shown)  # the ssh client was killed here
+        done = attrs.evolve(done, output=process_group.without_marker(done.output))
         if done.returncode == 255 and _ssh_failed(done.output):
             raise HostUnreachable(f"cannot reach {self.name} over ssh ({self.destination}): "
                                   + (done.output.strip().splitlines() or ["no output"])[-1])
