@@ -212,6 +212,8 @@ class FakeServer:
             return [(self.setting(args[0]), "default", None)] if args[0] in DEFINITIONS else []
         if "current_setting('max_wal_senders')::int" in text:
             return [(int(self.setting("max_wal_senders")), len(self.walsenders))]
+        if "current_setting('max_replication_slots')::int" in text:
+            return [(int(self.setting("max_replication_slots")), sorted(self.slots))]
         if text.startswith("SELECT status,") and "pg_stat_wal_receiver" in text:
             if not self.in_recovery:
                 return []

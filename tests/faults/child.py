@@ -28,7 +28,7 @@ from pathlib import Path
 
 from pgstream import Cluster, ProgressEvent
 
-from .helpers import max_writable
+from .helpers import endpoint, max_writable, postmasters, wait_until, writable
 
 
 def emit(**fields: object) -> None:
@@ -95,8 +95,112 @@ def operation(base: Path, cluster: Cluster, name: str) -> None:
     emit(ev="finished")
 
 
-def main(scenario: str, base_dir: str) -> int:
+def slots_of(base: Path) -> dict[str, list[list[object]]]:
+    """Per running server's data directory (its name under ``base``): its slots as
+    ``[name, active]``, or ``[["error: ...", False]]``."""
+    import psycopg
+
+    found: dict[str, list[list[object]]] = {}
+    for item in postmasters(base):
+        where = endpoint(Path(item.cwd))
+        if where is None:
+            continue
+        try:
+            with psycopg.connect(host=where[0], port=where[1], user="postgres",
+                                 dbname="postgres", connect_timeout=3) as conn:
+                rows = conn.execute("SELECT slot_name::text, active FROM pg_replication_slots "
+                                    "ORDER BY 1").fetchall()
+        except psycopg.Error as exc:
+            rows = [(f"error: {exc}"[:200], False)]
+        found[Path(item.cwd).name] = [[str(n), bool(a)] for n, a in rows]
+    return found
+
+
+def state(base: Path, watch: float = 0.0) -> dict[str, object]:
+    """What runs in ``base`` now: the servers accepting writes (the most seen at once while
+    watching ``watch`` s), the running servers, their slots, and the data directories that
+    hold files but no ``PG_VERSION`` (half-made)."""
+    box = next(base.glob("pgstream-*"), base)
+    return {"writable": max_writable(base, watch) if watch else writable(base),
+            "running": sorted(Path(p.cwd).name for p in postmasters(base)),
+            "slots": slots_of(base),
+            "half_made": sorted(d.name for d in box.iterdir() if d.is_dir()
+                                and any(d.iterdir()) and not (d / "PG_VERSION").exists()
+                                and d.name != "run")}
+
+
+class Pause:
+    """A progress callback that prints every event and waits at the named one."""
+
+    def __init__(self, point: str) -> None:
+        self.kind, self.event, self.node = point.split(":")
+        self.armed = True
+
+    def __call__(self, event: ProgressEvent) -> None:
+        progress(event)
+        if self.armed and (event.step.kind.value, event.event, event.step.node) == (
+                self.kind, self.event, self.node):
+            self.armed = False
+            time.sleep(10)  # the signal lands here
+
+
+def _retry_op(cluster: Cluster, op: str, progress_cb: object) -> None:
+    callback = progress_cb if callable(progress_cb) else None
+    if op == "switchover":
+        cluster.switchover("standby1", progress=callback, timeout=30)
+    elif op == "failover":
+        cluster.failover("standby1", progress=callback, timeout=30)
+    elif op == "follow":
+        cluster.follow("standby2", "standby1", progress=callback, timeout=30)
+    elif op == "rejoin":
+        cluster.rejoin("primary", progress=callback, timeout=30)
+    elif op == "remove_standby":
+        cluster.remove_standby("standby2", progress=callback, timeout=30)
+    else:
+        raise SystemExit(f"unknown operation {op}")
+
+
+def retry(base: Path, op: str, point: str) -> int:
+    fast = {"wal_retrieve_retry_interval": "200ms"}  # standbys reconnect at once
+    with Cluster.sandbox(2, base_dir=base, settings=fast) as cluster:
+        if op in ("failover", "rejoin"):
+            assert cluster.primary.service is not None
+            cluster.primary.close()
+            cluster.primary.service.stop("immediate")
+        if op == "rejoin":
+            cluster.failover("standby1", timeout=30)
+        emit(ev="ready", base=str(cluster.base_dir))
+        try:
+            _retry_op(cluster, op, Pause(point))
+        except BaseException as exc:  # noqa: BLE001 - the interruption under test
+            emit(ev="interrupted", error=repr(exc)[:300], **state(base, watch=1.0))
+        else:
+            emit(ev="finished")
+            return 0
+        if op != "failover":  # rolled back: streaming again as before (failover: no primary)
+            try:
+                wait_until(lambda: cluster.status().all_streaming, timeout=15,
+                           what="every standby to stream again")
+                restored = None
+            except Exception as exc:  # noqa: BLE001 - reported to the test
+                restored = repr(exc)[:300]
+            emit(ev="restored", error=restored, **state(base))
+        error = None
+        try:
+            _retry_op(cluster, op, None)
+            wait_until(lambda: cluster.status().all_streaming, timeout=30,
+                       what="every standby to stream")
+        except Exception as exc:  # noqa: BLE001 - reported to the test
+            error = repr(exc)[:600]
+        emit(ev="retried", error=error, primary=cluster.primary.name,
+             standbys=sorted(s.name for s in cluster.standbys), **state(base))
+    return 0
+
+
+def main(scenario: str, base_dir: str, *rest: str) -> int:
     base = Path(base_dir)
+    if scenario.startswith("retry_"):
+        return retry(base, scenario.removeprefix("retry_"), rest[0])
     if scenario == "padded":
         Cluster.sandbox(0, base_dir=base).close()
         pad_templates(Path(os.environ["PGSTREAM_CACHE_DIR"]))
@@ -115,4 +219,4 @@ def main(scenario: str, base_dir: str) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1], sys.argv[2]))
+    sys.exit(main(sys.argv[1], sys.argv[2], *sys.argv[3:]))

@@ -207,3 +207,90 @@ def test_sigterm_inside_a_plan_rolls_back_and_the_default_comes_back() -> None:
     done = subprocess.run([sys.executable, "-c", NESTED_PLAN_SCRIPT], capture_output=True,
                           text=True, timeout=60, check=False)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+
+
+RETRY_POINTS = {
+    # the old primary stopped, the target not yet promoted: rollback starts the old one again
+    "switchover": "stop:done:primary",
+    # the new primary promoted, the roles not yet recorded, standby2 not yet re-pointed
+    "failover": "promote:done:standby1",
+    # standby2's slot made on its new upstream, its recovery configuration not yet written
+    "follow": "slot:done:standby2",
+    # the rewound old primary's slot made on the new primary, not yet configured to use it
+    "rejoin": "slot:done:primary",
+    # standby2 stopped, its slot and pg_hba.conf line not yet removed
+    "remove_standby": "stop:done:standby2",
+}
+# After the retry: who is primary, which standbys the cluster has, what runs.
+RETRIED = {
+    "switchover": ("standby1", ["primary", "standby2"], ["primary", "standby1", "standby2"]),
+    "failover": ("standby1", ["standby2"], ["standby1", "standby2"]),
+    "follow": ("primary", ["standby1", "standby2"], ["primary", "standby1", "standby2"]),
+    "rejoin": ("standby1", ["primary", "standby2"], ["primary", "standby1", "standby2"]),
+    "remove_standby": ("primary", ["standby1"], ["primary", "standby1"]),
+}
+
+
+def _orphans(slots: dict[str, list[list[Any]]]) -> list[str]:
+    """Slots no walsender uses (each standby streams through its own, so a slot left
+    inactive once everything streams is one nobody will use)."""
+    return [f"{name} on {server}" for server, rows in slots.items() for name, active in rows
+            if not active]
+
+
+@pytest.mark.parametrize("sig", list(SIGNALS))
+@pytest.mark.parametrize("op", list(RETRY_POINTS))
+def test_signal_mid_operation_then_retry(box_dir: Path, op: str, sig: str) -> None:
+    """Issue 8: SIGINT or SIGTERM at a named step of an operation on a sandbox (the child
+    pauses there until the signal lands): the plan rolls back to one writable primary (none
+    for a failover stopped before its promotion), no half-made data directory; the same call
+    made again succeeds, and then exactly one primary is writable, every standby streams, no
+    slot is left that nobody uses, and the sandbox leaves nothing behind."""
+    base = box_dir / "base"
+    base.mkdir(mode=0o755)
+    point = RETRY_POINTS[op]
+    kind, event, node = point.split(":")
+    child = Child(f"retry_{op}", str(base), point)
+    try:
+        child.wait_for(lambda line: line.get("ev") == "ready", 60, "the sandbox")
+        child.wait_for(lambda line: _progress(kind, event)(line) and line["node"] == node, 60,
+                       f"{kind} {event} of {node}")
+        child.signal(SIGNALS[sig])
+        problems: list[str] = []
+        cut = child.wait_for(lambda line: line.get("ev") in ("interrupted", "finished"), 60,
+                             "the interruption")
+        if cut["ev"] != "interrupted":
+            problems.append(f"{op} finished although interrupted by {sig}")
+        else:
+            if len(cut["writable"]) != 1 and (op != "failover" or cut["writable"]):
+                problems.append(f"after {sig}: {len(cut['writable'])} writable: "
+                                f"{cut['writable']}")
+            if cut["half_made"]:
+                problems.append(f"after {sig}: half-made data directories {cut['half_made']}")
+            if op != "failover":
+                back = child.wait_for(lambda line: line.get("ev") == "restored", 30,
+                                      "the state after the rollback")
+                if back["error"] is not None:
+                    problems.append(f"after {sig} and the rollback: {back['error']}")
+                if orphans := _orphans(back["slots"]):
+                    problems.append(f"after {sig} and the rollback, slots nobody uses: "
+                                    f"{orphans}")
+            done = child.wait_for(lambda line: line.get("ev") == "retried", 90, "the retry")
+            primary, standbys, running = RETRIED[op]
+            if done["error"] is not None:
+                problems.append(f"the retry of {op} failed: {done['error']}")
+            if (done["primary"], done["standbys"]) != (primary, standbys):
+                problems.append(f"after the retry: primary {done['primary']}, standbys "
+                                f"{done['standbys']}; expected {primary}, {standbys}")
+            if [Path(p).name for p in done["writable"]] != [primary]:
+                problems.append(f"after the retry, writable: {done['writable']}")
+            if done["running"] != running:
+                problems.append(f"after the retry, running: {done['running']}")
+            if orphans := _orphans(done["slots"]):
+                problems.append(f"after the retry, slots nobody uses: {orphans}")
+            if done["half_made"]:
+                problems.append(f"after the retry: half-made {done['half_made']}")
+        problems += _end_state(base, child, sig)
+        assert not problems, "\n".join(problems) + f"\ninterrupted: {cut}"
+    finally:
+        child.close()

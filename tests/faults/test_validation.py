@@ -256,3 +256,27 @@ def test_sandbox_with_many_standbys(box_dir: Path, pgstream_server: Installation
             wait_until(lambda: cluster.status().all_streaming, timeout=60, what="streaming")
     finally:
         wait_until(lambda: not owned_by(box_dir), timeout=10, what="servers to stop")
+
+
+@pytest.mark.parametrize(("name", "value"), [
+    ("wal_level", "bogus"), ("max_wal_senders", "lots"), ("no_such_setting", "1"),
+    ("max_wal_senders", "999999"), ("work_mem", "64XB"), ("wal_log_hints", "maybe"),
+    ("max_connections", "10MB"),
+], ids=["enum", "integer", "unknown", "range", "unit", "bool", "unit-on-unitless"])
+def test_sandbox_settings_refused_before_the_first_start(
+        box_dir: Path, pgstream_server: Installation, name: str, value: str) -> None:
+    """Issue 8: a bad sandbox setting failed at the server's start (pg_ctl's error and the
+    log's tail); now an InvalidInput naming the setting and the value, before the first
+    start, and nothing left (no directory, no process)."""
+    made: Cluster | None = None
+    try:
+        with pytest.raises(InvalidInput) as refused:
+            made = Cluster.sandbox(1, bindir=pgstream_server.bindir, base_dir=box_dir,
+                                   settings={name: value}, timeout=30)
+    finally:
+        if made is not None:
+            made.close()
+    text = str(refused.value)
+    assert name in text and value in text, text
+    assert not owned_by(box_dir), owned_by(box_dir)
+    assert list(box_dir.iterdir()) == []

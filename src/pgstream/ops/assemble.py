@@ -23,7 +23,7 @@ from pgstream.ops.clone import standby_clone_steps
 from pgstream.ops.follow import follow_steps
 from pgstream.ops.plan import Plan, Report, Step, StepKind, StepResult
 from pgstream.ops.sandbox.servers import Sandbox
-from pgstream.ops.senders import SenderBudget
+from pgstream.ops.senders import SenderBudget, SlotBudget
 from pgstream.ops.setup import (
     ReplicationAuth,
     hba_step,
@@ -111,6 +111,9 @@ def setup_plan(cluster: ClusterView, *, auth: ReplicationAuth, settings: dict[st
             node_settings=cluster.node_settings.get(standby.name), sync=sync, timeout=timeout,
             senders=senders)
     senders.check(wanted.get("max_wal_senders"))
+    slots = SlotBudget(primary)  # the standbys' slots, created by the primary's steps
+    slots.plan_slots(cluster.slot_for(s) for s in cluster.standbys)
+    slots.check(wanted.get("max_replication_slots"))
     names = ", ".join(s.name for s in cluster.standbys) or "no standbys"
     return Plan(f"streaming replication {primary.name} -> {names} "
                 f"(PostgreSQL {version.major})", steps)
@@ -163,6 +166,9 @@ def add_standby_plan(cluster: ClusterView, standby: Standby, *, upstream: Node |
         changed: set[str] = set()
         steps.append(hba_step(source, [f"{line}    {hba_marker(standby.name)}"], changed))
         steps.append(reload_step(source, changed))
+    budget = SlotBudget(source)  # the new standby's slot must fit beside the others
+    budget.plan_slots([slot])
+    budget.check()
     steps.append(slot_step(source, slot))
     steps += standby_clone_steps(
         source, standby, auth=cluster.auth, primary_host=host, primary_port=port, slot=slot,

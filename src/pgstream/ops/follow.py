@@ -162,19 +162,33 @@ def follow_steps(cluster: ClusterView, node: Node, upstream: Node, *, previous: 
     steps: list[Step] = []
 
     def step(kind: StepKind, title: str, detail: str,
-             action: Callable[[Report], StepResult]) -> None:
-        steps.append(Step(node.name, kind, title, detail, action=action, host=host.name,
-                          concurrent=concurrent))
+             action: Callable[[Report], StepResult],
+             undo: Callable[[], None] | None = None) -> None:
+        steps.append(Step(node.name, kind, title, detail, action=action, undo=undo,
+                          host=host.name, concurrent=concurrent))
+
+    made: list[str] = []  # "slot": this plan created it; "configured": the node points at it
 
     def slot(report: Report) -> StepResult:
         if upstream.slot(slot_name) is not None:
             return StepResult(False, f"slot {slot_name} exists on {upstream.name}")
         upstream.create_slot(slot_name)
+        made.append("slot")
         return StepResult(True, f"created slot {slot_name} on {upstream.name}")
+
+    def drop_unused_slot() -> None:
+        # Rolled back before the node was pointed at the slot: nobody would ever use it, and
+        # it would hold WAL on the upstream for good. Once configured, the node may come to
+        # stream through it: kept.
+        if "slot" in made and "configured" not in made and upstream.ping():
+            state = upstream.slot(slot_name)
+            if state is not None and not state.active:
+                upstream.drop_slot(slot_name)
+        made.clear()
 
     step(StepKind.SLOT, f"slot {slot_name} on {upstream.name}",
          queries.shown(queries.create_slot(upstream.version, slot_name))
-         + f"  -- on {upstream.name}", slot)
+         + f"  -- on {upstream.name}", slot, undo=drop_unused_slot)
 
     if auth.password is not None:
         steps.append(passfile_step(node.name, host, passfile, address=address, user=auth.user,
@@ -183,6 +197,7 @@ def follow_steps(cluster: ClusterView, node: Node, upstream: Node, *, previous: 
                                    concurrent=concurrent))
 
     def configure(report: Report) -> StepResult:
+        made.append("configured")
         written = recovery.write(host, data_dir, node.os_user)
         return StepResult(True, f"now streams from {address[0]}:{address[1]} "
                                 f"({', '.join(written)})")

@@ -72,6 +72,13 @@ def divergence(node: Node, primary: Node) -> Divergence:
     history = timeline_history(primary)
     point = history.get(control.timeline or 0)
     current = primary.timeline()
+    if control.state is DbState.IN_ARCHIVE_RECOVERY and control.timeline == current and \
+            node.host.exists(Path(node.data_dir) / "backup_label"):
+        # What pg_rewind leaves (a rejoin stopped after its rewind): the source's timeline in
+        # pg_control, a backup_label to start recovery from. Rewinding again would first run
+        # crash recovery on it alone, which ends that recovery and makes it diverge anew.
+        return Divergence(control, point, False, f"it was rewound to timeline {current} "
+                          "already and not started since: it only needs to follow")
     if control.state is DbState.SHUTDOWNED_IN_RECOVERY and control.timeline != current:
         return Divergence(control, point, True, "it stopped as a standby: its last restartpoint "
                           "does not tell how far it replayed on the old timeline")

@@ -6,13 +6,19 @@ at once needs ``2 N`` free senders; one after another, ``N + 1``. A :class:`Send
 shared by the clone steps of one plan: it refuses, while the plan is built, an upstream whose
 ``max_wal_senders`` (as it will be when the clones run) cannot serve even one clone at a time,
 and while the plan runs it lets only as many clones run at once as there are free senders.
+
+Replication slots are counted the same way, while the plan is built: a :class:`SlotBudget`
+collects the slots a plan will create on one server (those that do not exist yet) and refuses
+the plan when they would not fit beside the slots already there in ``max_replication_slots``
+(as it will be when they are created), so that no plan stops halfway at "all replication
+slots are in use".
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
 import attrs
@@ -92,3 +98,37 @@ class SenderBudget:
                 self._running -= 1
                 self._free += PER_CLONE - kept
                 self._cond.notify_all()
+
+
+@attrs.define(eq=False)
+class SlotBudget:
+    """The replication slots one plan will create on ``source`` (see the module doc)."""
+
+    source: Node
+    planned: list[str] = attrs.field(factory=list)
+
+    def plan_slots(self, names: Iterable[str]) -> None:
+        """The plan creates these slots on ``source`` (those that exist already are kept)."""
+        self.planned = list(dict.fromkeys([*self.planned, *names]))
+
+    def check(self, setting: str | int | None = None) -> None:
+        """Raise :class:`InvalidInput` (nothing changed) when the slots the plan creates would
+        not fit in ``source``'s ``max_replication_slots`` beside those existing now.
+        ``setting``: the value the plan will have set by then (None: the server's current
+        value)."""
+        if not self.planned:
+            return
+        current, existing = self.source.query(*queries.replication_slots())[0]
+        try:
+            limit = int(setting) if setting is not None else int(current)
+        except ValueError:
+            return  # an invalid value is refused where the settings are validated
+        there = {str(n) for n in existing or ()}
+        new = [n for n in self.planned if n not in there]
+        need = len(there) + len(new)
+        if new and limit < need:
+            raise InvalidInput(
+                f"{self.source.name} has max_replication_slots = {limit} but this plan "
+                f"needs at least {need}: {len(there)} slot(s) in use there now and it "
+                f"creates {len(new)} more ({', '.join(new)}); set max_replication_slots to "
+                f"{need} or more, or drop a slot that is no longer used")

@@ -372,6 +372,13 @@ def walsenders() -> Query:
                    "(SELECT count(*) FROM pg_stat_replication)::int"), ()
 
 
+def replication_slots() -> Query:
+    """On an upstream: ``max_replication_slots`` and the names of every slot that exists now
+    (physical and logical: each takes one of ``max_replication_slots``)."""
+    return sql.SQL("SELECT current_setting('max_replication_slots')::int, "
+                   "ARRAY(SELECT slot_name::text FROM pg_replication_slots ORDER BY 1)"), ()
+
+
 def checkpoint() -> Query:
     """``CHECKPOINT`` (superuser): the server's ``pg_control`` then names its current state."""
     return sql.SQL("CHECKPOINT"), ()

@@ -20,6 +20,7 @@ from pgstream.nodes.node import Primary, Standby
 from pgstream.ops.assemble import conninfo_port
 from pgstream.ops.plan import Plan
 from pgstream.ops.sandbox.servers import Sandbox, replication_limits
+from pgstream.ops.sandbox.settings import check_settings
 from pgstream.ops.sandbox.setup import shared_backup_plan
 from pgstream.ops.setup import ReplicationAuth
 from pgstream.render.config import ConfigRenderer
@@ -84,7 +85,8 @@ def sandbox_parts(standbys: int, *, bindir: str | Path | None, base_dir: str | P
     role's (random by default); it reaches the standbys through a 0600 passfile only.
     ``client_bindir`` picks the ``pg_basebackup`` (it must be of the server's major or
     newer). ``settings`` are added to the primary's before its first start (standbys inherit
-    them); ``wal_segsize_mb`` is initdb's ``--wal-segsize`` (11+), e.g. 1 for slot-limit tests.
+    them), each checked first (:mod:`pgstream.ops.sandbox.settings`); ``wal_segsize_mb`` is
+    initdb's ``--wal-segsize`` (11+), e.g. 1 for slot-limit tests.
     Raises :class:`~pgstream.errors.InvalidInput`, :class:`~pgstream.errors.BinaryNotFound`
     or :class:`~pgstream.errors.NotAvailable` before anything is created.
     """
@@ -92,6 +94,7 @@ def sandbox_parts(standbys: int, *, bindir: str | Path | None, base_dir: str | P
     auth = ReplicationAuth(
         "replicator", secrets.token_urlsafe(24) if password is None else password)
     server = binaries.find_server(bindir)
+    check_settings(server, settings or {})  # before anything is created
     asked = binaries.probe(client_bindir) if client_bindir is not None else server
     if client_bindir is not None and not (
             asked.has("pg_basebackup") and compat.client_fits(asked.version, server.version)):

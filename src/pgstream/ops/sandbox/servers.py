@@ -41,6 +41,7 @@ from pgstream.hosts.process import local_postmasters_of
 from pgstream.hosts.service import PgCtlService
 from pgstream.nodes.node import Primary, Standby
 from pgstream.ops.sandbox import template as sandbox_template
+from pgstream.ops.sandbox.settings import check_config_files
 from pgstream.render import commands
 from pgstream.render.config import ConfigRenderer
 
@@ -267,7 +268,8 @@ class Sandbox:
 
     # -- primary
     def init_primary(self, name: str, settings: dict[str, str]) -> Primary:
-        """initdb (or copy the cached template), write settings, start. Returns the node."""
+        """initdb (or copy the cached template), write settings, check them (``postgres -C``:
+        :class:`~pgstream.errors.InvalidInput`), start. Returns the node."""
         port = free_port(self.ports)
         data = self.data_dir(name)
         argv = commands.initdb(self.server.bindir, data, superuser=SUPERUSER,
@@ -281,6 +283,7 @@ class Sandbox:
         own = {**settings, **self.node_settings(name, port), "fsync": "off",
                "wal_receiver_status_interval": "1", "dynamic_shared_memory_type": "mmap"}
         merge_auto_conf(self.host, data, own, self.user)
+        check_config_files(self.host, self.server, self.user, data)  # before the first start
         service = self.service(name)
         primary = Primary(name, self.conninfo(port), host=self.host, data_dir=data,
                           service=service, os_user=self.user)
