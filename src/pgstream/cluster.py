@@ -190,7 +190,8 @@ class Cluster:
         self.addresses.update(change.addresses)
         self.old_data_dirs.update(change.old_data_dirs)
         if change.record:
-            self._note(change.operation, change.detail)
+            self.history.append(members.history_entry(self.primary, change.operation,
+                                                      change.detail))
 
     def record_roles(self, *, new_primary: str, rejoined: Iterable[str] = (),
                      failed: Iterable[str] = (), operation: str, detail: str,
@@ -200,9 +201,6 @@ class Cluster:
         :class:`~pgstream.ops.view.RoleChange` given to :meth:`apply`)."""
         self.apply(RoleChange(operation, detail, new_primary=new_primary,
                               rejoined=tuple(rejoined), failed=tuple(failed), record=note))
-
-    def _note(self, operation: str, detail: str) -> None:
-        self.history.append(members.history_entry(self.primary, operation, detail))
 
     # -- operations (each also a plan: print it for a dry run)
     def promote_plan(self, standby: Standby | str, *, timeout: float = DEFAULT_TIMEOUT) -> Plan:
@@ -219,12 +217,8 @@ class Cluster:
     def follow(self, standby: Standby | str, upstream: Node | str,
                progress: ProgressCallback | None = None,
                timeout: float = DEFAULT_TIMEOUT) -> PlanReport:
-        """Apply :meth:`follow_plan` and record it in :attr:`history`."""
-        report = self.follow_plan(standby, upstream, timeout=timeout).apply(progress)
-        name = standby if isinstance(standby, str) else standby.name
-        target = upstream if isinstance(upstream, str) else upstream.name
-        self._note("follow", f"{name} streams from {target}")
-        return report
+        """Apply :meth:`follow_plan` (which records it in :attr:`history`)."""
+        return self.follow_plan(standby, upstream, timeout=timeout).apply(progress)
 
     def switchover_plan(self, to: Standby | str, *,
                         max_lag_bytes: int = DEFAULT_MAX_LAG_BYTES,
@@ -275,13 +269,9 @@ class Cluster:
                         wait_for: Mapping[str, str] | None = None,
                         progress: ProgressCallback | None = None,
                         timeout: float = DEFAULT_TIMEOUT) -> PlanReport:
-        """Apply :meth:`synchronous_plan`; a change is recorded in :attr:`history`."""
-        report = self.synchronous_plan(spec, synchronous_commit=synchronous_commit,
-                                       wait_for=wait_for, timeout=timeout).apply(progress)
-        if report.changed:
-            self._note("synchronous", f"synchronous_standby_names = "
-                                      f"{spec.render(self.primary.version)!r}")
-        return report
+        """Apply :meth:`synchronous_plan` (a change is recorded in :attr:`history`)."""
+        return self.synchronous_plan(spec, synchronous_commit=synchronous_commit,
+                                     wait_for=wait_for, timeout=timeout).apply(progress)
 
     def add_standby_plan(self, standby: Standby, *, upstream: Node | str | None = None,
                          replace: bool = False, timeout: float = DEFAULT_TIMEOUT,

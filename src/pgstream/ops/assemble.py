@@ -34,6 +34,7 @@ from pgstream.ops.setup import (
 from pgstream.ops.sync import synchronous_plan as sync_plan
 from pgstream.ops.view import ClusterView, RoleChange
 from pgstream.render.config import ConfigRenderer
+from pgstream.render.shapes import upstream_or_primary
 from pgstream.render.sync_spec import SyncSpec
 
 
@@ -139,7 +140,7 @@ def add_standby_plan(cluster: ClusterView, standby: Standby, *, upstream: Node |
     source = cluster.primary if upstream is None else (
         cluster.node(upstream) if isinstance(upstream, str) else upstream)
     taken = {cluster.slot_for(s) for s in cluster.standbys
-             if (s.upstream or cluster.primary.name) == source.name}
+             if upstream_or_primary(s, cluster.primary.name) == source.name}
     if cluster.slot_for(standby) in taken:
         raise InvalidInput(f"slot {cluster.slot_for(standby)!r} on {source.name} is another "
                            "standby's: give this one its own slot_name")
@@ -266,7 +267,8 @@ def follow_plan(cluster: ClusterView, standby: Standby | str, upstream: Node | s
         previous = cluster.primary if node.upstream is None and \
             target is not cluster.primary else None
     return Plan(f"{node.name} follows {target.name}", follow_steps(
-        cluster, node, target, previous=previous, timeout=timeout, concurrent=False))
+        cluster, node, target, previous=previous, timeout=timeout, concurrent=False,
+        history=f"{node.name} streams from {target.name}"))
 
 
 def synchronous_plan(cluster: ClusterView, spec: SyncSpec, *,
@@ -274,10 +276,12 @@ def synchronous_plan(cluster: ClusterView, spec: SyncSpec, *,
                      wait_for: Mapping[str, str] | None = None,
                      timeout: float = DEFAULT_TIMEOUT) -> Plan:
     """:func:`pgstream.ops.sync.synchronous_plan` on the cluster's primary, for the standbys
-    that stream from it directly (cascading ones cannot be synchronous)."""
+    that stream from it directly (cascading ones cannot be synchronous). A plan that changed
+    something records it in the cluster's history, once its last step is done."""
     return sync_plan(cluster.primary, spec, synchronous_commit=synchronous_commit,
                      wait_for=wait_for, timeout=arguments.timeout(timeout),
-                     standbys=[s.name for s in cluster.standbys if s.upstream is None])
+                     standbys=[s.name for s in cluster.standbys if s.upstream is None],
+                     record=cluster.apply)
 
 
 

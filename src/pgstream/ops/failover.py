@@ -32,6 +32,7 @@ from pgstream.ops.follow import follow_steps, promote_step
 from pgstream.ops.plan import Plan, Report, Step, StepKind, StepResult
 from pgstream.ops.view import ClusterView, RoleChange
 from pgstream.render import queries
+from pgstream.render.shapes import upstream_or_primary
 
 
 @attrs.frozen
@@ -50,7 +51,7 @@ def candidates(cluster: ClusterView) -> list[Candidate]:
     """Reachable standbys of the (dead) primary, most WAL first."""
     found = []
     for standby in cluster.standbys:
-        if (standby.upstream or cluster.primary.name) != cluster.primary.name:
+        if upstream_or_primary(standby, cluster.primary.name) != cluster.primary.name:
             continue
         try:
             received, replayed, _ts, recovering = standby.query(
@@ -86,7 +87,7 @@ def failover_plan(cluster: ClusterView, candidate: Standby | str | None = None, 
     if alive and old.service is None:
         raise PrimaryStillAlive(f"{old.name} is alive and pgstream cannot stop it (no "
                                 "service): stop or fence it yourself, then fail over")
-    direct = [s for s in cluster.standbys if (s.upstream or old.name) == old.name]
+    direct = [s for s in cluster.standbys if upstream_or_primary(s, old.name) == old.name]
     # A direct standby's role is read, not assumed: one may have been promoted already (a
     # promotion that outlived an earlier failover's timeout).
     reports = identity.verify_all(
@@ -173,7 +174,7 @@ def failover_plan(cluster: ClusterView, candidate: Standby | str | None = None, 
                 target.name)), system_identifier=system, guard=still_down,
             known=reports.get(target.name)))
     followers = [s for s in cluster.standbys
-                 if s is not target and (s.upstream or old.name) == old.name]
+                 if s is not target and upstream_or_primary(s, old.name) == old.name]
 
     def record(report: Report) -> StepResult:
         # Recorded at once: if a later step fails, the cluster already names the new primary.

@@ -142,8 +142,13 @@ def promote_alone_plan(cluster: ClusterView, target: Standby, *, timeout: float)
 
 def follow_steps(cluster: ClusterView, node: Node, upstream: Node, *, previous: Node | None,
                  timeout: float, start: bool = True, concurrent: bool = True,
-                 check_system: bool = True) -> list[Step]:
-    """Point ``node`` (a standby, or a stopped former primary) at ``upstream``."""
+                 check_system: bool = True, history: str | None = None) -> list[Step]:
+    """Point ``node`` (a standby, or a stopped former primary) at ``upstream``.
+
+    Once it streams, the new upstream is committed to the cluster (a
+    :class:`~pgstream.ops.view.RoleChange`); given ``history``, that change is recorded in the
+    cluster's history as a ``follow`` with this detail (None: a step of a larger operation
+    that records itself)."""
     if node.name == upstream.name:
         raise InvalidInput(f"{node.name} cannot stream from itself")
     if node.data_dir is None or node.service is None:
@@ -235,7 +240,8 @@ def follow_steps(cluster: ClusterView, node: Node, upstream: Node, *, previous: 
         wait_for(lambda: node.in_recovery and upstream.streams_to(app, slot_name),
                  timeout=timeout, what=f"{node.name} to stream from {upstream.name}",
                  detail=lambda: service.log_tail(8))
-        cluster.apply(RoleChange("follow", record=False, upstreams=((node.name, upstream.name),)))
+        cluster.apply(RoleChange("follow", history or "", record=history is not None,
+                                 upstreams=((node.name, upstream.name),)))
         return StepResult(True, f"streams from {upstream.name}")
 
     step(StepKind.CHECK, f"{node.name} streams from {upstream.name}",

@@ -28,6 +28,7 @@ from pgstream.nodes.slot import SlotStatus, slot_status_of
 from pgstream.ops.status import ClusterStatus, HistoryEntry, PrimaryStatus, StandbyStatus
 from pgstream.ops.view import ClusterView
 from pgstream.render import queries
+from pgstream.render.shapes import upstream_or_primary
 
 STATUS_CONNECT_TIMEOUT = 3.0
 """Seconds ``status()`` waits for a connection to a node to open (per address; libpq counts
@@ -147,7 +148,7 @@ def cluster_status(view: ClusterView, *, history: Iterable[HistoryEntry] = (),
             raise InvalidInput(f"{label} must be a positive number of seconds, not {value!r}")
     primary = view.primary
     members = [primary, *view.standbys]
-    upstreams = {s.upstream or primary.name for s in view.standbys}
+    upstreams = {upstream_or_primary(s, primary.name) for s in view.standbys}
     seen = _observe_all(members, upstreams, connect_timeout, answer_timeout)
     head = seen[primary.name]
     if isinstance(head, Exception):
@@ -158,7 +159,7 @@ def cluster_status(view: ClusterView, *, history: Iterable[HistoryEntry] = (),
                                                     "pg_stat_replication")
     items = []
     for standby in view.standbys:
-        up = standby.upstream or primary.name
+        up = upstream_or_primary(standby, primary.name)
         upstream = seen.get(up)
         row = _row_for(standby, upstream.walsenders) if isinstance(upstream, _Seen) else None
         slot_name = (row or {}).get("slot_name") or view.slot_for(standby)

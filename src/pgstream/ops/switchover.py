@@ -42,6 +42,7 @@ from pgstream.ops.follow import drop_stale_slots_step, follow_steps, promote_ste
 from pgstream.ops.plan import Plan, Report, Step, StepKind, StepResult
 from pgstream.ops.view import ClusterView, RoleChange
 from pgstream.render import queries
+from pgstream.render.shapes import upstream_or_primary
 
 DEFAULT_MAX_LAG_BYTES = 16 * 1024 * 1024
 
@@ -113,13 +114,13 @@ def switchover_plan(cluster: ClusterView, to: Standby | str, *,
     target = cluster.standby(to) if isinstance(to, str) else to
     if target not in cluster.standbys:
         raise InvalidInput(f"{target.name} is not a standby of this cluster")
-    if (target.upstream or cluster.primary.name) != cluster.primary.name:
+    if upstream_or_primary(target, cluster.primary.name) != cluster.primary.name:
         raise SwitchoverRefused(f"{target.name} streams from {target.upstream}, not from the "
                                 "primary: switch over to a direct standby")
     old = cluster.primary
     stream = (target.application_name, target.slot_name)
     others = [s for s in cluster.standbys
-              if s is not target and (s.upstream or old.name) == old.name]
+              if s is not target and upstream_or_primary(s, old.name) == old.name]
     reports = identity.verify_all(
         [(old, "primary"), (target, "standby"),
          *((s, "standby") for s in cluster.standbys if s is not target)],

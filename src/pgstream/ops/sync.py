@@ -12,9 +12,10 @@ sync_state)}``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+import attrs
 from psycopg import sql
 
 from pgstream.errors import InvalidInput, OperationFailed, PgStreamError, ServerStateError
@@ -25,6 +26,7 @@ from pgstream.hosts.wait import wait_for as _poll
 from pgstream.nodes.node import Primary
 from pgstream.ops.plan import Plan, Report, Step, StepKind, StepResult
 from pgstream.ops.setup import reload_until, restore_auto_conf
+from pgstream.ops.view import RoleChange
 from pgstream.render import probes, queries
 from pgstream.render.sync_spec import ALL, SYNC_STATES, SyncSpec
 
@@ -89,6 +91,8 @@ class _Settings:
         if synchronous_commit is not None:
             self.wanted[adapter.setting(COMMIT)] = synchronous_commit
         self.file_changed = False
+        self.changed = False
+        """Did a step of this apply change something (a file, or the values in effect)?"""
         self.previous: dict[str, str | None] = {}
         """What postgresql.auto.conf held for each setting the step changed (None: none)."""
 
@@ -148,6 +152,7 @@ def _settings_step(settings: _Settings) -> Step:
                        for name, value in settings.wanted.items())
 
     def action(report: Report) -> StepResult:
+        settings.changed = False
         current = settings.read()
         setting, source, _file, _auto = current[settings.names_setting]
         if source not in _FILE_SOURCES:
@@ -171,7 +176,7 @@ def _settings_step(settings: _Settings) -> Step:
             raise
         if not changed:
             return StepResult(False, "already set in postgresql.auto.conf or postgresql.conf")
-        settings.file_changed = True
+        settings.file_changed = settings.changed = True
         return StepResult(True, "set: " + ", ".join(changed))
 
     return Step(primary.name, StepKind.SETTING, "synchronous replication settings (ALTER SYSTEM)",
@@ -192,6 +197,7 @@ def _reload_step(settings: _Settings) -> Step:
                      detail=lambda: ", ".join(f"{n} = {v[0]!r}"
                                               for n, v in settings.read().items()),
                      reload=reload)
+        settings.changed = True
         return StepResult(True, "reloaded: " + ", ".join(
             f"{name} = {value!r}" for name, value in settings.wanted.items()))
 
@@ -224,6 +230,20 @@ def _check_step(primary: Primary, expected: Mapping[str, str], timeout: float) -
                 action=action, host=primary.host.name)
 
 
+def _recording(step: Step, settings: _Settings, record: Callable[[RoleChange], None]) -> Step:
+    """``step`` (the plan's last), which then commits the history record of a change."""
+    act = step.action
+    detail = f"{STANDBY_NAMES} = {settings.spec.render(settings.primary.version)!r}"
+
+    def action(report: Report) -> StepResult | None:
+        result = act(report)
+        if settings.changed:
+            record(RoleChange("synchronous", detail))
+        return result
+
+    return attrs.evolve(step, action=action)
+
+
 def _expected(spec: SyncSpec, wait_for: Mapping[str, str]) -> dict[str, str]:
     if not isinstance(wait_for, Mapping):
         raise InvalidInput(f"wait_for must map standby names to sync states, not {wait_for!r}")
@@ -245,7 +265,8 @@ def _expected(spec: SyncSpec, wait_for: Mapping[str, str]) -> dict[str, str]:
 def synchronous_plan(primary: Primary, spec: SyncSpec, *, synchronous_commit: str | None = None,
                      wait_for: Mapping[str, str] | None = None,
                      timeout: float = DEFAULT_TIMEOUT,
-                     standbys: Iterable[str] | None = None) -> Plan:
+                     standbys: Iterable[str] | None = None,
+                     record: Callable[[RoleChange], None] | None = None) -> Plan:
     """Set ``synchronous_standby_names`` (and ``synchronous_commit``) on ``primary``.
 
     ``wait_for`` maps standby names (their ``application_name``) to the ``sync_state`` to
@@ -257,7 +278,9 @@ def synchronous_plan(primary: Primary, spec: SyncSpec, *, synchronous_commit: st
     :class:`~pgstream.errors.NotAvailable` here, before anything changes. If a step fails
     (the wait included), ``postgresql.auto.conf`` gets back what it held for these settings
     and the configuration is reloaded: no commit is left waiting for a standby that the plan
-    could not see become synchronous.
+    could not see become synchronous. Given ``record`` (``Cluster.apply``), a plan that
+    changed something commits a :class:`~pgstream.ops.view.RoleChange` that records it in
+    the cluster's history (``synchronous``), when its last step is done.
     """
     if not isinstance(spec, SyncSpec):
         raise InvalidInput(f"spec must be a SyncSpec, not {spec!r}")
@@ -273,5 +296,7 @@ def synchronous_plan(primary: Primary, spec: SyncSpec, *, synchronous_commit: st
     steps = [_settings_step(settings), _reload_step(settings)]
     if expected:
         steps.append(_check_step(primary, expected, timeout))
+    if record is not None:
+        steps[-1] = _recording(steps[-1], settings, record)
     shown = settings.wanted[settings.names_setting] or "off"
     return Plan(f"synchronous replication on {primary.name}: {shown}", steps)

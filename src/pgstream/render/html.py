@@ -21,6 +21,7 @@ from pgstream.render.shapes import (
     StandbyLike,
     StatusLike,
     finding_triples,
+    upstream_or_primary,
 )
 from pgstream.render.units import human_bytes, human_seconds
 
@@ -78,8 +79,8 @@ def _layout(status: StatusLike) -> dict[str, tuple[int, int]]:
     names = {s.name for s in status.standbys}
     children: dict[str, list[str]] = {}
     for s in status.standbys:
-        up = s.upstream if s.upstream in names else status.primary.name
-        children.setdefault(up or status.primary.name, []).append(s.name)
+        up = upstream_or_primary(s, status.primary.name, known=names)
+        children.setdefault(up, []).append(s.name)
     where: dict[str, tuple[int, int]] = {}
     row = 0
 
@@ -169,8 +170,8 @@ def topology_svg(status: StatusLike, findings: Iterable[Finding] | None = None) 
              'markerWidth="7" markerHeight="7" orient="auto-start-reverse">'
              '<path d="M0,0 L10,5 L0,10 z" fill="context-stroke"/></marker></defs>']
     for s in status.standbys:
-        up = s.upstream if s.upstream in where else primary.name
-        (x1, y1), (x2, y2) = origin(up or primary.name), origin(s.name)
+        up = upstream_or_primary(s, primary.name, known=where)
+        (x1, y1), (x2, y2) = origin(up), origin(s.name)
         stroke = _health(s)[0]
         start, end = (x1 + BOX_W, y1 + box_h // 2), (x2 - 4, y2 + box_h // 2)
         dash = ' stroke-dasharray="5 5"' if s.state != "streaming" else ""
@@ -232,7 +233,7 @@ def status_html(status: StatusLike, findings: Iterable[Finding] | None = None) -
     rows = []
     for s in status.standbys:
         colour = "" if _health(s) is GREEN else _health(s)[1]
-        rows.append(([_e(s.name), _e(s.upstream or primary.name), _e(s.state),
+        rows.append(([_e(s.name), _e(upstream_or_primary(s, primary.name)), _e(s.state),
                       _e(human_bytes(s.replay_lag_bytes)),
                       _e(human_seconds(s.replay_lag.total_seconds()) if s.replay_lag else "-"),
                       _e(s.sync_state or "-"), _e(s.slot_name or "-"),

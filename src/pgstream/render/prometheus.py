@@ -18,7 +18,13 @@ import math
 from collections import Counter
 from collections.abc import Iterable, Mapping
 
-from pgstream.render.shapes import Finding, StandbyLike, StatusLike, finding_triples
+from pgstream.render.shapes import (
+    Finding,
+    StandbyLike,
+    StatusLike,
+    finding_triples,
+    upstream_or_primary,
+)
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 SEVERITIES = ("error", "warning", "info")
@@ -75,7 +81,7 @@ class Exposition:
 
 
 def _standby(out: Exposition, s: StandbyLike, primary: str) -> None:
-    where = {"node": s.name, "upstream": s.upstream or primary}
+    where = {"node": s.name, "upstream": upstream_or_primary(s, primary)}
     out.add("pgstream_standby_up", "1 when pgstream could query the standby itself",
             s.reachable, where)
     out.add("pgstream_standby_streaming", "1 when the upstream has a walsender for it in "

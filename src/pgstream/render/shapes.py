@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-from collections.abc import Iterable, Sequence
+from collections.abc import Container, Iterable, Sequence
 from typing import Protocol, runtime_checkable
 
 from pgstream.facts.lsn import Lsn
@@ -38,6 +38,26 @@ class PrimaryLike(Protocol):
     @property
     def timeline(self) -> int | None:
         """Its timeline (None: could not be read)."""
+
+
+class HasUpstream(Protocol):
+    """Anything that names the node it streams from: a standby node
+    (:class:`pgstream.nodes.node.Standby`), a standby's status, a check's member."""
+
+    @property
+    def upstream(self) -> str | None:
+        """The node it streams from (None: the primary)."""
+
+
+def upstream_or_primary(standby: HasUpstream, primary: str, *,
+                        known: Container[str] | None = None) -> str:
+    """The name of the node ``standby`` streams from: its ``upstream`` when it names one,
+    else ``primary`` (the primary's name). Given ``known`` (the names a caller can place),
+    an upstream not among them counts as the primary too."""
+    upstream = standby.upstream
+    if upstream and (known is None or upstream in known):
+        return upstream
+    return primary
 
 
 class StandbyLike(Protocol):

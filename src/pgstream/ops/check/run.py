@@ -21,13 +21,14 @@ from pgstream.ops.check.report import CheckReport, Thresholds
 from pgstream.ops.check.rules import Member, evaluate
 from pgstream.ops.status import ClusterStatus
 from pgstream.ops.view import ClusterView
+from pgstream.render.shapes import upstream_or_primary
 
 DEFAULT_TIMEOUT = 10.0
 
 
 def _members(view: ClusterView) -> list[Member]:
     primary = view.primary.name
-    return [Member(primary), *(Member(s.name, s.upstream or primary, view.slot_for(s))
+    return [Member(primary), *(Member(s.name, upstream_or_primary(s, primary), view.slot_for(s))
                                for s in view.standbys)]
 
 
