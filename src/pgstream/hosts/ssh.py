@@ -30,6 +30,7 @@ from pgstream.facts import redact
 from pgstream.facts.identifiers import os_user_name
 from pgstream.hosts.host import Completed, LocalHost, OsUser
 from pgstream.hosts.process import OutputCallback, postmaster_proven
+from pgstream.render import commands
 
 _log = logging.getLogger(__name__)
 
@@ -236,7 +237,7 @@ class SshHost:
         if not self.exists(path):
             return False
         had = bool(self.list_dir(path))
-        self.run(("find", str(path), "-mindepth", "1", "-delete"), what=f"wipe {path}",
+        self.run(commands.wipe_contents(path), what=f"wipe {path}",
                  timeout=600)
         return had
 

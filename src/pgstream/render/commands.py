@@ -318,6 +318,17 @@ def rename(source: Path, target: Path) -> tuple[str, ...]:
     return ("mv", "--no-target-directory", str(source), str(target))
 
 
+def wipe_contents(path: Path) -> tuple[str, ...]:
+    """``find PATH -mindepth 1 -delete``: everything inside the directory ``path`` removed,
+    the directory itself kept (its owner and mode); symbolic links inside are removed, never
+    followed. Callers prove the path safe first (:func:`pgstream.hosts.datadir.check_replaceable`).
+    """
+    path = Path(path)
+    if not path.is_absolute() or ".." in path.parts or len(path.parts) < 2:
+        raise InvalidInput(f"refusing to wipe {path}: not an absolute path below /")
+    return ("find", str(path), "-mindepth", "1", "-delete")
+
+
 def remove_tree(path: Path) -> tuple[str, ...]:
     """``rm -rf --one-file-system PATH`` (callers prove the path safe first)."""
     if not path.is_absolute() or ".." in path.parts or len(path.parts) < 3:
