@@ -221,7 +221,7 @@ class SshHost:
 
     def make_dir(self, path: Path, *, mode: int = 0o700, owner: OsUser | None = None) -> None:
         """Create the directory ``path`` with ``mode`` (``mkdir -m``), then chown it."""
-        self.run(("mkdir", "-m", f"{mode:o}", "--", str(path)), what=f"mkdir {path}")
+        self.run(commands.make_dir(path, mode), what=f"mkdir {path}")
         if owner is not None:
             self.run(("chown", f"{owner.uid}:{owner.gid}", "--", str(path)), what="chown")
 

@@ -318,6 +318,11 @@ def rename(source: Path, target: Path) -> tuple[str, ...]:
     return ("mv", "--no-target-directory", str(source), str(target))
 
 
+def make_dir(path: Path, mode: int = 0o700) -> tuple[str, ...]:
+    """``mkdir -m MODE -- PATH``: one directory (its parent must exist, it must not)."""
+    return ("mkdir", "-m", f"{mode:o}", "--", str(path))
+
+
 def wipe_contents(path: Path) -> tuple[str, ...]:
     """``find PATH -mindepth 1 -delete``: everything inside the directory ``path`` removed,
     the directory itself kept (its owner and mode); symbolic links inside are removed, never
