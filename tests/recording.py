@@ -157,8 +157,10 @@ class RecordingLocalHost(LocalHost):
 
 
 def recording(host: Host, recorder: Recorder) -> Host:
-    """``host``, recording what it runs (a local host stays a ``LocalHost``)."""
+    """``host``, recording what it runs into ``recorder`` (a local host stays a
+    ``LocalHost``; a host recording already records into ``recorder`` from now on)."""
     if isinstance(host, RecordingHost | RecordingLocalHost):
+        host.recorder = recorder
         return host
     if isinstance(host, LocalHost):
         return RecordingLocalHost(host.name, recorder=recorder)
