@@ -19,6 +19,7 @@ import pytest
 from psycopg.conninfo import make_conninfo
 
 from pgstream import Cluster, DebianClusterService, Primary, ReplicationAuth, Standby
+from pgstream.errors import PlanFailed
 from pgstream.hosts import binaries
 from pgstream.hosts.host import LocalHost, OsUser
 from pgstream.hosts.wait import wait_for
@@ -107,33 +108,55 @@ def _all_stream(cluster: Cluster) -> bool:
     return all(s.state == "streaming" and s.in_recovery for s in status.standbys)
 
 
-def test_pg_ctlcluster_plans_print_what_they_run(
-        debian_nodes: tuple[Primary, list[Standby], int], recorder: Recorder) -> None:
+@pytest.fixture(scope="module")
+def debian_cluster(debian_nodes: tuple[Primary, list[Standby], int]) -> Iterator[Cluster]:
+    """The three clusters as one pgstream cluster (not set up yet: the first test does)."""
     primary, standbys, port = debian_nodes
     cluster = Cluster(primary, standbys, auth=ReplicationAuth("repuser", "s3cret-pw"),
                       primary_address=("127.0.0.1", port), hba_addresses=["127.0.0.1"],
                       settings={"wal_level": "replica", "max_wal_senders": "10",
                                 "hot_standby": "on"})
     try:
-        record_through(cluster, recorder)
-        apply_and_compare(cluster.setup_plan(replace=True), recorder)
-        assert any("pg_ctlcluster" in e for done in recorder.effects.values() for e in done)
-        wait_for(lambda: _all_stream(cluster), timeout=30, what="the standbys streaming")
-        apply_and_compare(cluster.follow_plan("gamma", "beta"), recorder)
-        apply_and_compare(cluster.follow_plan("gamma", "alpha"), recorder)
-        apply_and_compare(cluster.switchover_plan("beta"), recorder)
-        assert cluster.primary.name == "beta"
-        apply_and_compare(cluster.switchover_plan("alpha"), recorder)
-        # The primary went down cleanly (a forced failover's immediate stop would leave it
-        # needing crash recovery, which Debian 15's pg_rewind cannot run: see
-        # test_rejoin_after_an_immediate_stop below).
-        assert primary.service is not None
-        primary.close()
-        primary.service.stop("fast")
-        apply_and_compare(cluster.failover_plan("beta"), recorder)
-        assert cluster.primary.name == "beta" and cluster.failed[0].name == "alpha"
-        record_through(cluster, recorder)
-        apply_and_compare(cluster.rejoin_plan("alpha", rewind=True), recorder)
-        wait_for(lambda: _all_stream(cluster), timeout=30, what="alpha rejoined, streaming")
+        yield cluster
     finally:
         cluster.close()
+
+
+def test_pg_ctlcluster_plans_print_what_they_run(debian_cluster: Cluster,
+                                                 recorder: Recorder) -> None:
+    cluster = debian_cluster
+    primary = cluster.primary
+    record_through(cluster, recorder)
+    apply_and_compare(cluster.setup_plan(replace=True), recorder)
+    assert any("pg_ctlcluster" in e for done in recorder.effects.values() for e in done)
+    wait_for(lambda: _all_stream(cluster), timeout=30, what="the standbys streaming")
+    apply_and_compare(cluster.follow_plan("gamma", "beta"), recorder)
+    apply_and_compare(cluster.follow_plan("gamma", "alpha"), recorder)
+    apply_and_compare(cluster.switchover_plan("beta"), recorder)
+    assert cluster.primary.name == "beta"
+    apply_and_compare(cluster.switchover_plan("alpha"), recorder)
+    # The primary went down cleanly (a forced failover's immediate stop leaves it needing
+    # crash recovery, which Debian 15's pg_rewind cannot run: see the test below).
+    assert primary.service is not None
+    primary.close()
+    primary.service.stop("fast")
+    apply_and_compare(cluster.failover_plan("beta"), recorder)
+    assert cluster.primary.name == "beta" and cluster.failed[0].name == "alpha"
+    record_through(cluster, recorder)
+    apply_and_compare(cluster.rejoin_plan("alpha", rewind=True), recorder)
+    wait_for(lambda: _all_stream(cluster), timeout=30, what="alpha rejoined, streaming")
+
+
+@pytest.mark.xfail(strict=True, raises=PlanFailed, reason=(
+    "known defect: after an immediate stop, pg_rewind runs 'postgres --single -D DATADIR' for "
+    "crash recovery, and a Debian cluster's postgresql.conf is in /etc/postgresql, not there "
+    "(pg_rewind 16+ has --config-file; before, pgstream would have to run crash recovery "
+    "itself through pg_ctlcluster)"))
+def test_rejoin_after_an_immediate_stop(debian_cluster: Cluster, recorder: Recorder) -> None:
+    cluster = debian_cluster
+    if not _all_stream(cluster) or cluster.primary.name != "beta":
+        pytest.fail("the test above did not leave beta primary with its standbys streaming")
+    record_through(cluster, recorder)
+    apply_and_compare(cluster.failover_plan("alpha", force=True), recorder)
+    record_through(cluster, recorder)
+    apply_and_compare(cluster.rejoin_plan("beta", rewind=True), recorder)
