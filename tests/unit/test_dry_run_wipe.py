@@ -1,6 +1,8 @@
-"""A wipe prints what it runs: the ``find DIR -mindepth 1 -delete`` that
+"""Steps print what they run: the ``find DIR -mindepth 1 -delete`` that
 :func:`pgstream.hosts.datadir.wipe_contents` runs is the very line the remove and clone plans
-print (it was once printed as ``rm -rf DIR/*`` while a Python loop removed the files)."""
+print (it was once printed as ``rm -rf DIR/*`` while a Python loop removed the files); the
+replication role step prints the ``ALTER ROLE`` it runs for an existing role (it once printed
+only ``CREATE ROLE``)."""
 
 from __future__ import annotations
 
@@ -10,12 +12,14 @@ from pathlib import Path
 import pytest
 
 from pgstream.errors import InvalidInput
+from pgstream.facts.identifiers import MASK
 from pgstream.hosts import datadir
 from pgstream.ops.plan import Plan, StepKind
-from pgstream.render import commands
+from pgstream.ops.setup import role_step
+from pgstream.render import commands, queries
 from tests.fake_host import FakeHost
 from tests.fakes import fake_cluster, stop
-from tests.recording import Recorder, RecordingHost, apply_and_compare
+from tests.recording import Recorder, RecordingHost, apply_and_compare, printed_effects
 
 
 def test_the_remove_plans_wipe_runs_the_argv_it_prints() -> None:
@@ -57,3 +61,12 @@ def test_the_clone_plan_prints_the_wipe_argv() -> None:
 def test_wipe_argv_refuses_a_path_that_is_not_deep_and_absolute(bad: str) -> None:
     with pytest.raises(InvalidInput, match="refusing to wipe"):
         commands.wipe_contents(Path(bad))
+
+
+def test_the_role_step_prints_each_statement_it_may_run() -> None:
+    """An existing role is altered, not created: the ALTER ROLE it runs is printed too."""
+    rig = fake_cluster(fresh=True)
+    step = role_step(rig.cluster.primary, rig.cluster.auth)
+    statements = [queries.create_role("replicator", MASK),
+                  queries.alter_role("replicator", MASK), queries.alter_role("replicator")]
+    assert printed_effects(step.detail) == [s.as_string(None) for s in statements]
