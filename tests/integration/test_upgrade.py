@@ -24,6 +24,8 @@ from pgstream.hosts.binaries import Installation
 from pgstream.hosts.wait import wait_for
 from pgstream.ops.plan import Plan, ProgressEvent, Report, StepKind, StepResult
 
+from ..recording import Recorder, apply_and_compare, record_through
+
 TOOLS = ("pg_upgrade", "pg_controldata", "pg_dump", "pg_config")
 ROWS = 100_000
 CHECKSUM = "SELECT count(*), md5(string_agg(v, ',' ORDER BY id)) FROM t"
@@ -145,17 +147,19 @@ def test_interrupted_before_point_of_no_return_leaves_the_old_cluster(
 @pytest.mark.skipif(shutil.which("rsync") is None, reason="rsync is not installed "
                     "(Debian: apt-get install rsync)")
 def test_link_and_rsync_then_switchover_then_remove_old(
-        old_cluster: Cluster, pair: tuple[Installation, Installation]) -> None:
+        old_cluster: Cluster, pair: tuple[Installation, Installation],
+        recorder: Recorder) -> None:
     cluster, new = old_cluster, pair[1]
     expected = cluster.primary.query(CHECKSUM)[0]
     cluster.primary.create_slot("backup_tool")  # a slot no standby uses: recreated too
+    record_through(cluster, recorder)  # before the plan: its steps keep the hosts it saw
     plan = cluster.upgrade_plan(new.bindir)
     text = str(plan)
     assert "POINT OF NO RETURN" in text
     assert "rsync --archive --delete --hard-links --size-only --no-inc-recursive" in text
     assert "--link" in text and "pg_controldata" in text and "--analyze-in-stages" in text
     assert text.index("POINT OF NO RETURN") < text.index("rsync --archive")
-    report = plan.apply()
+    report = apply_and_compare(plan, recorder)  # what ran is what it printed
     assert report.changed
     assert {n.version.major for n in cluster.nodes} == {new.version.major}
     assert set(_checksums(cluster).values()) == {expected}
@@ -180,9 +184,10 @@ def test_link_and_rsync_then_switchover_then_remove_old(
     assert cluster.primary.name == "standby1"
     wait_for(lambda: _all_stream(cluster), timeout=30, what="streaming after the switchover")
 
+    record_through(cluster, recorder)
     removal = cluster.remove_old_cluster_plan()
     assert len(removal) == 3
-    removal.apply()
+    apply_and_compare(removal, recorder)
     assert not any((base / name).exists() for name in ("primary", "standby1", "standby2"))
     cluster.primary.execute("DELETE FROM t WHERE id = -1")
     cluster.wait_for_catchup()
@@ -190,15 +195,16 @@ def test_link_and_rsync_then_switchover_then_remove_old(
 
 
 def test_copy_and_reclone(pgstream_sandbox: Callable[..., Cluster],
-                          pair: tuple[Installation, Installation]) -> None:
+                          pair: tuple[Installation, Installation], recorder: Recorder) -> None:
     old, new = pair
     cluster = pgstream_sandbox(2, bindir=old.bindir)
     expected = _fill(cluster)
+    record_through(cluster, recorder)  # before the plan: its steps keep the hosts it saw
     plan = cluster.upgrade_plan(new.bindir, method="reclone", mode="copy", analyze=False)
     text = str(plan)
     assert "--copy" in text and "rsync" not in text and "pg_basebackup" in text
     assert text.index("POINT OF NO RETURN") < text.index("pg_basebackup")
-    plan.apply()
+    apply_and_compare(plan, recorder)  # what ran is what it printed
     assert {n.version.major for n in cluster.nodes} == {new.version.major}
     assert set(_checksums(cluster).values()) == {expected}
     wait_for(lambda: _all_stream(cluster), timeout=30, what="the re-cloned standbys streaming")

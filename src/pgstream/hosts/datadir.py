@@ -16,6 +16,7 @@ import attrs
 
 from pgstream.errors import PgStreamError, UnsafeDataDirectory
 from pgstream.hosts.host import Host, LocalHost
+from pgstream.render import commands
 
 _SYSTEM_DIRS = ("/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib64", "/media",
                 "/mnt", "/opt", "/proc", "/root", "/run", "/sbin", "/srv", "/sys", "/tmp",  # noqa: S108
@@ -100,9 +101,21 @@ def check_replaceable(path: Path, *, replace: bool, protected: Iterable[Path] = 
     return state
 
 
+WIPE_TIMEOUT = 3600.0
+"""Seconds a wipe of a data directory may take (a large one holds many files)."""
+
+
 def wipe_contents(path: Path, host: Host | None = None) -> bool:
-    """Remove everything inside ``path`` (kept itself, with its owner and mode)."""
-    return (host or LocalHost()).wipe_contents(Path(path))
+    """Remove everything inside ``path`` (kept itself, with its owner and mode): run on
+    ``host`` the argv :func:`pgstream.render.commands.wipe_contents` renders, the very one plans
+    print. False when ``path`` did not exist or was empty (nothing was run)."""
+    host = host or LocalHost()
+    path = Path(path)
+    argv = commands.wipe_contents(path)
+    if not host.exists(path) or not host.list_dir(path):
+        return False
+    host.run(argv, what=f"wipe {path}", timeout=WIPE_TIMEOUT)
+    return True
 
 
 def remove_empty(path: Path, host: Host | None = None) -> None:

@@ -42,7 +42,7 @@ from pgstream.facts import redact
 from pgstream.facts.identifiers import os_user_name
 from pgstream.hosts.host import Completed, LocalHost, OsUser
 from pgstream.hosts.process import OutputCallback, postmaster_proven
-from pgstream.render import process_group
+from pgstream.render import commands, process_group
 
 _log = logging.getLogger(__name__)
 
@@ -275,7 +275,7 @@ class SshHost:
 
     def make_dir(self, path: Path, *, mode: int = 0o700, owner: OsUser | None = None) -> None:
         """Create the directory ``path`` with ``mode`` (``mkdir -m``), then chown it."""
-        self.run(("mkdir", "-m", f"{mode:o}", "--", str(path)), what=f"mkdir {path}")
+        self.run(commands.make_dir(path, mode), what=f"mkdir {path}")
         if owner is not None:
             self.run(("chown", f"{owner.uid}:{owner.gid}", "--", str(path)), what="chown")
 
@@ -291,7 +291,7 @@ class SshHost:
         if not self.exists(path):
             return False
         had = bool(self.list_dir(path))
-        self.run(("find", str(path), "-mindepth", "1", "-delete"), what=f"wipe {path}",
+        self.run(commands.wipe_contents(path), what=f"wipe {path}",
                  timeout=600)
         return had
 

@@ -141,8 +141,9 @@ def standby_clone_steps(
          f"checks: no server running, empty or a data directory with replace=True, not the "
          f"primary's; with replace=True and a server proven to run there: "
          f"{service.describe('stop', 'fast')}\n"
-         f"then remove everything inside {data_dir} (the directory itself, its owner and mode "
-         f"kept), or create it", stop_and_wipe)
+         f"then, if it holds anything: {shlex.join(commands.wipe_contents(data_dir))} (the "
+         f"directory itself, its owner and mode kept); if it is missing: create it",
+         stop_and_wipe)
 
     # -- 7: passfile and base backup
     if auth.password is not None and passfile is not None:

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 from pgstream.errors import InvalidInput, Refused, ServerStateError
@@ -21,7 +22,7 @@ from pgstream.nodes.node import Node, Standby
 from pgstream.ops.assemble import hba_marker
 from pgstream.ops.plan import Plan, Report, Step, StepKind, StepResult
 from pgstream.ops.view import ClusterView, RoleChange
-from pgstream.render import probes, queries
+from pgstream.render import commands, probes, queries
 from pgstream.render.sync_spec import ALL, SyncSpec
 
 
@@ -146,8 +147,10 @@ def remove_standby_plan(cluster: ClusterView, standby: Standby | str, *, wipe: b
             removed = datadir.wipe_contents(data_dir, target.host)
             return StepResult(removed, f"wiped {data_dir}" if removed else "already empty")
 
+        # The argv datadir.wipe_contents runs (when the directory holds anything).
         steps.append(Step(target.name, StepKind.WIPE, f"wipe {data_dir} (wipe=True)",
-                          f"rm -rf {data_dir}/*", action=wipe_it, host=target.host.name))
+                          shlex.join(commands.wipe_contents(data_dir)), action=wipe_it,
+                          host=target.host.name))
 
     def record(report: Report) -> StepResult:
         cluster.apply(RoleChange("remove standby", f"{target.name} removed"

@@ -189,7 +189,16 @@ def role_step(primary: Primary, auth: ReplicationAuth) -> Step:
     """A step that creates the replication role, or grants it LOGIN REPLICATION and sets
     its password when the stored verifier does not match; the password reaches the server
     only as a verifier computed here, and the plan shows it masked."""
-    shown = _text(queries.create_role(auth.user, MASK if auth.password else None))
+    masked = MASK if auth.password else None
+    # Each statement the action may run, as it runs it (the verifier masked).
+    shown = "\n".join([
+        _text(queries.create_role(auth.user, masked)) + ";  -- if there is no such role",
+        *([_text(queries.alter_role(auth.user, masked))
+           + ";  -- if it exists with another password"] if masked else []),
+        _text(queries.alter_role(auth.user)) + ";  -- if it exists without LOGIN REPLICATION"
+        + (" (and this password)" if masked else ""),
+        "(nothing if it exists with LOGIN REPLICATION"
+        + (" and this password)" if masked else ")")])
 
     def verifier() -> str | None:
         if auth.password is None:
@@ -214,7 +223,7 @@ def role_step(primary: Primary, auth: ReplicationAuth) -> Step:
         done += ["set its password"] if stale else []
         return StepResult(True, f"role {auth.user} exists: " + " and ".join(done))
 
-    return Step(primary.name, StepKind.ROLE, f"replication role {auth.user}", shown + ";",
+    return Step(primary.name, StepKind.ROLE, f"replication role {auth.user}", shown,
                 action=action, host=primary.host.name)
 
 

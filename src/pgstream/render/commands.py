@@ -318,6 +318,22 @@ def rename(source: Path, target: Path) -> tuple[str, ...]:
     return ("mv", "--no-target-directory", str(source), str(target))
 
 
+def make_dir(path: Path, mode: int = 0o700) -> tuple[str, ...]:
+    """``mkdir -m MODE -- PATH``: one directory (its parent must exist, it must not)."""
+    return ("mkdir", "-m", f"{mode:o}", "--", str(path))
+
+
+def wipe_contents(path: Path) -> tuple[str, ...]:
+    """``find PATH -mindepth 1 -delete``: everything inside the directory ``path`` removed,
+    the directory itself kept (its owner and mode); symbolic links inside are removed, never
+    followed. Callers prove the path safe first (:func:`pgstream.hosts.datadir.check_replaceable`).
+    """
+    path = Path(path)
+    if not path.is_absolute() or ".." in path.parts or len(path.parts) < 2:
+        raise InvalidInput(f"refusing to wipe {path}: not an absolute path below /")
+    return ("find", str(path), "-mindepth", "1", "-delete")
+
+
 def remove_tree(path: Path) -> tuple[str, ...]:
     """``rm -rf --one-file-system PATH`` (callers prove the path safe first)."""
     if not path.is_absolute() or ".." in path.parts or len(path.parts) < 3:

@@ -68,8 +68,12 @@ def rsync_steps(cluster: ClusterView, standby: Standby, facts: UpgradeFacts) -> 
         host.run(cleanup, user=user, what="remove the staging directory")
         return StepResult(True, f"rsync done in {done.seconds:.1f} s")
 
+    owner = user.name if user is not None else "the current user"
     detail = "\n".join([
-        f"mkdir {stage}", *(f"mkdir -p {p}  # if missing" for p in parents), shlex.join(moves[0]),
+        # What host.make_dir does (owned by the standby's OS user), as the SSH host runs it.
+        shlex.join(commands.make_dir(stage)) + f"  # owned by {owner}",
+        *(shlex.join(commands.make_dir(p, 0o755)) + f"  # if missing, owned by {owner}"
+          for p in parents), shlex.join(moves[0]),
         shlex.join(sync) + f"   # on {primary.host.name}", *(shlex.join(m) for m in moves[1:]),
         shlex.join(cleanup)])
     steps = [Step(standby.name, StepKind.RSYNC, f"rsync the upgraded {primary.name} to "
