@@ -59,6 +59,40 @@ def test_add_standby_refused_when_the_slots_are_used_up(sandbox: MakeCluster) ->
             standby.service.stop("immediate")
 
 
+def _all_stream(cluster: Cluster) -> bool:
+    status = cluster.status()
+    return len(status.standbys) == 3 and all(s.state == "streaming" and s.in_recovery
+                                             for s in status.standbys)
+
+
+def test_switchover_refused_when_the_target_cannot_hold_the_slots(sandbox: MakeCluster
+                                                                  ) -> None:
+    """After its promotion standby1 would hold a slot for standby2, standby3 and the old
+    primary: 3, and it allows 2. Refused while the plan is built, nothing changed."""
+    cluster = sandbox(3)
+    target = cluster.standby("standby1")
+    assert target.service is not None
+    target.execute("ALTER SYSTEM SET max_replication_slots = 2")
+    target.close()
+    target.service.restart()
+    wait_until(lambda: _all_stream(cluster), timeout=30, what="the standbys streaming")
+    assert target.show("max_replication_slots") == "2"
+    primary_slots = _slots(cluster)
+    for build in (lambda: cluster.switchover_plan("standby1", timeout=30),
+                  lambda: cluster.switchover("standby1", timeout=30)):
+        with pytest.raises(InvalidInput) as refused:
+            build()
+        text = str(refused.value)
+        assert "standby1 has max_replication_slots = 2" in text, text
+        assert "0 slot(s) in use" in text and "at least 3" in text, text
+        assert "(standby2, standby3, primary)" in text, text
+        assert cluster.primary.name == "primary" and not cluster.failed
+        assert not cluster.primary.in_recovery and target.in_recovery
+        assert _slots(cluster) == primary_slots
+        assert target.query("SELECT slot_name FROM pg_replication_slots") == []
+        assert _all_stream(cluster)
+
+
 def test_sandbox_with_fewer_slots_than_standbys_refused(box_dir: Path,
                                                         pgstream_server: Installation) -> None:
     made: Cluster | None = None

@@ -19,7 +19,6 @@ import pytest
 from psycopg.conninfo import make_conninfo
 
 from pgstream import Cluster, DebianClusterService, Primary, ReplicationAuth, Standby
-from pgstream.errors import PlanFailed
 from pgstream.hosts import binaries
 from pgstream.hosts.host import LocalHost, OsUser
 from pgstream.hosts.wait import wait_for
@@ -136,7 +135,7 @@ def test_pg_ctlcluster_plans_print_what_they_run(debian_cluster: Cluster,
     assert cluster.primary.name == "beta"
     apply_and_compare(cluster.switchover_plan("alpha"), recorder)
     # The primary went down cleanly (a forced failover's immediate stop leaves it needing
-    # crash recovery, which Debian 15's pg_rewind cannot run: see the test below).
+    # crash recovery: see the test below).
     assert primary.service is not None
     primary.close()
     primary.service.stop("fast")
@@ -147,16 +146,21 @@ def test_pg_ctlcluster_plans_print_what_they_run(debian_cluster: Cluster,
     wait_for(lambda: _all_stream(cluster), timeout=30, what="alpha rejoined, streaming")
 
 
-@pytest.mark.xfail(strict=True, raises=PlanFailed, reason=(
-    "known defect: after an immediate stop, pg_rewind runs 'postgres --single -D DATADIR' for "
-    "crash recovery, and a Debian cluster's postgresql.conf is in /etc/postgresql, not there "
-    "(pg_rewind 16+ has --config-file; before, pgstream would have to run crash recovery "
-    "itself through pg_ctlcluster)"))
 def test_rejoin_after_an_immediate_stop(debian_cluster: Cluster, recorder: Recorder) -> None:
+    """A forced failover stops the old primary at once: its pg_rewind must first finish crash
+    recovery, in single-user mode, with the configuration Debian keeps in /etc/postgresql
+    (``--config-file``, pg_rewind 15+), printed as run; then it streams."""
     cluster = debian_cluster
     if not _all_stream(cluster) or cluster.primary.name != "beta":
         pytest.fail("the test above did not leave beta primary with its standbys streaming")
     record_through(cluster, recorder)
     apply_and_compare(cluster.failover_plan("alpha", force=True), recorder)
+    assert cluster.primary.name == "alpha" and cluster.failed[0].name == "beta"
     record_through(cluster, recorder)
-    apply_and_compare(cluster.rejoin_plan("beta", rewind=True), recorder)
+    plan = cluster.rejoin_plan("beta", rewind=True)
+    conf = f"--config-file=/etc/postgresql/{MAJOR}/"
+    assert conf in str(plan)
+    apply_and_compare(plan, recorder)
+    assert any(conf in e for done in recorder.effects.values() for e in done)
+    assert not cluster.failed and {s.name for s in cluster.standbys} == {"beta", "gamma"}
+    wait_for(lambda: _all_stream(cluster), timeout=30, what="beta rejoined, streaming")

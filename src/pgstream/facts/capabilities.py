@@ -249,6 +249,8 @@ TABLE: tuple[Name, ...] = (
              "pg_monitor/pg_read_all_stats members see pg_stat_replication LSNs (10.2)"),
     _feature("rewind_non_superuser_source", V11, "pg_rewind source needs no superuser"),
     _feature("rewind_crash_recovery", V13, "pg_rewind recovers an unclean target first"),
+    _feature("rewind_config_file", V15, "pg_rewind --config-file: the target's "
+             "postgresql.conf, for that crash recovery (needed where it is not in PGDATA)"),
     _feature("progress_basebackup", V13, "pg_stat_progress_basebackup"),
     _feature("pg_stat_wal", V14, "pg_stat_wal"),
     _feature("in_hot_standby", V14, "the in_hot_standby setting"),

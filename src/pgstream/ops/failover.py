@@ -8,7 +8,9 @@ its declaration (data directory, port, role), and after the stop its postmaster 
 and its conninfo reach no writable server, else ``PrimaryStillAlive`` and nothing promoted.
 Just before the promotion the old primary is checked once more (one connection attempt). The
 standby that has received the most WAL is promoted (unless one is named), then every other
-standby follows it. The old primary is kept in ``cluster.failed`` until it rejoins.
+standby follows it, through a slot on it: when the plan is built, those slots must fit in its
+``max_replication_slots`` beside the slots it has, else ``InvalidInput`` and nothing changed.
+The old primary is kept in ``cluster.failed`` until it rejoins.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from pgstream.nodes.identity import ServerReport
 from pgstream.nodes.node import Standby
 from pgstream.ops.follow import follow_steps, promote_step
 from pgstream.ops.plan import Plan, Report, Step, StepKind, StepResult
+from pgstream.ops.senders import SlotBudget
 from pgstream.ops.view import ClusterView, RoleChange
 from pgstream.render import queries
 from pgstream.render.shapes import upstream_or_primary
@@ -117,6 +120,13 @@ def failover_plan(cluster: ClusterView, candidate: Standby | str | None = None, 
         target = cluster.standby(candidate) if isinstance(candidate, str) else candidate
         if target.name not in {c.name for c in ranked}:
             raise InvalidInput(f"{target.name} is not a reachable standby of {old.name}")
+    followers = [s for s in cluster.standbys
+                 if s is not target and upstream_or_primary(s, old.name) == old.name]
+    # Each follower streams from the new primary through a slot on it: they must fit in its
+    # max_replication_slots (slots it has already are not counted twice), nothing changed else.
+    slots = SlotBudget(target)
+    slots.plan_slots(cluster.slot_for(s) for s in followers)
+    slots.check()
     system = reports[target.name].system_identifier if target.name in reports else None
     fenced: list[int | None] = []
     steps: list[Step] = []
@@ -173,8 +183,6 @@ def failover_plan(cluster: ClusterView, candidate: Standby | str | None = None, 
             target, timeout, port=identity.declared_port(target, cluster.node_settings.get(
                 target.name)), system_identifier=system, guard=still_down,
             known=reports.get(target.name)))
-    followers = [s for s in cluster.standbys
-                 if s is not target and upstream_or_primary(s, old.name) == old.name]
 
     def record(report: Report) -> StepResult:
         # Recorded at once: if a later step fails, the cluster already names the new primary.

@@ -23,6 +23,7 @@ from pgstream.hosts import binaries, controlfile
 from pgstream.hosts.controlfile import ControlData, DbState
 from pgstream.hosts.files import merge_auto_conf
 from pgstream.hosts.host import LocalHost
+from pgstream.hosts.service import DebianClusterService
 from pgstream.nodes import identity
 from pgstream.nodes.node import Node
 from pgstream.ops.follow import (
@@ -162,6 +163,40 @@ KEPT_FILES = ("postgresql.conf", "postgresql.auto.conf", "pg_hba.conf", "pg_iden
 them (pg_rewind copies the source's over them)."""
 
 
+def config_file_outside(node: Node) -> Path | None:
+    """The ``postgresql.conf`` of ``node`` (stopped, so not asked of it) when pgstream knows
+    it lies outside its data directory: a Debian cluster's, in ``/etc/postgresql/MAJOR/NAME``;
+    None otherwise (the data directory's own)."""
+    if not isinstance(node.service, DebianClusterService) or node.data_dir is None:
+        return None
+    conf = node.service.config_dir / "postgresql.conf"
+    return None if conf.is_relative_to(Path(node.data_dir)) else conf
+
+
+def rewind_config_file(node: Node, tool: ServerVersion, *, crash_recovery: bool) -> Path | None:
+    """What a rejoin's pg_rewind (of version ``tool``) passes as ``--config-file``: the
+    node's ``postgresql.conf`` when it lies outside its data directory and that pg_rewind has
+    the option (15+); None when it is in the data directory. pg_rewind reads it only to run
+    the single-user crash recovery (``crash_recovery``) of an unclean target: an older
+    pg_rewind that would need it raises :class:`~pgstream.errors.RejoinRefused`, before
+    anything changes."""
+    conf = config_file_outside(node)
+    if conf is None:
+        return None
+    assert node.service is not None and node.data_dir is not None
+    if tool.adapter.supports("rewind_config_file"):
+        return conf
+    if crash_recovery:
+        single = commands.postgres_single(node.service.bindir, Path(node.data_dir), conf)
+        raise RejoinRefused(
+            f"{node.name} did not shut down cleanly, and pg_rewind must first finish its crash "
+            f"recovery with 'postgres --single -D {node.data_dir}', which finds no "
+            f"postgresql.conf there (it is {conf}); pg_rewind {tool.major} has no "
+            "--config-file (15+ has): nothing changed. Finish its crash recovery yourself, "
+            f"as its owner: {shlex.join(single)}, then rejoin it; or clone it anew")
+    return None  # a clean target: pg_rewind runs no server, and needs no configuration
+
+
 def _rewind_step(cluster: ClusterView, target: Node, primary: Node, version: ServerVersion,
                  found: Divergence, timeout: float) -> Step:
     assert target.service is not None
@@ -187,10 +222,12 @@ def _rewind_step(cluster: ClusterView, target: Node, primary: Node, version: Ser
             "recovery, or clone it anew")
     assert target.data_dir is not None and target.service is not None
     data_dir = Path(target.data_dir)
+    config_file = rewind_config_file(target, tool.version,
+                                     crash_recovery=not found.control.clean_shutdown)
     params = pg_conninfo.conninfo_to_dict(primary.conninfo)
     password = params.pop("password", None)
     source = pg_conninfo.make_conninfo("", **params)
-    argv = commands.pg_rewind(tool.bindir, data_dir, source)
+    argv = commands.pg_rewind(tool.bindir, data_dir, source, config_file=config_file)
     # The password, if any, travels in a 0600 file on that host for this run only.
     secret = data_dir.parent / f".pgstream-rewind-{target.name}.pgpass"
     cleanup = commands.remove_file(secret)

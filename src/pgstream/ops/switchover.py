@@ -13,6 +13,10 @@ it was declared to be, the target streams, its replay is not paused, it lags at 
 3. promotion (the old primary proven down once more), every other standby re-pointed, and the
    old primary back as a standby of the new one (it stopped cleanly and is not ahead).
 
+Each of those streams from the target through a slot on it: when the plan is built, they must
+fit in the target's ``max_replication_slots`` beside the slots it has, else ``InvalidInput``
+(:class:`~pgstream.ops.senders.SlotBudget`) and nothing changed.
+
 If the old primary was stopped but the promotion not yet requested, rollback starts it again.
 Once the promotion has been requested it is never started again as a primary: it stays
 stopped, and the error says so.
@@ -40,6 +44,7 @@ from pgstream.nodes.identity import ServerReport
 from pgstream.nodes.node import Node, Standby
 from pgstream.ops.follow import drop_stale_slots_step, follow_steps, promote_step
 from pgstream.ops.plan import Plan, Report, Step, StepKind, StepResult
+from pgstream.ops.senders import SlotBudget
 from pgstream.ops.view import ClusterView, RoleChange
 from pgstream.render import queries
 from pgstream.render.shapes import upstream_or_primary
@@ -130,6 +135,11 @@ def switchover_plan(cluster: ClusterView, to: Standby | str, *,
     if not all(r.ok for r in results):
         raise SwitchoverRefused("switchover refused, nothing changed:\n"
                                 + "\n".join(str(r) for r in results))
+    # After the promotion every re-pointed standby and the old primary stream from the target
+    # through a slot on it: they must fit in its max_replication_slots (nothing changed else).
+    slots = SlotBudget(target)
+    slots.plan_slots(cluster.slot_for(n) for n in [*others, old])
+    slots.check()
     assert old.service is not None and old.data_dir is not None
     assert mine is not None and theirs is not None
     service, data_dir = old.service, Path(old.data_dir)

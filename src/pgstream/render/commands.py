@@ -57,11 +57,27 @@ def pg_ctl(bindir: Path, action: PgCtlAction, data_dir: Path, *, log_file: Path 
     return tuple(argv)
 
 
-def pg_rewind(bindir: Path, data_dir: Path, source: str) -> tuple[str, ...]:
+def pg_rewind(bindir: Path, data_dir: Path, source: str, *,
+              config_file: Path | None = None) -> tuple[str, ...]:
     """``pg_rewind`` of ``data_dir`` to the server of conninfo ``source`` (which carries no
-    password: that travels in a passfile), with progress."""
-    return (str(bindir / "pg_rewind"), "--target-pgdata", str(data_dir),
-            "--source-server", source, "--progress")
+    password: that travels in a passfile), with progress.
+
+    ``config_file``: the target's ``postgresql.conf`` when it is not in ``data_dir`` (Debian
+    keeps it in ``/etc/postgresql``), passed as ``--config-file`` (pg_rewind 15+) for the
+    single-user server pg_rewind runs to finish crash recovery. The caller checks the version.
+    """
+    argv = [str(bindir / "pg_rewind"), "--target-pgdata", str(data_dir),
+            "--source-server", source, "--progress"]
+    if config_file is not None:
+        argv.append(f"--config-file={config_file}")
+    return tuple(argv)
+
+
+def postgres_single(bindir: Path, data_dir: Path, config_file: Path) -> tuple[str, ...]:
+    """``postgres --single`` on ``data_dir`` with its ``config_file``, as pg_rewind runs it to
+    finish a crash recovery (``-F``: no fsync; it stops at end of input)."""
+    return (str(bindir / "postgres"), "--single", "-F", "-D", str(data_dir),
+            "-c", f"config_file={config_file}", "template1")
 
 
 def remove_file(path: Path) -> tuple[str, ...]:
