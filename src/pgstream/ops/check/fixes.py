@@ -266,7 +266,7 @@ def _difference(shown: Sequence[Step], real: Sequence[Step], decision: int) -> s
     detail (what it read in pg_control)."""
     for number, (one, other) in enumerate(zip(shown, real, strict=False)):
         if _shown(one, detail=number != decision) != _shown(other, detail=number != decision):
-            return f"its step {number + 1}, {other.title!r}, differs"
+            return f"step {number + 2}, {other.title!r}, differs"  # as the fix numbers it
     if len(real) != len(shown):
         return f"{len(real)} steps instead of {len(shown)}"
     return None
