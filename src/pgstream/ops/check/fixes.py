@@ -172,6 +172,7 @@ def _stopped(node: Node) -> Node:
 
 
 def _copy_as(obj: _T, **methods: Callable[..., object]) -> _T:
+    """A copy of the attrs instance ``obj`` (its init fields), ``methods`` replaced."""
     cls = type(obj)
     kind = type(f"Stopped{cls.__name__}", (cls,), dict(methods))
     return cast(_T, kind(**{field.alias: getattr(obj, field.name)
@@ -199,6 +200,8 @@ def _rejoin_plan(view: ClusterView, finding: Finding) -> Plan | None:
     stopped: list[bool] = []
 
     def stop(report: Report) -> StepResult:
+        built.clear()  # this apply's own (a plan may be applied again)
+        stopped.clear()
         if service.running() or node.ping():
             node.close()
             stopped.append(True)
