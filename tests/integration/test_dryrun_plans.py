@@ -177,10 +177,6 @@ def test_fix_hba_missing(recorded: Cluster, recorder: Recorder) -> None:
     _healthy(recorded)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "known lie: the timeline_diverged fix's second step prints the rejoin in words "
-    "(cluster.rejoin_plan(...), built once the node is stopped) while it runs that plan's "
-    "pg_rewind, recovery configuration and start (ops/check/fixes.py _rejoin_plan)"))
 def test_fix_timeline_diverged(recorded: Cluster, recorder: Recorder) -> None:
     """Last: it promotes a standby and rejoins it."""
     standby = recorded.standby("standby2")

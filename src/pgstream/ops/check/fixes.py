@@ -7,26 +7,36 @@ the cluster's password (setup's role step), and for ``auth_failed`` the standby'
 rewritten. ``slot_inactive_retaining``: drop the inactive slot (slot hygiene's drop plan).
 ``replay_paused``: resume replay. ``wal_removed`` / ``slot_wal_lost``: re-clone the standby
 (a lost slot dropped and created anew, then the clone steps with ``replace=True``).
-``timeline_diverged``: stop the standby, then the rejoin plan with ``pg_rewind`` (a re-clone
-where no ``pg_rewind`` of its major is found). Where a plan
+``timeline_diverged``: stop the standby, then the steps of the rejoin plan with ``pg_rewind``
+(a re-clone where no ``pg_rewind`` of its major is found). That plan reads the stopped node's
+``pg_control``: it is built when the fix is, for the node as it will be once stopped, and its
+steps are the fix's; once the node is stopped it is built again and runs only if its steps are
+the ones shown (else refused, the node started again). Where a plan
 cannot be built (no service, no password known, ...), the finding keeps its fix in words.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import NoReturn, TypeVar, cast
 
 import attrs
 
-from pgstream.errors import BinaryNotFound, InvalidInput, PgStreamError
+from pgstream.errors import (
+    BinaryNotFound,
+    InvalidInput,
+    NodeUnreachable,
+    PgStreamError,
+    RejoinRefused,
+)
 from pgstream.facts import compat
 from pgstream.hosts import binaries
 from pgstream.hosts.host import LocalHost
 from pgstream.nodes.node import Node, Primary, Standby
 from pgstream.ops.check.report import Finding
 from pgstream.ops.clone import standby_clone_steps
-from pgstream.ops.plan import Plan, ProgressEvent, Report, Step, StepKind, StepResult
+from pgstream.ops.plan import Plan, Report, Step, StepKind, StepResult
 from pgstream.ops.recovery import passfile_for, passfile_step
 from pgstream.ops.rejoin import rejoin_plan
 from pgstream.ops.setup import hba_step, reload_step, role_step, slot_step
@@ -35,6 +45,7 @@ from pgstream.ops.view import ClusterView
 from pgstream.render import queries
 from pgstream.render.config import ConfigRenderer
 
+_T = TypeVar("_T", bound=attrs.AttrsInstance)
 _FROM_HOST = re.compile(r"from host \"(?P<host>[^\"]+)\"")
 
 
@@ -145,6 +156,33 @@ def has_rewind(node: Node) -> bool:
     return compat.rewind_fits(found.version, node.version)
 
 
+def _stopped(node: Node) -> Node:
+    """A copy of ``node`` as it will be once stopped: nothing answers (``ping`` False, no
+    connection opens) and its service does not run; everything else (host, data directory,
+    service commands) is the node's own. Only to build the plan that node will get."""
+    def down(_self: object, *_args: object, **_kw: object) -> NoReturn:
+        raise NodeUnreachable(f"{node.name} is shown as stopped: not asked")
+
+    service = node.service
+    if service is not None:
+        service = _copy_as(service, running=lambda _self: False)
+    copy = _copy_as(node, ping=lambda _self: False, connect=down)
+    copy.service = service
+    return copy
+
+
+def _copy_as(obj: _T, **methods: Callable[..., object]) -> _T:
+    """A copy of the attrs instance ``obj`` (its init fields), ``methods`` replaced."""
+    cls = type(obj)
+    kind = type(f"Stopped{cls.__name__}", (cls,), dict(methods))
+    return cast(_T, kind(**{field.alias: getattr(obj, field.name)
+                            for field in attrs.fields(cls) if field.init}))
+
+
+def _shown(step: Step, *, detail: bool = True) -> tuple[str, str, str, str, str]:
+    return (step.node, step.host, step.kind.value, step.title, step.detail if detail else "")
+
+
 def _rejoin_plan(view: ClusterView, finding: Finding) -> Plan | None:
     node = view.node(finding.node)
     service = node.service
@@ -153,28 +191,88 @@ def _rejoin_plan(view: ClusterView, finding: Finding) -> Plan | None:
     if not has_rewind(node):  # without pg_rewind of its major: a new clone
         return _reclone_plan(view, attrs.evolve(finding, upstream=finding.upstream
                                                 or view.primary.name))
+    # The rejoin plan reads the stopped node's pg_control: built now as for the node stopped
+    # (its steps are shown), built again once it is stopped, and run only if it is the same.
+    shown = rejoin_plan(view, _stopped(node), rewind=True).steps
+    decision = 0  # its first step: the decision, from pg_control (read once stopped)
+    primary = view.primary.name
+    built: list[Plan] = []
+    stopped: list[bool] = []
 
     def stop(report: Report) -> StepResult:
-        node.close()
-        service.stop("fast")
-        return StepResult(True, f"stopped {node.name}")
+        built.clear()  # this apply's own (a plan may be applied again)
+        stopped.clear()
+        if service.running() or node.ping():
+            node.close()
+            stopped.append(True)
+            service.stop("fast")
+        plan = rejoin_plan(view, node, rewind=True)
+        if (differs := _difference(shown, plan.steps, decision)) is not None:
+            raise RejoinRefused(
+                f"{node.name}: the rejoin plan built now that it is stopped is not the one "
+                f"shown ({differs}): nothing rejoined"
+                + (", it is started again" if stopped else "") + "; check() anew for a plan")
+        built.append(plan)
+        return StepResult(True, f"stopped {node.name}" if stopped else
+                          f"{node.name} was stopped already")
 
-    def rejoin(report: Report) -> StepResult:
-        def forward(event: ProgressEvent) -> None:
-            if event.event in ("done", "failed"):
-                report(f"{event.step.title}: {event.message}", None)
+    def start_again() -> None:  # the rejoin plan refused or failed to build: as it was
+        if stopped and not built:
+            stopped.clear()
+            service.start()
+            node.wait_ready()
 
-        done = rejoin_plan(view, node, rewind=True).apply(forward)
-        return StepResult(True, f"rejoined {view.primary.name} ({len(done.applied)} steps)")
+    steps = [Step(node.name, StepKind.STOP, f"stop {node.name}",
+                  service.describe("stop", "fast") + "\n"
+                  f"then cluster.rejoin_plan({node.name!r}, rewind=True), built again now that "
+                  "it is stopped (it reads pg_control), must be the steps below; else refused, "
+                  "nothing rejoined, and started again:\n"
+                  + service.describe("start") + "  -- only if refused",
+                  action=stop, cleanup=start_again, host=node.host.name)]
+    for number, step in enumerate(shown):
+        detail = step.detail
+        if number == decision:
+            detail = (f"read once {node.name} is stopped: its pg_control (state, checkpoint, "
+                      f"timeline) and {primary}'s branch point\ndecision: pg_rewind (its "
+                      "timeline diverged)")
+        steps.append(_delegated(step, detail, built, number, tell=number == decision))
+    return Plan(f"rejoin {node.name} to {primary} with pg_rewind", steps)
 
-    return Plan(f"rejoin {node.name} to {view.primary.name} with pg_rewind", [
-        Step(node.name, StepKind.STOP, f"stop {node.name}", service.describe("stop", "fast"),
-             action=stop, host=node.host.name),
-        Step(node.name, StepKind.REWIND, f"rejoin {node.name} with pg_rewind",
-             f"cluster.rejoin_plan({node.name!r}, rewind=True), built once {node.name} is "
-             "stopped (it reads its pg_control): pg_rewind from "
-             f"{view.primary.name}, recovery configuration, start, check it streams",
-             action=rejoin, host=node.host.name)])
+
+def _delegated(step: Step, detail: str, built: list[Plan], number: int, *,
+               tell: bool) -> Step:
+    """``step`` as shown (with ``detail``), running step ``number`` of the plan built at
+    apply time (its action, undo and cleanup); ``tell``: its detail is reported first."""
+    def action(report: Report) -> StepResult | None:
+        real = built[0].steps[number]
+        if tell:  # what it read, now that the node is stopped
+            for line in real.detail.splitlines():
+                report(line, None)
+        return real.action(report)
+
+    def undo() -> None:
+        if (real := built[0].steps[number].undo) is not None:
+            real()
+
+    def cleanup() -> None:
+        if (real := built[0].steps[number].cleanup) is not None:
+            real()
+
+    return attrs.evolve(step, detail=detail, action=action,
+                        undo=undo if step.undo is not None else None,
+                        cleanup=cleanup if step.cleanup is not None else None)
+
+
+def _difference(shown: Sequence[Step], real: Sequence[Step], decision: int) -> str | None:
+    """How the plan built at apply time (``real``) differs from the one ``shown`` (None: it
+    does not): node, host, kind, title and detail of each step, but the ``decision`` step's
+    detail (what it read in pg_control)."""
+    for number, (one, other) in enumerate(zip(shown, real, strict=False)):
+        if _shown(one, detail=number != decision) != _shown(other, detail=number != decision):
+            return f"step {number + 2}, {other.title!r}, differs"  # as the fix numbers it
+    if len(real) != len(shown):
+        return f"{len(real)} steps instead of {len(shown)}"
+    return None
 
 
 FIXES: dict[str, Callable[[ClusterView, Finding], Plan | None]] = {
