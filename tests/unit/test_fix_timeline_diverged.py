@@ -80,3 +80,17 @@ def test_the_fix_refuses_when_the_rejoin_plan_differs_once_stopped(
     assert plan.steps[4].title == "passfile entry for pg"
     assert rig.servers["s2"].up, "s2 was not started again"
     assert rig.changes() == {}, "the refused fix ran more than its stop and start"
+
+
+@pytest.mark.parametrize("version", ["12.20", "16.4"])
+def test_the_fix_of_a_running_node_is_built_for_the_clean_stop_it_makes(version: str) -> None:
+    """The running node's pg_control says it runs (not a clean shutdown): the fix, which
+    stops it cleanly first, is built as for that clean stop, so pg_rewind before 13 (which
+    cannot recover an unclean target) still gets a plan."""
+    rig = fake_cluster(version=version)
+    s2 = rig.node("s2")
+    stop(s2, rig.hosts["s2"], state=DbState.IN_PRODUCTION, timeline=2)
+    start(s2, rig.hosts["s2"])
+    plan = _fix(rig)
+    assert plan.steps[2].kind.value == "rewind"
+    assert rig.servers["s2"].up

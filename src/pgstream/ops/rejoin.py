@@ -63,13 +63,22 @@ def timeline_history(primary: Node) -> dict[int, Lsn]:
     return points
 
 
-def divergence(node: Node, primary: Node) -> Divergence:
+#: The state a clean (fast or smart) stop leaves, by the state a running server shows.
+_AFTER_A_CLEAN_STOP = {DbState.IN_PRODUCTION: DbState.SHUTDOWNED,
+                       DbState.IN_ARCHIVE_RECOVERY: DbState.SHUTDOWNED_IN_RECOVERY}
+
+
+def divergence(node: Node, primary: Node, *, stopping: bool = False) -> Divergence:
     """Whether the stopped ``node`` must be rewound to stream from ``primary``: read from
-    its ``pg_control`` and the primary's timeline history (see :class:`Divergence`). Raises
+    its ``pg_control`` and the primary's timeline history (see :class:`Divergence`).
+    ``stopping``: the node still runs and a clean stop comes first, so a running state is
+    read as the shut-down state that stop leaves. Raises
     :class:`~pgstream.errors.NodeUnreachable` when its version cannot be learnt."""
     version = server_version(node)
     assert node.data_dir is not None
     control = controlfile.read(Path(node.data_dir), version, node.host)
+    if stopping and control.state in _AFTER_A_CLEAN_STOP:
+        control = attrs.evolve(control, state=_AFTER_A_CLEAN_STOP[control.state])
     history = timeline_history(primary)
     point = history.get(control.timeline or 0)
     current = primary.timeline()
@@ -100,8 +109,10 @@ def divergence(node: Node, primary: Node) -> Divergence:
 
 
 def rejoin_plan(cluster: ClusterView, node: Node | str, *, rewind: bool | None = None,
-                timeout: float = 60.0) -> Plan:
+                timeout: float = 60.0, stopping: bool = False) -> Plan:
     """``rewind``: None decides from the divergence; False refuses to rewind; True forces.
+    ``stopping``: the plan for a node that a clean stop will stop first (``check()``'s
+    ``timeline_diverged`` fix shows it before that stop; see :func:`divergence`).
 
     The node streams from the primary's own address (``cluster.address_of``), whichever node
     that is now. The primary is cross-checked against its declaration before the plan is
@@ -122,7 +133,7 @@ def rejoin_plan(cluster: ClusterView, node: Node | str, *, rewind: bool | None =
     identity.verify(primary, role="primary",
                     port=identity.declared_port(primary, cluster.node_settings.get(primary.name)))
     check_same_system(target, primary)
-    found = divergence(target, primary)
+    found = divergence(target, primary, stopping=stopping)
     use_rewind = found.needs_rewind if rewind is None else rewind
     version = server_version(target)
     if found.needs_rewind and not use_rewind:

@@ -193,7 +193,7 @@ def _rejoin_plan(view: ClusterView, finding: Finding) -> Plan | None:
                                                 or view.primary.name))
     # The rejoin plan reads the stopped node's pg_control: built now as for the node stopped
     # (its steps are shown), built again once it is stopped, and run only if it is the same.
-    shown = rejoin_plan(view, _stopped(node), rewind=True).steps
+    shown = rejoin_plan(view, _stopped(node), rewind=True, stopping=True).steps
     decision = 0  # its first step: the decision, from pg_control (read once stopped)
     primary = view.primary.name
     built: list[Plan] = []
