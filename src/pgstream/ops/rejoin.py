@@ -244,6 +244,10 @@ def _rewind_step(cluster: ClusterView, target: Node, primary: Node, version: Ser
     cleanup = commands.remove_file(secret)
     checkpoint = queries.checkpoint()
     own = cluster.node_settings.get(target.name, {})
+    # Until the recovery configuration is written (the next steps), a rewound former primary
+    # started by hand would come up as a primary: from 12 an empty standby.signal right after
+    # the rewind makes any such start a standby's.
+    signal = "standby.signal" if version.adapter.supports("standby_signal") else None
 
     def action(report: Report) -> StepResult:
         env: dict[str, str] = {}
@@ -272,6 +276,8 @@ def _rewind_step(cluster: ClusterView, target: Node, primary: Node, version: Ser
                     target.host.run(cleanup, what="remove passfile")
             for name, text in kept.items():
                 target.host.write_text(data_dir / name, text, mode=0o600, owner=target.os_user)
+        if signal is not None:  # a start before the recovery configuration: a standby
+            target.host.write_text(data_dir / signal, "", mode=0o600, owner=target.os_user)
         if own:  # and the node's own settings that the cluster knows, on top
             merge_auto_conf(target.host, data_dir, dict(own), target.os_user)
         return StepResult(True, f"rewound in {done.seconds:.2f} s")
@@ -283,5 +289,8 @@ def _rewind_step(cluster: ClusterView, target: Node, primary: Node, version: Ser
                 + (f"  -- password from the 0600 file {secret}, then: {shlex.join(cleanup)}"
                    if password is not None else "")
                 + f"\n{target.name}'s own {', '.join(KEPT_FILES)} in {data_dir}: read before, "
-                "written back after (pg_rewind copies the source's)",
+                "written back after (pg_rewind copies the source's)"
+                + (f"\n{signal} written (empty) in {data_dir} right after: until its recovery "
+                   "configuration is written, a start makes it a standby, never a primary"
+                   if signal is not None else ""),
                 action=action, host=target.host.name)
