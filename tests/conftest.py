@@ -9,20 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from pgstream.hosts.host import LocalHost
+
 from .recording import Recorder, install_recorder
 
 _BASETEMP = pytest.StashKey[Path]()
 _PREFIX = "pgstream-pytest-"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest's tmpdir plugin reads --basetemp
@@ -35,10 +27,11 @@ def pytest_configure(config: pytest.Config) -> None:
     """
     if config.option.basetemp is not None:
         return
-    top = Path(tempfile.gettempdir())
+    top, host = Path(tempfile.gettempdir()), LocalHost()
     for stale in top.glob(f"{_PREFIX}*-*"):
         pid = stale.name[len(_PREFIX):].split("-", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)) and stale.stat().st_uid == os.getuid():
+        mine = stale.stat().st_uid == os.getuid()
+        if mine and pid.isdigit() and not host.process_alive(int(pid)):
             shutil.rmtree(stale, ignore_errors=True)
     base = Path(tempfile.mkdtemp(prefix=f"{_PREFIX}{os.getpid()}-"))
     config.stash[_BASETEMP] = base
